@@ -1,0 +1,95 @@
+use burn::config::Config;
+use burn::module::Module;
+use burn::nn::{Dropout, DropoutConfig, Initializer, Linear, LinearConfig};
+use burn::prelude::*;
+use burn::tensor::activation::softmax;
+
+/// Multi-head self-attention with a fused `qkv` projection (timm layout: output rows `[q | k | v]`,
+/// each head-major).
+#[derive(Config, Debug)]
+pub struct AttentionConfig {
+    /// Embedding dimension.
+    pub dim: usize,
+    /// Number of heads.
+    pub num_heads: usize,
+    /// Bias on the `qkv` projection. Default: true.
+    #[config(default = true)]
+    pub qkv_bias: bool,
+    /// Attention scale; `None` means `head_dim^-0.5`. Default: None.
+    #[config(default = "None")]
+    pub qk_scale: Option<f64>,
+    /// Dropout on the attention weights. Default: 0.
+    #[config(default = 0.0)]
+    pub attn_drop: f64,
+    /// Dropout after the output projection. Default: 0.
+    #[config(default = 0.0)]
+    pub proj_drop: f64,
+}
+
+impl AttentionConfig {
+    /// Builds the module (Linear weights normal(0, 0.02), biases 0).
+    ///
+    /// # Panics
+    /// If `dim` is not divisible by `num_heads`.
+    pub fn init<B: Backend>(&self, device: &B::Device) -> Attention<B> {
+        assert_eq!(self.dim % self.num_heads, 0, "dim {} not divisible by {} heads", self.dim, self.num_heads);
+        let head_dim = self.dim / self.num_heads;
+        Attention {
+            qkv: linear(self.dim, 3 * self.dim, self.qkv_bias, device),
+            proj: linear(self.dim, self.dim, true, device),
+            attn_drop: DropoutConfig::new(self.attn_drop).init(),
+            proj_drop: DropoutConfig::new(self.proj_drop).init(),
+            num_heads: self.num_heads,
+            scale: self.qk_scale.unwrap_or((head_dim as f64).powf(-0.5)),
+        }
+    }
+}
+
+/// A Linear layer with the ViT initialisation: weight normal(0, 0.02), bias zeros.
+pub(crate) fn linear<B: Backend>(
+    d_in: usize,
+    d_out: usize,
+    bias: bool,
+    device: &B::Device,
+) -> Linear<B> {
+    let mut layer = LinearConfig::new(d_in, d_out)
+        .with_bias(bias)
+        .with_initializer(Initializer::Normal { mean: 0.0, std: 0.02 })
+        .init(device);
+    layer.bias = layer.bias.map(|b| b.map(|t| t.zeros_like()));
+    layer
+}
+
+/// See [`AttentionConfig`].
+#[derive(Module, Debug)]
+pub struct Attention<B: Backend> {
+    /// Fused query / key / value projection `dim -> 3 * dim`.
+    pub qkv: Linear<B>,
+    /// Output projection.
+    pub proj: Linear<B>,
+    attn_drop: Dropout,
+    proj_drop: Dropout,
+    #[module(skip)]
+    num_heads: usize,
+    #[module(skip)]
+    scale: f64,
+}
+
+impl<B: Backend> Attention<B> {
+    /// `softmax(q k^T * scale) v`, heads concatenated, then projected.
+    ///
+    /// # Shapes
+    /// - `x`: `[batch, tokens, dim]`
+    /// - output: `[batch, tokens, dim]`
+    pub fn forward(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
+        let [b, n, d] = x.dims();
+        let h = self.num_heads;
+        let qkv = self.qkv.forward(x).reshape([b, n, 3, h, d / h]);
+        let part = |i: usize| qkv.clone().narrow(2, i, 1).reshape([b, n, h, d / h]).swap_dims(1, 2);
+        let (q, k, v) = (part(0), part(1), part(2));
+        let attn = softmax(q.matmul(k.swap_dims(2, 3)).mul_scalar(self.scale), 3);
+        let attn = self.attn_drop.forward(attn);
+        let out = attn.matmul(v).swap_dims(1, 2).reshape([b, n, d]);
+        self.proj_drop.forward(self.proj.forward(out))
+    }
+}

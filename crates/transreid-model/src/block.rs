@@ -1,0 +1,69 @@
+use burn::config::Config;
+use burn::module::Module;
+use burn::nn::{LayerNorm, LayerNormConfig};
+use burn::prelude::*;
+
+use crate::attention::{Attention, AttentionConfig};
+use crate::drop_path::drop_path;
+use crate::mlp::{Mlp, MlpConfig};
+
+/// A pre-norm transformer block:
+/// `x = x + DropPath(Attn(LN1(x)))`, `x = x + DropPath(MLP(LN2(x)))`.
+#[derive(Config, Debug)]
+pub struct BlockConfig {
+    /// Attention settings (dimension, heads, qkv bias, scale, dropouts).
+    pub attention: AttentionConfig,
+    /// MLP hidden size over `dim`. Default: 4.
+    #[config(default = 4.0)]
+    pub mlp_ratio: f64,
+    /// MLP dropout. Default: 0.
+    #[config(default = 0.0)]
+    pub drop: f64,
+    /// Stochastic-depth rate of this block. Default: 0.
+    #[config(default = 0.0)]
+    pub drop_path: f64,
+    /// LayerNorm epsilon. Default: 1e-6.
+    #[config(default = 1e-6)]
+    pub layer_norm_eps: f64,
+}
+
+impl BlockConfig {
+    /// Builds the block.
+    pub fn init<B: Backend>(&self, device: &B::Device) -> Block<B> {
+        let dim = self.attention.dim;
+        let norm = || LayerNormConfig::new(dim).with_epsilon(self.layer_norm_eps).init(device);
+        Block {
+            norm1: norm(),
+            attn: self.attention.init(device),
+            norm2: norm(),
+            mlp: MlpConfig::new(dim, (dim as f64 * self.mlp_ratio) as usize)
+                .with_drop(self.drop)
+                .init(device),
+            drop_path: self.drop_path,
+        }
+    }
+}
+
+/// See [`BlockConfig`].
+#[derive(Module, Debug)]
+pub struct Block<B: Backend> {
+    /// Norm before attention.
+    pub norm1: LayerNorm<B>,
+    /// Self-attention.
+    pub attn: Attention<B>,
+    /// Norm before the MLP.
+    pub norm2: LayerNorm<B>,
+    /// Feed-forward network.
+    pub mlp: Mlp<B>,
+    #[module(skip)]
+    drop_path: f64,
+}
+
+impl<B: Backend> Block<B> {
+    /// # Shapes
+    /// - `x`: `[batch, tokens, dim]` -> `[batch, tokens, dim]`
+    pub fn forward(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
+        let x = x.clone() + drop_path(self.attn.forward(self.norm1.forward(x)), self.drop_path);
+        x.clone() + drop_path(self.mlp.forward(self.norm2.forward(x)), self.drop_path)
+    }
+}

@@ -1,0 +1,56 @@
+//! Our checkpoint format: a safetensors file in the reference's state-dict layout (PyTorch
+//! users load it with `safetensors.torch.load_file` and the reference's `load_param`), with the
+//! model configuration as JSON in the metadata.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use burn::prelude::*;
+
+use crate::error::ImportError;
+use crate::pretrained::{export_state_dict, load_reference_dict, ImportOptions};
+use crate::state_dict::{read_state_dict, write_safetensors};
+use crate::transreid::{TransReid, TransReidConfig};
+
+/// Metadata key holding the [`TransReidConfig`] JSON.
+pub const CONFIG_METADATA_KEY: &str = "transreid.config";
+
+/// Saves the model and its configuration atomically (temporary file, then rename).
+pub fn save_checkpoint<B: Backend>(
+    model: &TransReid<B>,
+    config: &TransReidConfig,
+    path: &Path,
+) -> Result<(), ImportError> {
+    let json = serde_json::to_string(config).expect("config serialises");
+    let metadata = BTreeMap::from([
+        ("format".to_string(), "pt".to_string()),
+        (CONFIG_METADATA_KEY.to_string(), json),
+    ]);
+    write_safetensors(path, &export_state_dict(model), metadata)
+}
+
+/// Writes the model's weights in the reference's state-dict layout (PyTorch `[out, in]` Linear
+/// weights, `bottleneck_k` / `classifier_k` names) as safetensors, without our metadata.
+pub fn export_reference<B: Backend>(model: &TransReid<B>, path: &Path) -> Result<(), ImportError> {
+    let metadata = BTreeMap::from([("format".to_string(), "pt".to_string())]);
+    write_safetensors(path, &export_state_dict(model), metadata)
+}
+
+/// Loads a checkpoint written by [`save_checkpoint`]: builds the model from the stored
+/// configuration and loads every tensor strictly.
+pub fn load_checkpoint<B: Backend>(
+    path: &Path,
+    device: &B::Device,
+) -> Result<(TransReid<B>, TransReidConfig), ImportError> {
+    let (dict, metadata) = read_state_dict(path)?;
+    let config_error = |message: String| ImportError::Config { path: path.to_path_buf(), message };
+    let json = metadata
+        .get(CONFIG_METADATA_KEY)
+        .ok_or_else(|| config_error(format!("no `{CONFIG_METADATA_KEY}` metadata")))?;
+    let config: TransReidConfig =
+        serde_json::from_str(json).map_err(|e| config_error(e.to_string()))?;
+    config.validate().map_err(|e| config_error(e.to_string()))?;
+    let mut model = config.init::<B>(device);
+    load_reference_dict(&mut model, dict, ImportOptions::default())?;
+    Ok((model, config))
+}

@@ -1,0 +1,48 @@
+//! The TransReID network (He et al., ICCV 2021) as generic Burn modules, with weight import
+//! from timm / Hugging Face safetensors, original `.pth` files and the reference's trained
+//! checkpoints.
+//!
+//! ```no_run
+//! use burn::backend::NdArray;
+//! use transreid_model::{JpmConfig, SieConfig, SieMode, TransReidConfig, VitPreset};
+//!
+//! let device = Default::default();
+//! let config = TransReidConfig::new(VitPreset::VitBase16.config([256, 128], [16, 16]), 751)
+//!     .with_sie(SieConfig::new().with_mode(SieMode::Camera).with_camera_num(6))
+//!     .with_jpm(Some(JpmConfig::new()));
+//! let model = config.init::<NdArray>(&device);
+//! ```
+
+mod attention;
+mod block;
+mod checkpoint;
+mod drop_path;
+mod error;
+mod head;
+mod jpm;
+mod mlp;
+mod patch_embed;
+mod pos_embed;
+mod presets;
+mod pretrained;
+mod sie;
+mod state_dict;
+mod transreid;
+mod vit;
+
+pub use attention::{Attention, AttentionConfig};
+pub use block::{Block, BlockConfig};
+pub use checkpoint::{export_reference, load_checkpoint, save_checkpoint, CONFIG_METADATA_KEY};
+pub use drop_path::drop_path;
+pub use error::{ImportError, LabelError};
+pub use head::BnNeck;
+pub use jpm::{shuffle_index, JpmBranch, JpmConfig, JpmError};
+pub use mlp::{Mlp, MlpConfig};
+pub use patch_embed::{PatchEmbed, PatchEmbedConfig};
+pub use pos_embed::resize_pos_embed;
+pub use presets::{PixelStats, VitPreset, HALF_STATS, IMAGENET_STATS};
+pub use pretrained::{load_imagenet, load_reference, ImportOptions, ImportReport};
+pub use sie::{SieConfig, SieMode};
+pub use state_dict::{HostTensor, StateDict};
+pub use transreid::{NeckFeat, TrainOutput, TransReid, TransReidConfig};
+pub use vit::{cls_of, VisionTransformer, VitConfig};

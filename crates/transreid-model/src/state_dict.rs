@@ -1,0 +1,202 @@
+//! Checkpoint tensors on the host, read from safetensors or PyTorch files.
+
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::path::Path;
+
+use burn_store::pytorch::PytorchReader;
+use safetensors::{Dtype, SafeTensors};
+
+use crate::error::ImportError;
+
+/// A tensor on the host in f32, row-major.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HostTensor {
+    /// Dimensions.
+    pub shape: Vec<usize>,
+    /// Values, `shape.iter().product()` of them.
+    pub data: Vec<f32>,
+}
+
+impl HostTensor {
+    /// A tensor from its shape and data.
+    ///
+    /// # Panics
+    /// If the data length does not match the shape.
+    pub fn new(shape: Vec<usize>, data: Vec<f32>) -> Self {
+        assert_eq!(shape.iter().product::<usize>(), data.len(), "shape {shape:?}");
+        Self { shape, data }
+    }
+
+    /// The transpose of a 2-D tensor (PyTorch Linear `[out, in]` <-> Burn `[in, out]`).
+    pub fn transposed(&self) -> Self {
+        let [rows, cols] = [self.shape[0], self.shape[1]];
+        let mut data = vec![0.0; self.data.len()];
+        for r in 0..rows {
+            for c in 0..cols {
+                data[c * rows + r] = self.data[r * cols + c];
+            }
+        }
+        Self { shape: vec![cols, rows], data }
+    }
+}
+
+/// Named tensors of a checkpoint, sorted by name.
+pub type StateDict = BTreeMap<String, HostTensor>;
+
+/// Wrappers whose content is the state dict (`{'model': ...}`, `{'state_dict': ...}`,
+/// DINO-style `{'teacher': ...}`) and the DistributedDataParallel prefix.
+const WRAPPERS: [&str; 4] = ["model.", "state_dict.", "teacher.", "module."];
+
+/// Reads a checkpoint, deciding the format by its content: a zip archive or pickle is a
+/// PyTorch file, anything else must be safetensors. Wrappers are unwrapped.
+pub fn read_state_dict(path: &Path) -> Result<(StateDict, BTreeMap<String, String>), ImportError> {
+    let io = |source| ImportError::Io { path: path.to_path_buf(), source };
+    let mut magic = [0u8; 2];
+    std::fs::File::open(path).and_then(|mut f| f.read_exact(&mut magic)).map_err(io)?;
+    let (dict, metadata) = match magic {
+        [b'P', b'K'] | [0x80, _] => (read_pth(path)?, BTreeMap::new()),
+        _ => read_safetensors(path)?,
+    };
+    Ok((unwrap(dict), metadata))
+}
+
+fn unwrap(mut dict: StateDict) -> StateDict {
+    'outer: loop {
+        for wrapper in WRAPPERS {
+            if dict.keys().any(|k| k.starts_with(wrapper)) {
+                dict = dict
+                    .into_iter()
+                    .filter_map(|(k, v)| k.strip_prefix(wrapper).map(|k| (k.to_string(), v)))
+                    .collect();
+                continue 'outer;
+            }
+        }
+        return dict;
+    }
+}
+
+fn corrupt(path: &Path, format: &'static str, message: impl ToString) -> ImportError {
+    ImportError::Corrupt { path: path.to_path_buf(), format, message: message.to_string() }
+}
+
+/// Reads every tensor of a safetensors file as f32, with the file's metadata.
+pub fn read_safetensors(path: &Path) -> Result<(StateDict, BTreeMap<String, String>), ImportError> {
+    let bytes = std::fs::read(path).map_err(|source| ImportError::Io { path: path.to_path_buf(), source })?;
+    let (_, meta) = SafeTensors::read_metadata(&bytes).map_err(|e| corrupt(path, "safetensors", e))?;
+    let tensors = SafeTensors::deserialize(&bytes).map_err(|e| corrupt(path, "safetensors", e))?;
+    let mut dict = StateDict::new();
+    for (name, view) in tensors.tensors() {
+        let raw = view.data();
+        let data: Vec<f32> = match view.dtype() {
+            Dtype::F32 => raw.chunks_exact(4).map(|b| f32::from_le_bytes(b.try_into().unwrap())).collect(),
+            Dtype::F64 => raw
+                .chunks_exact(8)
+                .map(|b| f64::from_le_bytes(b.try_into().unwrap()) as f32)
+                .collect(),
+            Dtype::F16 => raw
+                .chunks_exact(2)
+                .map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32())
+                .collect(),
+            Dtype::BF16 => raw
+                .chunks_exact(2)
+                .map(|b| half::bf16::from_le_bytes([b[0], b[1]]).to_f32())
+                .collect(),
+            Dtype::I64 => raw
+                .chunks_exact(8)
+                .map(|b| i64::from_le_bytes(b.try_into().unwrap()) as f32)
+                .collect(),
+            other => {
+                return Err(ImportError::UnsupportedDtype { key: name, dtype: format!("{other:?}") })
+            }
+        };
+        dict.insert(name, HostTensor::new(view.shape().to_vec(), data));
+    }
+    let metadata = meta.metadata().clone().unwrap_or_default().into_iter().collect();
+    Ok((dict, metadata))
+}
+
+/// Reads every tensor of a PyTorch `.pth` / `.pt` file (zip or legacy pickle) as f32.
+pub fn read_pth(path: &Path) -> Result<StateDict, ImportError> {
+    let reader = PytorchReader::new(path).map_err(|e| corrupt(path, "PyTorch", e))?;
+    let mut dict = StateDict::new();
+    for (name, snapshot) in reader.into_tensors() {
+        let data = snapshot.to_data().map_err(|e| corrupt(path, "PyTorch", format!("{name}: {e:?}")))?;
+        let shape = data.shape.to_vec();
+        let values = data
+            .convert::<f32>()
+            .to_vec::<f32>()
+            .map_err(|e| ImportError::UnsupportedDtype { key: name.clone(), dtype: format!("{e:?}") })?;
+        dict.insert(name, HostTensor::new(shape, values));
+    }
+    Ok(dict)
+}
+
+/// Writes tensors as an f32 safetensors file atomically (a temporary file, then a rename), so an
+/// interrupted write never leaves a truncated checkpoint behind.
+pub fn write_safetensors(
+    path: &Path,
+    dict: &StateDict,
+    metadata: BTreeMap<String, String>,
+) -> Result<(), ImportError> {
+    let io = |source| ImportError::Io { path: path.to_path_buf(), source };
+    let bytes: Vec<(String, Vec<u8>, Vec<usize>)> = dict
+        .iter()
+        .map(|(k, t)| (k.clone(), t.data.iter().flat_map(|v| v.to_le_bytes()).collect(), t.shape.clone()))
+        .collect();
+    let views: Vec<(String, safetensors::tensor::TensorView)> = bytes
+        .iter()
+        .map(|(k, b, s)| (k.clone(), safetensors::tensor::TensorView::new(Dtype::F32, s.clone(), b).unwrap()))
+        .collect();
+    let metadata: std::collections::HashMap<String, String> = metadata.into_iter().collect();
+    let serialized = safetensors::serialize(views, &Some(metadata))
+        .map_err(|e| corrupt(path, "safetensors", e))?;
+    let tmp = path.with_extension("safetensors.tmp");
+    std::fs::write(&tmp, serialized).map_err(io)?;
+    std::fs::rename(&tmp, path).map_err(io)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wrappers_are_unwrapped_and_other_entries_dropped() {
+        let t = HostTensor::new(vec![1], vec![1.0]);
+        let dict: StateDict = [
+            ("model.module.pos_embed".to_string(), t.clone()),
+            ("optimizer.state.0".to_string(), t.clone()),
+        ]
+        .into_iter()
+        .collect();
+        let out = unwrap(dict);
+        assert_eq!(out.keys().collect::<Vec<_>>(), vec!["pos_embed"]);
+    }
+
+    #[test]
+    fn transpose_swaps_rows_and_columns() {
+        let t = HostTensor::new(vec![2, 3], vec![1., 2., 3., 4., 5., 6.]);
+        let tt = t.transposed();
+        assert_eq!(tt.shape, vec![3, 2]);
+        assert_eq!(tt.data, vec![1., 4., 2., 5., 3., 6.]);
+        assert_eq!(tt.transposed(), t);
+    }
+
+    #[test]
+    fn safetensors_round_trip_and_corrupt_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("x.safetensors");
+        let dict: StateDict =
+            [("a.b".to_string(), HostTensor::new(vec![2, 2], vec![1., 2., 3., 4.]))].into_iter().collect();
+        let meta: BTreeMap<String, String> = [("k".to_string(), "v".to_string())].into_iter().collect();
+        write_safetensors(&path, &dict, meta.clone()).unwrap();
+        let (back, back_meta) = read_state_dict(&path).unwrap();
+        assert_eq!(back, dict);
+        assert_eq!(back_meta, meta);
+
+        let bytes = std::fs::read(&path).unwrap();
+        std::fs::write(&path, &bytes[..bytes.len() - 3]).unwrap();
+        assert!(matches!(read_state_dict(&path), Err(ImportError::Corrupt { .. })));
+        assert!(matches!(read_state_dict(&dir.path().join("none")), Err(ImportError::Io { .. })));
+    }
+}

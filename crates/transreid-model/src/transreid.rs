@@ -1,0 +1,260 @@
+use burn::config::Config;
+use burn::module::Module;
+use burn::nn::{Initializer, Linear, LinearConfig};
+use burn::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use crate::head::BnNeck;
+use crate::jpm::{JpmBranch, JpmConfig, JpmError};
+use crate::sie::SieConfig;
+use crate::vit::{cls_of, VisionTransformer, VitConfig};
+
+/// Which feature [`TransReid::embed`] returns (`TEST.NECK_FEAT`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum NeckFeat {
+    /// Features before the BNNeck (what every shipped reference config evaluates).
+    #[default]
+    Before,
+    /// Features after the BNNeck.
+    After,
+}
+
+/// The whole TransReID model: backbone, optional JPM, BNNecks and classifiers.
+#[derive(Config, Debug, PartialEq)]
+pub struct TransReidConfig {
+    /// The ViT backbone.
+    pub vit: VitConfig,
+    /// Side information embedding. Default: none.
+    #[config(default = "SieConfig::new()")]
+    pub sie: SieConfig,
+    /// Jigsaw Patch Module; `None` gives the plain baseline. Default: None.
+    #[config(default = "None")]
+    pub jpm: Option<JpmConfig>,
+    /// Number of training identities (classifier outputs).
+    pub num_classes: usize,
+    /// Inference feature. Default: before the BNNeck.
+    #[config(default = "NeckFeat::Before")]
+    pub neck_feat: NeckFeat,
+}
+
+impl TransReidConfig {
+    /// Number of branches: 1 + parts with JPM, else 1.
+    pub fn num_branches(&self) -> usize {
+        1 + self.jpm.as_ref().map_or(0, |j| j.num_parts)
+    }
+
+    /// Dimension of [`TransReid::embed`]'s output.
+    pub fn embed_dim(&self) -> usize {
+        self.num_branches() * self.vit.embed_dim
+    }
+
+    /// Checks the settings without building anything.
+    pub fn validate(&self) -> Result<(), JpmError> {
+        if let Some(jpm) = &self.jpm {
+            jpm.part_index(self.vit.patch_embed().num_patches())?;
+        }
+        Ok(())
+    }
+
+    /// Builds the model with random weights (the reference's initialisation).
+    ///
+    /// # Panics
+    /// If the JPM settings do not fit the patch grid (see [`Self::validate`]).
+    pub fn init<B: Backend>(&self, device: &B::Device) -> TransReid<B> {
+        let base = self.vit.init(&self.sie, device);
+        let part_index = match &self.jpm {
+            Some(jpm) => jpm
+                .part_index(self.vit.patch_embed().num_patches())
+                .unwrap_or_else(|e| panic!("invalid JPM settings: {e}")),
+            None => Vec::new(),
+        };
+        // b1 / b2 start as copies of the backbone's last block and final norm.
+        let branch = || JpmBranch {
+            block: self.vit.block(self.vit.depth - 1).init(device),
+            norm: self.vit.norm(device),
+        };
+        let (b1, b2) = match self.jpm {
+            Some(_) => (Some(branch()), Some(branch())),
+            None => (None, None),
+        };
+        let mut model = TransReid {
+            base,
+            b1,
+            b2,
+            bottlenecks: (0..self.num_branches())
+                .map(|_| BnNeck::new(self.vit.embed_dim, device))
+                .collect(),
+            classifiers: (0..self.num_branches())
+                .map(|_| {
+                    LinearConfig::new(self.vit.embed_dim, self.num_classes)
+                        .with_bias(false)
+                        .with_initializer(Initializer::Normal { mean: 0.0, std: 0.001 })
+                        .init(device)
+                })
+                .collect(),
+            part_index,
+            num_parts: self.jpm.as_ref().map_or(0, |j| j.num_parts),
+            neck_feat: self.neck_feat,
+        };
+        model.copy_last_block_into_branches();
+        model
+    }
+}
+
+/// What a training forward returns: one entry per branch, index 0 the global branch,
+/// `1..=num_parts` the JPM parts.
+#[derive(Debug, Clone)]
+pub struct TrainOutput<B: Backend> {
+    /// Classifier logits of the BNNeck'd features, `[batch, num_classes]` each.
+    pub scores: Vec<Tensor<B, 2>>,
+    /// Features before the BNNeck (for the triplet loss), `[batch, D]` each.
+    pub feats: Vec<Tensor<B, 2>>,
+}
+
+/// TransReID (`build_transformer_local` with JPM, `build_transformer` without).
+///
+/// Training mode is an autodiff backend (BNNeck batch statistics, dropout, drop path);
+/// call [`burn::module::AutodiffModule::valid`] to get the inference model.
+#[derive(Module, Debug)]
+pub struct TransReid<B: Backend> {
+    /// The ViT backbone (`base`). With JPM, its last block and final norm are unused.
+    pub base: VisionTransformer<B>,
+    /// Global JPM branch.
+    pub b1: Option<JpmBranch<B>>,
+    /// Local JPM branch shared by all parts.
+    pub b2: Option<JpmBranch<B>>,
+    /// BNNeck per branch (`bottleneck`, `bottleneck_1..k`).
+    pub bottlenecks: Vec<BnNeck<B>>,
+    /// Bias-free classifier per branch (`classifier`, `classifier_1..k`).
+    pub classifiers: Vec<Linear<B>>,
+    #[module(skip)]
+    part_index: Vec<usize>,
+    #[module(skip)]
+    num_parts: usize,
+    #[module(skip)]
+    neck_feat: NeckFeat,
+}
+
+impl<B: Backend> TransReid<B> {
+    /// Sets `b1` and `b2` to copies of the backbone's last block and final norm, as the
+    /// reference does right after loading ImageNet weights.
+    pub fn copy_last_block_into_branches(&mut self) {
+        if self.b1.is_none() {
+            return;
+        }
+        let last = self.base.blocks.last().expect("backbone has blocks");
+        let fresh = || JpmBranch { block: copy_module(last), norm: copy_module(&self.base.norm) };
+        self.b1 = Some(fresh());
+        self.b2 = Some(fresh());
+    }
+
+    /// Pre-BNNeck features of every branch, `[batch, D]` each.
+    fn branch_features(
+        &self,
+        images: Tensor<B, 4>,
+        cameras: Option<Tensor<B, 1, Int>>,
+        views: Option<Tensor<B, 1, Int>>,
+    ) -> Vec<Tensor<B, 2>> {
+        let (Some(b1), Some(b2)) = (&self.b1, &self.b2) else {
+            return vec![self.base.forward_global(images, cameras, views)];
+        };
+        let depth = self.base.blocks.len();
+        let f = self.base.forward_blocks(images, cameras, views, depth - 1);
+        let [batch, _, d] = f.dims();
+        let global = cls_of(b1.forward(f.clone()));
+
+        // All parts go through the shared b2 as one batch: [parts * batch, 1 + part_len, D].
+        let parts = self.num_parts;
+        let part_tokens = self.part_index.len() / parts;
+        let index: Vec<i64> = self.part_index.iter().map(|&i| i as i64).collect();
+        let index = Tensor::<B, 1, Int>::from_data(TensorData::new(index, [parts * part_tokens]), &f.device());
+        let x = f
+            .select(1, index)
+            .reshape([batch, parts, part_tokens, d])
+            .swap_dims(0, 1)
+            .reshape([parts * batch, part_tokens, d]);
+        let local = cls_of(b2.forward(x)).reshape([parts, batch, d]);
+        std::iter::once(global)
+            .chain((0..parts).map(|k| local.clone().narrow(0, k, 1).reshape([batch, d])))
+            .collect()
+    }
+
+    /// Training forward.
+    ///
+    /// # Shapes
+    /// - `images`: `[batch, 3, H, W]`; `cameras`, `views`: `[batch]` (needed only by SIE)
+    ///
+    /// # Panics
+    /// If SIE needs cameras or views that are `None`, or the image size is not the configured one.
+    pub fn forward_train(
+        &self,
+        images: Tensor<B, 4>,
+        cameras: Option<Tensor<B, 1, Int>>,
+        views: Option<Tensor<B, 1, Int>>,
+    ) -> TrainOutput<B> {
+        let feats = self.branch_features(images, cameras, views);
+        let scores = feats
+            .iter()
+            .zip(&self.bottlenecks)
+            .zip(&self.classifiers)
+            .map(|((f, neck), classifier)| classifier.forward(neck.forward(f.clone())))
+            .collect();
+        TrainOutput { scores, feats }
+    }
+
+    /// The inference feature `[global, part_1 / k, ..., part_k / k]` with `k` parts, before or
+    /// after the BNNeck as configured (the reference's eval forward).
+    ///
+    /// # Shapes
+    /// - output: `[batch, (1 + num_parts) * D]`
+    pub fn embed(
+        &self,
+        images: Tensor<B, 4>,
+        cameras: Option<Tensor<B, 1, Int>>,
+        views: Option<Tensor<B, 1, Int>>,
+    ) -> Tensor<B, 2> {
+        let feats = self.branch_features(images, cameras, views);
+        let parts = self.num_parts.max(1) as f64;
+        let feats = feats
+            .into_iter()
+            .zip(&self.bottlenecks)
+            .enumerate()
+            .map(|(i, (f, neck))| {
+                let f = match self.neck_feat {
+                    NeckFeat::Before => f,
+                    NeckFeat::After => neck.forward(f),
+                };
+                if i == 0 { f } else { f.div_scalar(parts) }
+            })
+            .collect();
+        Tensor::cat(feats, 1)
+    }
+
+    /// The side-information settings.
+    pub fn sie(&self) -> &SieConfig {
+        self.base.sie()
+    }
+
+    /// Number of JPM parts (0 without JPM).
+    pub fn num_parts(&self) -> usize {
+        self.num_parts
+    }
+}
+
+/// A deep copy with fresh parameter ids (so optimisers treat it as a separate parameter).
+fn copy_module<B: Backend, M: Module<B>>(module: &M) -> M {
+    module.clone().map(&mut FreshIds)
+}
+
+struct FreshIds;
+
+impl<B: Backend> burn::module::ModuleMapper<B> for FreshIds {
+    fn map_float<const D: usize>(
+        &mut self,
+        param: burn::module::Param<Tensor<B, D>>,
+    ) -> burn::module::Param<Tensor<B, D>> {
+        let require_grad = param.is_require_grad();
+        burn::module::Param::from_tensor(param.val().detach()).set_require_grad(require_grad)
+    }
+}
