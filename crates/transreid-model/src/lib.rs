@@ -43,6 +43,6 @@ pub use pos_embed::resize_pos_embed;
 pub use presets::{PixelStats, VitPreset, HALF_STATS, IMAGENET_STATS};
 pub use pretrained::{load_imagenet, load_reference, ImportOptions, ImportReport};
 pub use sie::{SieConfig, SieMode};
-pub use state_dict::{HostTensor, StateDict};
+pub use state_dict::{read_state_dict, write_safetensors, HostTensor, StateDict};
 pub use transreid::{NeckFeat, TrainOutput, TransReid, TransReidConfig};
 pub use vit::{cls_of, VisionTransformer, VitConfig};
