@@ -55,6 +55,8 @@ impl<B: Backend> BnNeck<B> {
                         .add(batch_stat.reshape([dim]).mul_scalar(MOMENTUM))
                         .detach(),
                 );
+                // Sync now: module visitors (export, checkpoints) read the synced value.
+                let _ = state.value_sync();
             };
             update(&self.running_mean, mean.clone().detach());
             update(&self.running_var, unbiased);

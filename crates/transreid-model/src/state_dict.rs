@@ -52,11 +52,15 @@ const WRAPPERS: [&str; 4] = ["model.", "state_dict.", "teacher.", "module."];
 /// PyTorch file, anything else must be safetensors. Wrappers are unwrapped.
 pub fn read_state_dict(path: &Path) -> Result<(StateDict, BTreeMap<String, String>), ImportError> {
     let io = |source| ImportError::Io { path: path.to_path_buf(), source };
-    let mut magic = [0u8; 2];
-    std::fs::File::open(path).and_then(|mut f| f.read_exact(&mut magic)).map_err(io)?;
-    let (dict, metadata) = match magic {
-        [b'P', b'K'] | [0x80, _] => (read_pth(path)?, BTreeMap::new()),
-        _ => read_safetensors(path)?,
+    // safetensors: an 8-byte header length, then the JSON header.
+    let mut head = [0u8; 9];
+    let mut file = std::fs::File::open(path).map_err(io)?;
+    let read = file.read(&mut head).map_err(io)?;
+    let is_pytorch = read >= 2 && (head[..2] == *b"PK" || (head[0] == 0x80 && head[8] != b'{'));
+    let (dict, metadata) = if is_pytorch {
+        (read_pth(path)?, BTreeMap::new())
+    } else {
+        read_safetensors(path)?
     };
     Ok((unwrap(dict), metadata))
 }
