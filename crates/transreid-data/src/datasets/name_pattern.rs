@@ -1,0 +1,110 @@
+//! The reference's file-name patterns `([-\d]+)_c(\d)` (persons) and `([-\d]+)_c(\d+)` (VeRi).
+
+use std::ops::RangeInclusive;
+use std::path::Path;
+
+use regex::Regex;
+
+use crate::error::{DataError, Result};
+
+/// A regex with two groups, identity and camera, searched in a file name.
+#[derive(Debug, Clone)]
+pub(crate) struct PidCamPattern {
+    regex: Regex,
+    expected: &'static str,
+}
+
+/// What a folder of `<pid>_c<cam>…` images may hold.
+#[derive(Debug, Clone)]
+pub(crate) struct PidCamRules {
+    pub pattern: PidCamPattern,
+    /// Allowed identity numbers; −1 (junk) is always skipped before this check.
+    pub pids: RangeInclusive<i64>,
+    /// Allowed 1-based camera numbers.
+    pub cameras: RangeInclusive<i64>,
+}
+
+/// A file name's identity and 1-based camera number.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct PidCam {
+    pub pid: i64,
+    pub camera: i64,
+}
+
+impl PidCamPattern {
+    /// `([-\d]+)_c(\d)`: Market-1501, DukeMTMC-reID, Occluded-Duke (one camera digit).
+    pub fn person() -> Self {
+        Self {
+            regex: Regex::new(r"([-\d]+)_c(\d)").expect("valid regex"),
+            expected: "<pid>_c<camera digit>… (e.g. 0002_c1s1_000451_03.jpg)",
+        }
+    }
+
+    /// `([-\d]+)_c(\d+)`: VeRi-776 (cameras up to 20).
+    pub fn vehicle() -> Self {
+        Self {
+            regex: Regex::new(r"([-\d]+)_c(\d+)").expect("valid regex"),
+            expected: "<pid>_c<camera>… (e.g. 0002_c002_00030600_0.jpg)",
+        }
+    }
+
+    /// Searches the file name of `path`.
+    pub fn parse(&self, path: &Path) -> Result<PidCam> {
+        let unparsable = || DataError::UnparsableName {
+            path: path.to_path_buf(),
+            expected: self.expected,
+        };
+        let name = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .ok_or_else(unparsable)?;
+        let caps = self.regex.captures(name).ok_or_else(unparsable)?;
+        let pid = caps[1].parse::<i64>().map_err(|_| unparsable())?;
+        let camera = caps[2].parse::<i64>().map_err(|_| unparsable())?;
+        Ok(PidCam { pid, camera })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_reference_names() {
+        let p = PidCamPattern::person();
+        assert_eq!(
+            p.parse(Path::new("/x/0002_c1s1_000451_03.jpg")).unwrap(),
+            PidCam { pid: 2, camera: 1 }
+        );
+        assert_eq!(
+            p.parse(Path::new("-1_c3s2_000001_00.jpg")).unwrap(),
+            PidCam { pid: -1, camera: 3 }
+        );
+        assert_eq!(
+            p.parse(Path::new("0005_c2_f0046182.jpg")).unwrap(),
+            PidCam { pid: 5, camera: 2 }
+        );
+        let v = PidCamPattern::vehicle();
+        assert_eq!(
+            v.parse(Path::new("0776_c017_00086250_0.jpg")).unwrap(),
+            PidCam {
+                pid: 776,
+                camera: 17
+            }
+        );
+    }
+
+    #[test]
+    fn rejects_names_without_the_pattern() {
+        let p = PidCamPattern::person();
+        for name in ["image.jpg", "0002c1.jpg", "-_c1.jpg", "1-2_c1.jpg"] {
+            assert!(
+                matches!(
+                    p.parse(Path::new(name)),
+                    Err(DataError::UnparsableName { .. })
+                ),
+                "{name}"
+            );
+        }
+    }
+}

@@ -1,0 +1,111 @@
+//! Reading an image file into 8-bit RGB (the reference's `Image.open(path).convert('RGB')`).
+
+use std::path::Path;
+
+use image::RgbImage;
+
+use crate::error::{DataError, Result};
+
+/// Reads and decodes the image at `path` into RGB.
+///
+/// JPEG files must hold an end-of-image marker after their last scan: the JPEG decoder used here
+/// fills a truncated scan with grey instead of failing, while PIL (and so the reference) raises
+/// `image file is truncated`.
+///
+/// # Errors
+/// [`DataError::Io`] if the file cannot be read, [`DataError::Truncated`] for a cut JPEG,
+/// [`DataError::Decode`] for any other undecodable content and [`DataError::EmptyImage`] for a
+/// zero-sized image; each names `path`.
+pub fn decode_rgb(path: &Path) -> Result<RgbImage> {
+    let bytes = std::fs::read(path).map_err(|e| DataError::io(path, e))?;
+    decode_rgb_bytes(&bytes, path)
+}
+
+/// Decodes in-memory file content; `path` only names the source in errors.
+pub fn decode_rgb_bytes(bytes: &[u8], path: &Path) -> Result<RgbImage> {
+    if is_jpeg(bytes) && !jpeg_is_complete(bytes) {
+        return Err(DataError::Truncated {
+            path: path.to_path_buf(),
+        });
+    }
+    let image = image::load_from_memory(bytes).map_err(|source| DataError::Decode {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let rgb = image.into_rgb8();
+    if rgb.width() == 0 || rgb.height() == 0 {
+        return Err(DataError::EmptyImage {
+            path: path.to_path_buf(),
+            width: rgb.width(),
+            height: rgb.height(),
+        });
+    }
+    Ok(rgb)
+}
+
+fn is_jpeg(bytes: &[u8]) -> bool {
+    bytes.starts_with(&[0xFF, 0xD8])
+}
+
+/// True when an end-of-image marker (FF D9) follows the last start-of-scan marker (FF DA).
+/// Entropy-coded data escapes every FF byte (FF 00 or a restart marker), so neither marker can
+/// appear inside a scan.
+fn jpeg_is_complete(bytes: &[u8]) -> bool {
+    let last_sos = bytes.windows(2).rposition(|w| w == [0xFF, 0xDA]);
+    match last_sos {
+        Some(sos) => bytes[sos..].windows(2).any(|w| w == [0xFF, 0xD9]),
+        None => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::test_fixtures::jpeg_bytes;
+
+    #[test]
+    fn decodes_a_jpeg_to_rgb_of_its_size() {
+        let bytes = jpeg_bytes(12, 6, [200, 30, 40]);
+        let img = decode_rgb_bytes(&bytes, Path::new("a.jpg")).unwrap();
+        assert_eq!(img.dimensions(), (12, 6));
+        let p = img.get_pixel(5, 3).0;
+        assert!(
+            (p[0] as i32 - 200).abs() <= 3 && (p[1] as i32 - 30).abs() <= 3,
+            "{p:?}"
+        );
+    }
+
+    #[test]
+    fn truncated_jpeg_is_an_error_naming_the_path() {
+        let bytes = jpeg_bytes(32, 16, [10, 120, 250]);
+        let cut = &bytes[..bytes.len() - 20];
+        match decode_rgb_bytes(cut, Path::new("cut.jpg")) {
+            Err(DataError::Truncated { path }) => assert_eq!(path, Path::new("cut.jpg")),
+            other => panic!("expected Truncated, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn garbage_is_a_decode_error() {
+        match decode_rgb_bytes(b"not an image at all", Path::new("bad.jpg")) {
+            Err(DataError::Decode { path, .. }) => assert_eq!(path, Path::new("bad.jpg")),
+            other => panic!("expected Decode, got {other:?}"),
+        }
+        // a JPEG header followed by nothing usable
+        match decode_rgb_bytes(
+            &[0xFF, 0xD8, 0xFF, 0xDA, 0x00, 0xFF, 0xD9],
+            Path::new("h.jpg"),
+        ) {
+            Err(DataError::Decode { .. }) => {}
+            other => panic!("expected Decode, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn missing_file_is_an_io_error() {
+        match decode_rgb(Path::new("/nonexistent/x.jpg")) {
+            Err(DataError::Io { path, .. }) => assert_eq!(path, Path::new("/nonexistent/x.jpg")),
+            other => panic!("expected Io, got {other:?}"),
+        }
+    }
+}
