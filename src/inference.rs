@@ -1,0 +1,64 @@
+//! Embedding a re-identification set with a model and evaluating it.
+
+use burn::prelude::*;
+use transreid_data::{EvalLoader, ReidItem};
+use transreid_eval::{evaluate, EvalConfig, Features, Labels, ReidMetrics};
+use transreid_model::TransReid;
+
+/// Errors of the inference pipeline.
+#[derive(Debug, thiserror::Error)]
+pub enum InferenceError {
+    /// Reading or transforming images failed.
+    #[error(transparent)]
+    Data(#[from] transreid_data::DataError),
+    /// The metrics could not be computed.
+    #[error(transparent)]
+    Eval(#[from] transreid_eval::EvalError),
+    /// A camera or view id does not fit the model.
+    #[error(transparent)]
+    Label(#[from] transreid_model::LabelError),
+}
+
+/// Embeds every item of the loader (query then gallery), `[items, dim]` row-major.
+pub fn embed_items<B: Backend>(
+    model: &TransReid<B>,
+    loader: &EvalLoader,
+    device: &B::Device,
+) -> Result<Vec<f32>, InferenceError> {
+    let mut features = Vec::new();
+    for batch in loader.batches() {
+        let batch = batch?;
+        let [n, c, h, w] = batch.shape;
+        let cams: Vec<i64> = batch.camids.iter().map(|&c| c as i64).collect();
+        let views: Vec<i64> = batch.viewids.iter().map(|&v| v as i64).collect();
+        model.sie().check_labels(&cams, &views)?;
+        let images = Tensor::<B, 4>::from_data(TensorData::new(batch.images, [n, c, h, w]), device);
+        let ids = |v: Vec<i64>| Some(Tensor::<B, 1, Int>::from_data(TensorData::new(v, [n]), device));
+        let out = model.embed(images, ids(cams), ids(views));
+        features.extend(out.into_data().convert::<f32>().to_vec::<f32>().expect("f32 features"));
+    }
+    Ok(features)
+}
+
+/// Embeds query and gallery and computes CMC / mAP / mINP as the reference does.
+pub fn evaluate_model<B: Backend>(
+    model: &TransReid<B>,
+    loader: &EvalLoader,
+    device: &B::Device,
+    config: &EvalConfig,
+) -> Result<ReidMetrics, InferenceError> {
+    let features = embed_items(model, loader, device)?;
+    let items = loader.items();
+    let dim = features.len() / items.len().max(1);
+    let nq = loader.num_query();
+    let pids: Vec<i64> = items.iter().map(|i: &ReidItem| i.pid as i64).collect();
+    let cams: Vec<i64> = items.iter().map(|i| i.camid as i64).collect();
+    let (qf, gf) = features.split_at(nq * dim);
+    Ok(evaluate(
+        Features::new(qf, dim)?,
+        Labels::new(&pids[..nq], &cams[..nq])?,
+        Features::new(gf, dim)?,
+        Labels::new(&pids[nq..], &cams[nq..])?,
+        config,
+    )?)
+}

@@ -1,0 +1,10 @@
+//! TransReID object re-identification: the model, data, losses and evaluation crates wired
+//! together. See `docs/api.md`.
+
+pub mod backend;
+pub mod inference;
+
+pub use transreid_data as data;
+pub use transreid_eval as eval;
+pub use transreid_loss as loss;
+pub use transreid_model as model;
