@@ -1,7 +1,7 @@
 //! The CPU backend compiled by default and the backends chosen by feature.
 
-/// The default CPU backend: flex when compiled in (measured faster than ndarray for ViT
-/// inference, see `docs/performance.md`), else ndarray.
+/// The default CPU backend: flex when compiled in (Burn's fast pure-Rust CPU backend), else
+/// ndarray.
 #[cfg(feature = "flex")]
 pub type CpuBackend = burn::backend::Flex;
 /// The default CPU backend: flex when compiled in, else ndarray.
