@@ -3,6 +3,8 @@
 
 pub mod backend;
 pub mod inference;
+pub mod optim;
+pub mod train;
 
 pub use transreid_data as data;
 pub use transreid_eval as eval;

@@ -1,5 +1,5 @@
 use burn::config::Config;
-use burn::module::Module;
+use burn::module::{Module, Param};
 use burn::nn::{Dropout, DropoutConfig, Initializer, Linear, LinearConfig};
 use burn::prelude::*;
 use burn::tensor::activation::softmax;
@@ -56,7 +56,10 @@ pub(crate) fn linear<B: Backend>(
         .with_bias(bias)
         .with_initializer(Initializer::Normal { mean: 0.0, std: 0.02 })
         .init(device);
-    layer.bias = layer.bias.map(|b| b.map(|t| t.zeros_like()));
+    // A fresh trainable parameter: mapping the initialised one would drop `require_grad`.
+    if bias {
+        layer.bias = Some(Param::from_tensor(Tensor::zeros([d_out], device)));
+    }
     layer
 }
 

@@ -41,7 +41,10 @@ pub use mlp::{Mlp, MlpConfig};
 pub use patch_embed::{PatchEmbed, PatchEmbedConfig};
 pub use pos_embed::resize_pos_embed;
 pub use presets::{PixelStats, VitPreset, HALF_STATS, IMAGENET_STATS};
-pub use pretrained::{load_imagenet, load_reference, ImportOptions, ImportReport};
+pub use pretrained::{
+    export_state_dict, load_imagenet, load_reference, model_path, reference_key, ImportOptions,
+    ImportReport,
+};
 pub use sie::{SieConfig, SieMode};
 pub use state_dict::{read_state_dict, write_safetensors, HostTensor, StateDict};
 pub use transreid::{NeckFeat, TrainOutput, TransReid, TransReidConfig};

@@ -122,6 +122,9 @@ fn frozen_neck_bias_gets_no_gradient_and_unused_last_block_neither() {
     assert!(model.base.blocks[3].attn.qkv.weight.grad(&grads).is_none(), "last base block is unused with JPM");
     assert!(model.base.norm.gamma.grad(&grads).is_none());
     assert!(model.base.blocks[2].attn.qkv.weight.grad(&grads).is_some());
+    assert!(model.base.blocks[2].attn.qkv.bias.as_ref().unwrap().grad(&grads).is_some());
+    assert!(model.base.blocks[0].mlp.fc1.bias.as_ref().unwrap().grad(&grads).is_some());
+    assert!(model.b1.as_ref().unwrap().block.attn.proj.bias.as_ref().unwrap().grad(&grads).is_some());
     assert!(model.b2.as_ref().unwrap().block.mlp.fc1.weight.grad(&grads).is_some());
     assert!(model.base.sie_embed.as_ref().unwrap().grad(&grads).is_some());
 }

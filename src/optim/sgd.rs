@@ -1,0 +1,192 @@
+use std::collections::{BTreeMap, HashMap};
+
+use burn::module::{AutodiffModule, ModuleMapper, ModuleVisitor, Param, ParamId};
+use burn::optim::GradientsParams;
+use burn::prelude::*;
+use burn::tensor::backend::AutodiffBackend;
+use burn_store::ModuleSnapshot;
+use serde::{Deserialize, Serialize};
+use transreid_model::{reference_key, HostTensor, StateDict};
+
+/// `SOLVER.*` settings of the reference.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct SolverConfig {
+    /// `BASE_LR`.
+    pub base_lr: f64,
+    /// `MOMENTUM` (0.9), PyTorch semantics: dampening 0, no Nesterov.
+    pub momentum: f64,
+    /// `WEIGHT_DECAY` (1e-4).
+    pub weight_decay: f64,
+    /// `WEIGHT_DECAY_BIAS` (1e-4).
+    pub weight_decay_bias: f64,
+    /// `BIAS_LR_FACTOR` (2).
+    pub bias_lr_factor: f64,
+    /// `LARGE_FC_LR`: classifiers at `2 * base_lr` (off in every config).
+    pub large_fc_lr: bool,
+    /// Clip the global gradient norm to this value (not in the reference). Default: off.
+    pub grad_clip_norm: Option<f64>,
+}
+
+impl SolverConfig {
+    /// The reference's values for `base_lr`.
+    pub fn new(base_lr: f64) -> Self {
+        Self {
+            base_lr,
+            momentum: 0.9,
+            weight_decay: 1e-4,
+            weight_decay_bias: 1e-4,
+            bias_lr_factor: 2.0,
+            large_fc_lr: false,
+            grad_clip_norm: None,
+        }
+    }
+
+    /// The group of a parameter by its reference state-dict name (`make_optimizer`): a name
+    /// containing `bias` gets `base_lr * bias_lr_factor` and `weight_decay_bias`; with
+    /// `large_fc_lr`, `classifier*` gets `2 * base_lr`.
+    pub fn group(&self, name: &str) -> ParamGroup {
+        let mut group = ParamGroup { lr: self.base_lr, weight_decay: self.weight_decay };
+        if name.contains("bias") {
+            group = ParamGroup { lr: self.base_lr * self.bias_lr_factor, weight_decay: self.weight_decay_bias };
+        }
+        if self.large_fc_lr && name.contains("classifier") {
+            group.lr = 2.0 * self.base_lr;
+        }
+        group
+    }
+}
+
+/// One parameter's initial lr (what the schedule scales) and weight decay.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ParamGroup {
+    /// Initial lr of the group.
+    pub lr: f64,
+    /// Weight decay.
+    pub weight_decay: f64,
+}
+
+/// PyTorch's SGD with one group per parameter, as the reference builds it:
+/// `g' = g + wd * p`; `buf = g'` on the first step, else `momentum * buf + g'`; `p -= lr * buf`.
+/// Parameters without a gradient (frozen BNNeck biases, the unused last backbone block with JPM)
+/// are skipped entirely: no decay, no momentum update.
+pub struct Sgd<B: AutodiffBackend> {
+    config: SolverConfig,
+    /// Momentum buffers by reference parameter name, flattened.
+    momentum: HashMap<String, Tensor<B::InnerBackend, 1>>,
+}
+
+impl<B: AutodiffBackend> Sgd<B> {
+    /// A fresh optimiser.
+    pub fn new(config: SolverConfig) -> Self {
+        Self { config, momentum: HashMap::new() }
+    }
+
+    /// The settings.
+    pub fn config(&self) -> &SolverConfig {
+        &self.config
+    }
+
+    /// One step. `group_lr` maps a group's initial lr to its lr in this epoch (the schedule).
+    pub fn step<M: AutodiffModule<B> + ModuleSnapshot<B>>(
+        &mut self,
+        model: M,
+        grads: GradientsParams,
+        group_lr: impl Fn(f64) -> f64,
+    ) -> M {
+        let names: HashMap<ParamId, String> = model
+            .collect(None, None, false)
+            .into_iter()
+            .filter_map(|s| s.tensor_id.map(|id| (id, reference_key(&s.full_path()))))
+            .collect();
+        let clip_scale = self.config.grad_clip_norm.map(|max_norm| {
+            let mut norm = GradNorm::<B> { grads: &grads, squared: 0.0, backend: std::marker::PhantomData };
+            model.visit(&mut norm);
+            let norm = norm.squared.sqrt();
+            if norm > max_norm { max_norm / (norm + 1e-6) } else { 1.0 }
+        });
+        let mut mapper = SgdMapper {
+            sgd: self,
+            grads,
+            names,
+            group_lr: &group_lr,
+            clip_scale: clip_scale.unwrap_or(1.0),
+        };
+        model.map(&mut mapper)
+    }
+
+    /// The momentum buffers, for checkpoints (reference names, flattened).
+    pub fn state(&self) -> StateDict {
+        self.momentum
+            .iter()
+            .map(|(k, t)| {
+                let data: Vec<f32> = t.clone().into_data().convert::<f32>().to_vec().unwrap();
+                (k.clone(), HostTensor::new(vec![data.len()], data))
+            })
+            .collect()
+    }
+
+    /// Restores buffers saved by [`Self::state`].
+    pub fn load_state(&mut self, state: &StateDict, device: &burn::tensor::Device<B::InnerBackend>) {
+        self.momentum = state
+            .iter()
+            .map(|(k, t)| {
+                let len = t.data.len();
+                (k.clone(), Tensor::from_data(TensorData::new(t.data.clone(), [len]), device))
+            })
+            .collect::<BTreeMap<_, _>>()
+            .into_iter()
+            .collect();
+    }
+}
+
+struct GradNorm<'a, B: AutodiffBackend> {
+    grads: &'a GradientsParams,
+    squared: f64,
+    backend: std::marker::PhantomData<B>,
+}
+
+impl<B: AutodiffBackend> ModuleVisitor<B> for GradNorm<'_, B> {
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
+        if let Some(g) = self.grads.get::<B::InnerBackend, D>(param.id) {
+            self.squared += g.square().sum().into_scalar().elem::<f64>();
+        }
+    }
+}
+
+struct SgdMapper<'a, B: AutodiffBackend, F: Fn(f64) -> f64> {
+    sgd: &'a mut Sgd<B>,
+    grads: GradientsParams,
+    names: HashMap<ParamId, String>,
+    group_lr: &'a F,
+    clip_scale: f64,
+}
+
+impl<B: AutodiffBackend, F: Fn(f64) -> f64> ModuleMapper<B> for SgdMapper<'_, B, F> {
+    fn map_float<const D: usize>(&mut self, param: Param<Tensor<B, D>>) -> Param<Tensor<B, D>> {
+        let (id, tensor, mapper) = param.consume();
+        let (Some(grad), Some(name)) = (self.grads.remove::<B::InnerBackend, D>(id), self.names.get(&id)) else {
+            return Param::from_mapped_value(id, tensor, mapper);
+        };
+        let group = self.sgd.config.group(name);
+        let lr = (self.group_lr)(group.lr);
+        let is_require_grad = tensor.is_require_grad();
+        let value = tensor.inner();
+        let shape = value.shape();
+        let mut g = grad.mul_scalar(self.clip_scale);
+        if group.weight_decay != 0.0 {
+            g = g + value.clone().mul_scalar(group.weight_decay);
+        }
+        let flat: Tensor<B::InnerBackend, 1> = g.reshape([shape.num_elements()]);
+        let buf = match self.sgd.momentum.remove(name) {
+            Some(buf) => buf.mul_scalar(self.sgd.config.momentum) + flat,
+            None => flat,
+        };
+        let updated = value - buf.clone().reshape(shape).mul_scalar(lr);
+        self.sgd.momentum.insert(name.clone(), buf);
+        let mut tensor = Tensor::from_inner(updated);
+        if is_require_grad {
+            tensor = tensor.require_grad();
+        }
+        Param::from_mapped_value(id, tensor, mapper)
+    }
+}

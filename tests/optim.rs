@@ -1,0 +1,143 @@
+//! The optimiser step and the schedule against the reference's formulas and outputs.
+
+use std::collections::HashMap;
+
+use burn::backend::{Autodiff, NdArray};
+use burn::module::{AutodiffModule, Module, ModuleVisitor, Param, ParamId};
+use burn::optim::GradientsParams;
+use burn::prelude::*;
+use transreid::optim::{CosineWarmup, Sgd, SolverConfig};
+use transreid_loss::{transreid_loss, ObjectiveConfig};
+use transreid_model::{
+    export_state_dict, read_state_dict, JpmConfig, SieConfig, SieMode, StateDict, TransReid,
+    TransReidConfig, VitPreset,
+};
+
+type B = Autodiff<NdArray>;
+
+#[test]
+fn schedule_matches_the_reference_for_every_epoch() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/lr_schedule.safetensors");
+    let (golden, _) = read_state_dict(std::path::Path::new(path)).unwrap();
+    for base in [0.008, 0.01] {
+        let schedule = CosineWarmup::new(base, 120);
+        for (group, factor) in [("weight", 1.0), ("bias", 2.0)] {
+            let want = &golden[&format!("base_lr_{base}.{group}")].data;
+            assert_eq!(want.len(), 121);
+            for (epoch, w) in want.iter().enumerate() {
+                let got = schedule.lr(epoch, base * factor) as f32;
+                assert!((got - w).abs() <= 1e-7 * w.abs().max(1e-3), "{base} {group} epoch {epoch}: {got} vs {w}");
+            }
+        }
+    }
+}
+
+/// Gradients by parameter id, flattened.
+struct CollectGrads<'a> {
+    grads: &'a GradientsParams,
+    out: HashMap<ParamId, Vec<f32>>,
+}
+
+impl ModuleVisitor<B> for CollectGrads<'_> {
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
+        if let Some(g) = self.grads.get::<NdArray, D>(param.id) {
+            self.out.insert(param.id, g.into_data().to_vec().unwrap());
+        }
+    }
+}
+
+fn names(model: &TransReid<B>) -> HashMap<ParamId, String> {
+    use burn_store::ModuleSnapshot;
+    model
+        .collect(None, None, false)
+        .into_iter()
+        .map(|s| (s.tensor_id.unwrap(), transreid_model::reference_key(&s.full_path())))
+        .collect()
+}
+
+fn grads_of(model: &TransReid<B>, step: usize) -> GradientsParams {
+    let device = Default::default();
+    let n = 8;
+    let pixels: Vec<f32> = (0..n * 3 * 64 * 32).map(|i| ((i * 31 + step * 7) % 97) as f32 / 48.0 - 1.0).collect();
+    let images = Tensor::<B, 4>::from_data(TensorData::new(pixels, [n, 3, 64, 32]), &device);
+    let labels = vec![0i64, 0, 1, 1, 2, 2, 3, 3];
+    let ints = |v: Vec<i64>| Tensor::<B, 1, Int>::from_data(TensorData::new(v, [n]), &device);
+    let out = model.forward_train(images, Some(ints(vec![0, 1, 2, 0, 1, 2, 0, 1])), None);
+    let loss = transreid_loss(&out.scores, &out.feats, ints(labels.clone()), &labels, &ObjectiveConfig::default()).unwrap();
+    GradientsParams::from_grads(loss.total.backward(), model)
+}
+
+#[test]
+fn sgd_steps_move_every_parameter_by_the_formula() {
+    let device = Default::default();
+    let vit = VitPreset::Tiny.config([64, 32], [16, 16]).with_drop_path_rate(0.0);
+    let config = TransReidConfig::new(vit, 4)
+        .with_sie(SieConfig::new().with_mode(SieMode::Camera).with_camera_num(3))
+        .with_jpm(Some(JpmConfig::new()));
+    let mut model = config.init::<B>(&device);
+    let solver = SolverConfig::new(0.008);
+    let schedule = CosineWarmup::new(0.008, 120);
+    let mut sgd = Sgd::<B>::new(solver);
+    let mut buffers: HashMap<String, Vec<f32>> = HashMap::new();
+
+    for step in 0..2 {
+        let before: StateDict = export_state_dict(&model.valid());
+        let grads = grads_of(&model, step);
+        let mut collect = CollectGrads { grads: &grads, out: HashMap::new() };
+        model.visit(&mut collect);
+        let by_name: HashMap<String, Vec<f32>> =
+            names(&model).into_iter().filter_map(|(id, n)| collect.out.remove(&id).map(|g| (n, g))).collect();
+        model = sgd.step(model, grads, |group_lr| schedule.lr(1, group_lr));
+        let after = export_state_dict(&model.valid());
+
+        for (name, old) in &before {
+            let new = &after[name];
+            let Some(grad) = by_name.get(name) else {
+                if !name.contains("running") {
+                    assert_eq!(old, new, "{name} has no gradient and must not move");
+                }
+                continue;
+            };
+            let group = solver.group(name);
+            let lr = schedule.lr(1, group.lr) as f32;
+            // Linear weights are exported transposed; the gradient is in Burn's layout.
+            let transposed = name.ends_with("weight") && old.shape.len() == 2;
+            let (old_v, new_v) = if transposed {
+                (old.transposed().data, new.transposed().data)
+            } else {
+                (old.data.clone(), new.data.clone())
+            };
+            let buf: Vec<f32> = grad
+                .iter()
+                .zip(&old_v)
+                .enumerate()
+                .map(|(i, (g, p))| {
+                    let d = g + group.weight_decay as f32 * p;
+                    buffers.get(name).map_or(d, |b| 0.9 * b[i] + d)
+                })
+                .collect();
+            for i in 0..old_v.len() {
+                let want = old_v[i] - lr * buf[i];
+                assert!((new_v[i] - want).abs() <= 1e-6 * (1.0 + want.abs()), "{name}[{i}] step {step}: {} vs {want}", new_v[i]);
+            }
+            buffers.insert(name.clone(), buf);
+        }
+        for frozen in ["bottleneck.bias", "bottleneck_2.bias", "base.blocks.3.attn.qkv.weight", "base.norm.weight"] {
+            assert_eq!(before[frozen], after[frozen], "{frozen}");
+            assert!(!by_name.contains_key(frozen));
+        }
+        assert!(by_name.contains_key("base.blocks.0.attn.qkv.bias"));
+        assert_ne!(before["classifier_3.weight"], after["classifier_3.weight"]);
+    }
+}
+
+#[test]
+fn parameter_groups_follow_the_names() {
+    let solver = SolverConfig::new(0.008);
+    assert_eq!(solver.group("base.blocks.0.attn.qkv.bias").lr, 0.016);
+    assert_eq!(solver.group("b1.1.bias").lr, 0.016);
+    assert_eq!(solver.group("base.pos_embed").lr, 0.008);
+    assert_eq!(solver.group("classifier_1.weight").lr, 0.008);
+    let large = SolverConfig { large_fc_lr: true, ..solver };
+    assert_eq!(large.group("classifier_1.weight").lr, 0.016);
+}
