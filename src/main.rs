@@ -10,7 +10,11 @@ use transreid::data::{
     TestTransform, TransformConfig,
 };
 use transreid::eval::EvalConfig;
+use burn::module::AutodiffModule;
 use transreid::inference::evaluate_model;
+use transreid::loss::ObjectiveConfig;
+use transreid::optim::SolverConfig;
+use transreid::train::{train, TrainSettings};
 use transreid::model::{
     load_imagenet, load_reference, save_checkpoint, ImportOptions, JpmConfig, SieConfig, SieMode,
     TransReidConfig, VitPreset,
@@ -28,9 +32,15 @@ enum Command {
     /// Generates a synthetic set, embeds it with a tiny TransReID (JPM + SIE) on the CPU and
     /// evaluates it.
     Demo {
-        /// Working folder for the synthetic set.
+        /// Working folder for the synthetic set and the run.
         #[arg(long, default_value = "demo-run")]
         out: PathBuf,
+        /// Training epochs.
+        #[arg(long, default_value_t = 20)]
+        epochs: usize,
+        /// Base learning rate.
+        #[arg(long, default_value_t = 0.01)]
+        lr: f64,
     },
     /// Dataset tools.
     Data {
@@ -119,7 +129,7 @@ struct ImportArgs {
 
 fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
-        Command::Demo { out } => demo(out),
+        Command::Demo { out, epochs, lr } => demo(out, epochs, lr),
         Command::Data { command: DataCommand::Stats { dataset, root, json } } => {
             let data = load_dataset(dataset, &root, &LoadOptions::default())?;
             if json {
@@ -180,7 +190,7 @@ fn import(args: ImportArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn demo(out: PathBuf) -> anyhow::Result<()> {
+fn demo(out: PathBuf, epochs: usize, lr: f64) -> anyhow::Result<()> {
     let data_root = out.join("synthetic");
     let mut synth = SynthConfig::new(&data_root);
     synth.height = 128;
@@ -194,21 +204,46 @@ fn demo(out: PathBuf) -> anyhow::Result<()> {
     println!("{}", dataset.stats());
 
     let size = ImageSize { height: 128, width: 64 };
-    let transform = TestTransform::new(&TransformConfig::person().with_size(size))?;
-    let loader = EvalLoader::from_dataset(&dataset, transform, 32, LoaderConfig::default())?;
-    let config = TransReidConfig::new(VitPreset::Tiny.config([128, 64], [12, 12]), dataset.num_train_pids)
+    let transforms = TransformConfig::person().with_size(size);
+    let vit = VitPreset::Tiny.config([128, 64], [16, 16]);
+    let config = TransReidConfig::new(vit, dataset.num_train_pids)
         .with_sie(SieConfig::new().with_mode(SieMode::Camera).with_camera_num(dataset.num_train_cams))
         .with_jpm(Some(JpmConfig::new()));
     let device = Default::default();
-    let model = config.init::<CpuBackend>(&device);
-    let metrics = evaluate_model(&model, &loader, &device, &EvalConfig::default())?;
-    println!(
-        "untrained tiny TransReID: mAP {:.1}%  mINP {:.1}%  Rank-1 {:.1}%  ({} valid queries)",
-        metrics.map * 100.0,
-        metrics.minp * 100.0,
-        metrics.rank1().unwrap_or(0.0) * 100.0,
-        metrics.num_valid_queries
-    );
-    save_checkpoint(&model, &config, &out.join("untrained.safetensors"))?;
+    <CpuBackend as burn::tensor::backend::Backend>::seed(&device, 0);
+    let model = config.init::<burn::backend::Autodiff<CpuBackend>>(&device);
+
+    let eval_loader = EvalLoader::from_dataset(
+        &dataset,
+        TestTransform::new(&transforms)?,
+        64,
+        LoaderConfig::default(),
+    )?;
+    let before = evaluate_model(&model.valid(), &eval_loader, &device, &EvalConfig::default())?;
+    let settings = TrainSettings {
+        epochs,
+        batch_size: 32,
+        instances: 4,
+        solver: SolverConfig::new(lr),
+        warmup_epochs: 2,
+        objective: ObjectiveConfig::default(),
+        eval_period: 5,
+        seed: 0,
+        workers: 2,
+    };
+    let run_dir = out.join("run");
+    let (_, records) = train(model, &config, &dataset, &transforms, &settings, &run_dir, &device)?;
+    let after = records.last().and_then(|r| r.metrics.clone()).context("no evaluation")?;
+    println!("\n              mAP     mINP   Rank-1  Rank-5");
+    for (name, m) in [("untrained", &before), ("trained", &after)] {
+        println!(
+            "{name:<10} {:>6.1}%  {:>6.1}%  {:>6.1}%  {:>6.1}%",
+            m.map * 100.0,
+            m.minp * 100.0,
+            m.rank1().unwrap_or(0.0) * 100.0,
+            m.rank5().unwrap_or(0.0) * 100.0
+        );
+    }
+    println!("run folder: {}", run_dir.display());
     Ok(())
 }
