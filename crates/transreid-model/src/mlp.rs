@@ -2,7 +2,6 @@ use burn::config::Config;
 use burn::module::Module;
 use burn::nn::{Dropout, DropoutConfig, Linear};
 use burn::prelude::*;
-use burn::tensor::activation::gelu;
 
 use crate::attention::linear;
 
@@ -43,7 +42,36 @@ impl<B: Backend> Mlp<B> {
     /// # Shapes
     /// - `x`: `[batch, tokens, dim]` -> `[batch, tokens, dim]`
     pub fn forward(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
-        let x = self.drop.forward(gelu(self.fc1.forward(x)));
+        let x = self.drop.forward(gelu_exact(self.fc1.forward(x)));
         self.drop.forward(self.fc2.forward(x))
+    }
+}
+
+/// `x * 0.5 * (1 + erf(x / sqrt(2)))`, PyTorch's `nn.GELU()`, built from primitives so that its
+/// gradient is exact too: Burn 0.21's fused `gelu` differentiates the tanh approximation, which
+/// moves MLP gradients by ~2e-4 of their scale.
+pub fn gelu_exact<B: Backend, const D: usize>(x: Tensor<B, D>) -> Tensor<B, D> {
+    x.clone().mul_scalar(std::f64::consts::FRAC_1_SQRT_2).erf().add_scalar(1.0).mul(x).mul_scalar(0.5)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::backend::{Autodiff, NdArray};
+
+    #[test]
+    fn gelu_value_and_exact_derivative() {
+        let x = Tensor::<Autodiff<NdArray>, 1>::from_floats([-2.0, -0.5, 0.0, 0.7, 3.0], &Default::default()).require_grad();
+        let y = gelu_exact(x.clone());
+        let grads = y.clone().sum().backward();
+        let g: Vec<f32> = x.grad(&grads).unwrap().into_data().to_vec().unwrap();
+        let y: Vec<f32> = y.into_data().to_vec().unwrap();
+        // torch.nn.GELU() and its autograd derivative at the same points.
+        let want_y = [-0.0455001, -0.15426879, 0.0, 0.53062546, 2.9959502];
+        let want_g = [-0.08523187, 0.13250491, 0.5, 0.9766141, 1.0119456];
+        for i in 0..5 {
+            assert!((y[i] - want_y[i]).abs() < 1e-6, "gelu({i})");
+            assert!((g[i] - want_g[i]).abs() < 1e-6, "gelu'({i}): {} vs {}", g[i], want_g[i]);
+        }
     }
 }
