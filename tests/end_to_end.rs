@@ -21,14 +21,14 @@ fn short_training_run_learns_and_checkpoints() {
     let mut config = SynthConfig::new(&root);
     config.train_ids = 16;
     config.test_ids = 16;
-    config.cameras = 3;
-    config.height = 64;
-    config.width = 32;
+    config.cameras = 4;
+    config.height = 128;
+    config.width = 64;
     synth::generate(&config).unwrap();
     let dataset = load_dataset(DatasetKind::Market1501, &root, &LoadOptions::default()).unwrap();
-    let transforms = TransformConfig::person().with_size(ImageSize { height: 64, width: 32 });
+    let transforms = TransformConfig::person().with_size(ImageSize { height: 128, width: 64 });
 
-    let model_config = TransReidConfig::new(VitPreset::Tiny.config([64, 32], [16, 16]), dataset.num_train_pids)
+    let model_config = TransReidConfig::new(VitPreset::Tiny.config([128, 64], [16, 16]), dataset.num_train_pids)
         .with_sie(SieConfig::new().with_mode(SieMode::Camera).with_camera_num(dataset.num_train_cams))
         .with_jpm(Some(JpmConfig::new()));
     let device = Default::default();
@@ -39,13 +39,13 @@ fn short_training_run_learns_and_checkpoints() {
     let before = evaluate_model(&model.valid(), &eval_loader, &device, &EvalConfig::default()).unwrap();
 
     let settings = TrainSettings {
-        epochs: 12,
+        epochs: 20,
         batch_size: 32,
         instances: 4,
         solver: SolverConfig::new(0.03),
         warmup_epochs: 2,
         objective: ObjectiveConfig::default(),
-        eval_period: 6,
+        eval_period: 10,
         seed: 0,
         workers: 2,
     };

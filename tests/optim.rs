@@ -141,3 +141,45 @@ fn parameter_groups_follow_the_names() {
     let large = SolverConfig { large_fc_lr: true, ..solver };
     assert_eq!(large.group("classifier_1.weight").lr, 0.016);
 }
+
+#[test]
+fn gradient_clipping_scales_to_the_global_norm() {
+    let device = Default::default();
+    let vit = VitPreset::Tiny.config([64, 32], [16, 16]).with_drop_path_rate(0.0);
+    let config = TransReidConfig::new(vit, 4).with_jpm(Some(JpmConfig::new()));
+    let model = config.init::<B>(&device);
+    let grads = grads_of(&model, 0);
+    let mut collect = CollectGrads { grads: &grads, out: HashMap::new() };
+    model.visit(&mut collect);
+    let collected = collect.out;
+    let norm: f64 = collected.values().flatten().map(|g| (*g as f64).powi(2)).sum::<f64>().sqrt();
+    let max_norm = norm / 4.0;
+    let before = export_state_dict(&model.valid());
+    let names = names(&model);
+    // Without momentum history or weight decay, the step is -lr * g * max_norm / norm.
+    let solver = SolverConfig { grad_clip_norm: Some(max_norm), weight_decay: 0.0, weight_decay_bias: 0.0, ..SolverConfig::new(0.1) };
+    let mut sgd = Sgd::<B>::new(solver);
+    let model = sgd.step(model, grads, |lr| lr);
+    let after = export_state_dict(&model.valid());
+    let (id, grad) = collected.iter().find(|(id, _)| names[*id] == "base.pos_embed").unwrap();
+    let name = &names[id];
+    for i in 0..grad.len() {
+        let want = before[name].data[i] - (0.1 * grad[i] as f64 * max_norm / norm) as f32;
+        assert!((after[name].data[i] - want).abs() < 1e-6, "{i}");
+    }
+}
+
+#[test]
+fn momentum_state_round_trips() {
+    let device = Default::default();
+    let vit = VitPreset::Tiny.config([64, 32], [16, 16]).with_drop_path_rate(0.0);
+    let model = TransReidConfig::new(vit, 4).with_jpm(Some(JpmConfig::new())).init::<B>(&device);
+    let mut sgd = Sgd::<B>::new(SolverConfig::new(0.008));
+    let grads = grads_of(&model, 0);
+    let _ = sgd.step(model, grads, |lr| lr);
+    let state = sgd.state();
+    assert!(state.contains_key("base.pos_embed") && !state.contains_key("bottleneck.bias"));
+    let mut restored = Sgd::<B>::new(SolverConfig::new(0.008));
+    restored.load_state(&state, &device);
+    assert_eq!(restored.state(), state);
+}
