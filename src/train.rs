@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use burn::module::AutodiffModule;
+use indicatif::{ProgressBar, ProgressStyle};
 use burn::optim::GradientsParams;
 use burn::prelude::*;
 use burn::tensor::backend::AutodiffBackend;
@@ -127,6 +128,12 @@ pub fn train<B: AutodiffBackend>(
     let mut records = Vec::new();
 
     for epoch in 1..=settings.epochs {
+        let bar = ProgressBar::new(train_loader.batches_in_epoch(epoch as u64) as u64).with_style(
+            ProgressStyle::with_template("epoch {prefix:>3} [{bar:30}] {pos}/{len} {msg}")
+                .expect("valid template")
+                .progress_chars("=> "),
+        );
+        bar.set_prefix(epoch.to_string());
         let started = Instant::now();
         let (mut loss_sum, mut correct, mut seen, mut iterations) = (0.0f64, 0usize, 0usize, 0usize);
         for batch in train_loader.epoch(epoch as u64) {
@@ -151,7 +158,16 @@ pub fn train<B: AutodiffBackend>(
             correct += hits as usize;
             seen += n;
             iterations += 1;
+            bar.inc(1);
+            bar.set_message(format!(
+                "loss {:.4}  acc {:.3}  lr {:.2e}  {:.0} img/s",
+                loss_sum / iterations as f64,
+                correct as f64 / seen as f64,
+                schedule.lr(epoch, settings.solver.base_lr),
+                seen as f64 / started.elapsed().as_secs_f64()
+            ));
         }
+        bar.finish_and_clear();
         let seconds = started.elapsed().as_secs_f64();
         let metrics = if epoch % settings.eval_period.max(1) == 0 || epoch == settings.epochs {
             Some(evaluate_model(&model.valid(), &eval_loader, device, &EvalConfig::default())?)

@@ -37,7 +37,7 @@ pub use drop_path::drop_path;
 pub use error::{ImportError, LabelError};
 pub use head::BnNeck;
 pub use jpm::{shuffle_index, JpmBranch, JpmConfig, JpmError};
-pub use mlp::{Mlp, MlpConfig};
+pub use mlp::{gelu_exact, Mlp, MlpConfig};
 pub use patch_embed::{PatchEmbed, PatchEmbedConfig};
 pub use pos_embed::resize_pos_embed;
 pub use presets::{PixelStats, VitPreset, HALF_STATS, IMAGENET_STATS};
