@@ -2,6 +2,7 @@
 //! together. See `docs/api.md`.
 
 pub mod backend;
+pub mod embedder;
 pub mod inference;
 pub mod optim;
 pub mod train;

@@ -6,17 +6,19 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use transreid::backend::CpuBackend;
 use transreid::data::{
-    load_dataset, DatasetKind, EvalLoader, ImageSize, LoadOptions, LoaderConfig, SynthConfig,
-    TestTransform, TransformConfig,
+    load_dataset, DatasetKind, EvalLoader, ImageSize, LoadOptions, LoaderConfig, Normalization,
+    SynthConfig, TestTransform, TransformConfig,
 };
-use transreid::eval::EvalConfig;
+use transreid::embedder::Embedder;
+use transreid::eval::{evaluate, evaluate_rows, rerank_sparse, EvalConfig, Features, Labels, RerankConfig};
+use transreid::inference::embed_items;
 use burn::module::AutodiffModule;
 use transreid::inference::evaluate_model;
 use transreid::loss::ObjectiveConfig;
 use transreid::optim::SolverConfig;
 use transreid::train::{train, TrainSettings};
 use transreid::model::{
-    load_imagenet, load_reference, save_checkpoint, ImportOptions, JpmConfig, SieConfig, SieMode,
+    load_checkpoint, load_imagenet, load_reference, save_checkpoint, ImportOptions, JpmConfig, SieConfig, SieMode,
     TransReidConfig, VitPreset,
 };
 
@@ -49,6 +51,42 @@ enum Command {
     },
     /// Converts timm / `.pth` / reference weights into a TransReID checkpoint.
     Import(ImportArgs),
+    /// Evaluates a checkpoint on a dataset's query / gallery split.
+    Eval {
+        /// Checkpoint written by `train`, `demo` or `import`.
+        #[arg(long)]
+        checkpoint: PathBuf,
+        /// Dataset kind.
+        #[arg(long)]
+        dataset: DatasetKind,
+        /// Dataset folder.
+        #[arg(long)]
+        root: PathBuf,
+        /// k-reciprocal re-ranking (k1 20, k2 6, lambda 0.3).
+        #[arg(long)]
+        rerank: bool,
+        /// ImageNet normalisation (the DeiT configs of VeRi / VehicleID) instead of 0.5 / 0.5.
+        #[arg(long)]
+        imagenet_norm: bool,
+    },
+    /// Embeds image files (or every image of folders) into a safetensors file.
+    Embed {
+        /// Checkpoint.
+        #[arg(long)]
+        checkpoint: PathBuf,
+        /// Image files or folders.
+        #[arg(long, num_args = 1.., required = true)]
+        images: Vec<PathBuf>,
+        /// Output `.safetensors`: `features` [N, dim]; the paths in the metadata key `paths`.
+        #[arg(long)]
+        out: PathBuf,
+        /// Camera id of every image (needed by camera SIE models; default 0).
+        #[arg(long)]
+        camera: Option<i64>,
+        /// ImageNet normalisation instead of 0.5 / 0.5.
+        #[arg(long)]
+        imagenet_norm: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -150,7 +188,105 @@ fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::Import(args) => import(args),
+        Command::Eval { checkpoint, dataset, root, rerank, imagenet_norm } => {
+            eval(checkpoint, dataset, root, rerank, normalization(imagenet_norm))
+        }
+        Command::Embed { checkpoint, images, out, camera, imagenet_norm } => {
+            embed(checkpoint, images, out, camera, normalization(imagenet_norm))
+        }
     }
+}
+
+fn normalization(imagenet: bool) -> Normalization {
+    if imagenet { Normalization::IMAGENET } else { Normalization::HALF }
+}
+
+fn eval(
+    checkpoint: PathBuf,
+    kind: DatasetKind,
+    root: PathBuf,
+    rerank: bool,
+    normalization: Normalization,
+) -> anyhow::Result<()> {
+    let device = Default::default();
+    let (model, config) = load_checkpoint::<CpuBackend>(&checkpoint, &device)
+        .with_context(|| format!("loading {}", checkpoint.display()))?;
+    let dataset = load_dataset(kind, &root, &LoadOptions::default())?;
+    let [h, w] = config.vit.img_size;
+    let transforms = TransformConfig {
+        normalization,
+        ..TransformConfig::person().with_size(ImageSize { height: h as u32, width: w as u32 })
+    };
+    let loader = EvalLoader::from_dataset(&dataset, TestTransform::new(&transforms)?, 64, LoaderConfig::default())?;
+    let features = embed_items(&model, &loader, &device)?;
+    let items = loader.items();
+    let nq = loader.num_query();
+    let dim = config.embed_dim();
+    let pids: Vec<i64> = items.iter().map(|i| i.pid as i64).collect();
+    let cams: Vec<i64> = items.iter().map(|i| i.camid as i64).collect();
+    let (qf, gf) = features.split_at(nq * dim);
+    let (q, g) = (Features::new(qf, dim)?, Features::new(gf, dim)?);
+    let (ql, gl) = (Labels::new(&pids[..nq], &cams[..nq])?, Labels::new(&pids[nq..], &cams[nq..])?);
+    let metrics = if rerank {
+        let distances = rerank_sparse(q, g, &RerankConfig::default())?;
+        evaluate_rows(&distances, ql, gl, &EvalConfig::default())?
+    } else {
+        evaluate(q, ql, g, gl, &EvalConfig::default())?
+    };
+    println!("| mAP | mINP | Rank-1 | Rank-5 | Rank-10 |\n|---|---|---|---|---|");
+    let pct = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{:.1}%", v * 100.0));
+    println!(
+        "| {} | {} | {} | {} | {} |",
+        pct(Some(metrics.map)),
+        pct(Some(metrics.minp)),
+        pct(metrics.rank1()),
+        pct(metrics.rank5()),
+        pct(metrics.rank10())
+    );
+    println!("{} valid queries, {} skipped", metrics.num_valid_queries, metrics.num_skipped_queries);
+    Ok(())
+}
+
+fn embed(
+    checkpoint: PathBuf,
+    inputs: Vec<PathBuf>,
+    out: PathBuf,
+    camera: Option<i64>,
+    normalization: Normalization,
+) -> anyhow::Result<()> {
+    let mut paths = Vec::new();
+    for input in inputs {
+        if input.is_dir() {
+            let mut found: Vec<PathBuf> = std::fs::read_dir(&input)
+                .with_context(|| format!("reading {}", input.display()))?
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| {
+                    p.extension().and_then(|e| e.to_str()).is_some_and(|e| {
+                        matches!(e.to_ascii_lowercase().as_str(), "jpg" | "jpeg" | "png")
+                    })
+                })
+                .collect();
+            found.sort();
+            paths.extend(found);
+        } else {
+            paths.push(input);
+        }
+    }
+    anyhow::ensure!(!paths.is_empty(), "no images found");
+    let device = Default::default();
+    let embedder = Embedder::<CpuBackend>::from_checkpoint(&checkpoint, normalization, 32, &device)?;
+    let cameras = camera.map(|c| vec![c; paths.len()]);
+    let features = embedder.embed_paths(&paths, cameras.as_deref())?;
+    let dim = embedder.dim();
+    let bytes: Vec<u8> = features.iter().flat_map(|v| v.to_le_bytes()).collect();
+    let view = safetensors::tensor::TensorView::new(safetensors::Dtype::F32, vec![paths.len(), dim], &bytes)?;
+    let names: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
+    let metadata = std::collections::HashMap::from([("paths".to_string(), serde_json::to_string(&names)?)]);
+    let tmp = out.with_extension("safetensors.tmp");
+    safetensors::serialize_to_file(vec![("features", view)], &Some(metadata), &tmp)?;
+    std::fs::rename(&tmp, &out)?;
+    println!("{} features of dimension {dim} -> {}", paths.len(), out.display());
+    Ok(())
 }
 
 fn import(args: ImportArgs) -> anyhow::Result<()> {

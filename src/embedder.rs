@@ -1,0 +1,103 @@
+//! Embedding crops from other programs: load a checkpoint once, embed images or paths in batches.
+
+use std::path::{Path, PathBuf};
+
+use burn::prelude::*;
+use image::RgbImage;
+use transreid_data::{decode_rgb, ImageSize, Normalization, TestTransform, TransformConfig};
+use transreid_model::{load_checkpoint, TransReid, TransReidConfig};
+
+use crate::inference::InferenceError;
+
+/// Errors of the [`Embedder`].
+#[derive(Debug, thiserror::Error)]
+pub enum EmbedderError {
+    /// The checkpoint could not be loaded.
+    #[error(transparent)]
+    Checkpoint(#[from] transreid_model::ImportError),
+    /// An image could not be read or transformed, or a label is out of range.
+    #[error(transparent)]
+    Inference(#[from] InferenceError),
+    /// Camera ids given for some images but not all.
+    #[error("{images} images but {cameras} camera ids")]
+    CameraCount {
+        /// Images to embed.
+        images: usize,
+        /// Camera ids given.
+        cameras: usize,
+    },
+}
+
+/// A loaded model with its test transform (bilinear resize to the model's input, normalise).
+pub struct Embedder<B: Backend> {
+    model: TransReid<B>,
+    config: TransReidConfig,
+    transform: TestTransform,
+    device: B::Device,
+    batch_size: usize,
+}
+
+impl<B: Backend> Embedder<B> {
+    /// Loads `checkpoint` (written by `save_checkpoint`). `normalization` must be the one the
+    /// model was trained with (`Normalization::HALF` for the ViT configs).
+    pub fn from_checkpoint(
+        checkpoint: &Path,
+        normalization: Normalization,
+        batch_size: usize,
+        device: &B::Device,
+    ) -> Result<Self, EmbedderError> {
+        let (model, config) = load_checkpoint::<B>(checkpoint, device)?;
+        let [h, w] = config.vit.img_size;
+        let size = ImageSize { height: h as u32, width: w as u32 };
+        let transforms = TransformConfig { normalization, ..TransformConfig::person().with_size(size) };
+        let transform = TestTransform::new(&transforms).map_err(InferenceError::from)?;
+        Ok(Self { model, config, transform, device: device.clone(), batch_size: batch_size.max(1) })
+    }
+
+    /// The model's configuration.
+    pub fn config(&self) -> &TransReidConfig {
+        &self.config
+    }
+
+    /// Feature dimension.
+    pub fn dim(&self) -> usize {
+        self.config.embed_dim()
+    }
+
+    /// Embeds decoded images; `cameras` (0-based) is needed by a model with camera SIE.
+    /// Returns `[images, dim]` row-major.
+    pub fn embed_images(&self, images: &[RgbImage], cameras: Option<&[i64]>) -> Result<Vec<f32>, EmbedderError> {
+        if let Some(c) = cameras {
+            if c.len() != images.len() {
+                return Err(EmbedderError::CameraCount { images: images.len(), cameras: c.len() });
+            }
+        }
+        let [h, w] = self.config.vit.img_size;
+        let mut out = Vec::with_capacity(images.len() * self.dim());
+        for (chunk_index, chunk) in images.chunks(self.batch_size).enumerate() {
+            let n = chunk.len();
+            let mut pixels = vec![0.0f32; n * 3 * h * w];
+            for (image, slot) in chunk.iter().zip(pixels.chunks_mut(3 * h * w)) {
+                self.transform.apply(image, slot);
+            }
+            let first = chunk_index * self.batch_size;
+            let cams: Vec<i64> = cameras.map_or(vec![0; n], |c| c[first..first + n].to_vec());
+            let views = vec![0; n];
+            self.model.sie().check_labels(&cams, &views).map_err(InferenceError::from)?;
+            let ids = |v: Vec<i64>| Some(Tensor::<B, 1, Int>::from_data(TensorData::new(v, [n]), &self.device));
+            let images = Tensor::<B, 4>::from_data(TensorData::new(pixels, [n, 3, h, w]), &self.device);
+            let feats = self.model.embed(images, ids(cams), ids(views));
+            out.extend(feats.into_data().convert::<f32>().to_vec::<f32>().expect("f32 features"));
+        }
+        Ok(out)
+    }
+
+    /// Decodes and embeds image files. Returns `[paths, dim]` row-major.
+    pub fn embed_paths(&self, paths: &[PathBuf], cameras: Option<&[i64]>) -> Result<Vec<f32>, EmbedderError> {
+        let images = paths
+            .iter()
+            .map(|p| decode_rgb(p).map_err(|e| EmbedderError::Inference(e.into())))
+            .collect::<Result<Vec<_>, _>>()?;
+        self.embed_images(&images, cameras)
+    }
+}
