@@ -2,7 +2,9 @@
 
 use burn::prelude::*;
 use transreid_data::{EvalLoader, ReidItem};
-use transreid_eval::{evaluate, EvalConfig, Features, Labels, ReidMetrics};
+use transreid_eval::{
+    evaluate, evaluate_rows, rerank_sparse, EvalConfig, Features, Labels, ReidMetrics, RerankConfig,
+};
 use transreid_model::TransReid;
 
 /// Errors of the inference pipeline.
@@ -48,17 +50,30 @@ pub fn evaluate_model<B: Backend>(
     config: &EvalConfig,
 ) -> Result<ReidMetrics, InferenceError> {
     let features = embed_items(model, loader, device)?;
-    let items = loader.items();
+    evaluate_features(&features, loader.items(), loader.num_query(), None, config)
+}
+
+/// Metrics of features `[items, dim]` of `items` (the first `num_query` are the queries),
+/// optionally after k-reciprocal re-ranking (the sparse variant, exact as the reference's).
+pub fn evaluate_features(
+    features: &[f32],
+    items: &[ReidItem],
+    num_query: usize,
+    rerank: Option<&RerankConfig>,
+    config: &EvalConfig,
+) -> Result<ReidMetrics, InferenceError> {
     let dim = features.len() / items.len().max(1);
-    let nq = loader.num_query();
-    let pids: Vec<i64> = items.iter().map(|i: &ReidItem| i.pid as i64).collect();
+    let pids: Vec<i64> = items.iter().map(|i| i.pid as i64).collect();
     let cams: Vec<i64> = items.iter().map(|i| i.camid as i64).collect();
-    let (qf, gf) = features.split_at(nq * dim);
-    Ok(evaluate(
-        Features::new(qf, dim)?,
-        Labels::new(&pids[..nq], &cams[..nq])?,
-        Features::new(gf, dim)?,
-        Labels::new(&pids[nq..], &cams[nq..])?,
-        config,
-    )?)
+    let (qf, gf) = features.split_at(num_query * dim);
+    let (query, gallery) = (Features::new(qf, dim)?, Features::new(gf, dim)?);
+    let query_labels = Labels::new(&pids[..num_query], &cams[..num_query])?;
+    let gallery_labels = Labels::new(&pids[num_query..], &cams[num_query..])?;
+    Ok(match rerank {
+        Some(rerank) => {
+            let distances = rerank_sparse(query, gallery, rerank)?;
+            evaluate_rows(&distances, query_labels, gallery_labels, config)?
+        }
+        None => evaluate(query, query_labels, gallery, gallery_labels, config)?,
+    })
 }

@@ -10,8 +10,8 @@ use transreid::data::{
     SynthConfig, TestTransform, TransformConfig,
 };
 use transreid::embedder::Embedder;
-use transreid::eval::{evaluate, evaluate_rows, rerank_sparse, EvalConfig, Features, Labels, RerankConfig};
-use transreid::inference::embed_items;
+use transreid::eval::{EvalConfig, RerankConfig};
+use transreid::inference::{embed_items, evaluate_features};
 use burn::module::AutodiffModule;
 use transreid::inference::evaluate_model;
 use transreid::loss::ObjectiveConfig;
@@ -219,20 +219,9 @@ fn eval(
     };
     let loader = EvalLoader::from_dataset(&dataset, TestTransform::new(&transforms)?, 64, LoaderConfig::default())?;
     let features = embed_items(&model, &loader, &device)?;
-    let items = loader.items();
-    let nq = loader.num_query();
-    let dim = config.embed_dim();
-    let pids: Vec<i64> = items.iter().map(|i| i.pid as i64).collect();
-    let cams: Vec<i64> = items.iter().map(|i| i.camid as i64).collect();
-    let (qf, gf) = features.split_at(nq * dim);
-    let (q, g) = (Features::new(qf, dim)?, Features::new(gf, dim)?);
-    let (ql, gl) = (Labels::new(&pids[..nq], &cams[..nq])?, Labels::new(&pids[nq..], &cams[nq..])?);
-    let metrics = if rerank {
-        let distances = rerank_sparse(q, g, &RerankConfig::default())?;
-        evaluate_rows(&distances, ql, gl, &EvalConfig::default())?
-    } else {
-        evaluate(q, ql, g, gl, &EvalConfig::default())?
-    };
+    let rerank = rerank.then(RerankConfig::default);
+    let metrics =
+        evaluate_features(&features, loader.items(), loader.num_query(), rerank.as_ref(), &EvalConfig::default())?;
     println!("| mAP | mINP | Rank-1 | Rank-5 | Rank-10 |\n|---|---|---|---|---|");
     let pct = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{:.1}%", v * 100.0));
     println!(
