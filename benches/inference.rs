@@ -9,11 +9,22 @@ use transreid_model::{JpmConfig, SieConfig, SieMode, TransReidConfig, VitPreset}
 
 fn bench<B: Backend>(backend: &str, stride: usize, batch: usize, iters: usize) {
     let device = Default::default();
-    let config = TransReidConfig::new(VitPreset::VitBase16.config([256, 128], [stride, stride]), 751)
-        .with_sie(SieConfig::new().with_mode(SieMode::Camera).with_camera_num(6))
-        .with_jpm(Some(JpmConfig::new()));
+    let config = TransReidConfig::new(
+        VitPreset::VitBase16.config([256, 128], [stride, stride]),
+        751,
+    )
+    .with_sie(
+        SieConfig::new()
+            .with_mode(SieMode::Camera)
+            .with_camera_num(6),
+    )
+    .with_jpm(Some(JpmConfig::new()));
     let model = config.init::<B>(&device);
-    let images = Tensor::<B, 4>::random([batch, 3, 256, 128], burn::tensor::Distribution::Default, &device);
+    let images = Tensor::<B, 4>::random(
+        [batch, 3, 256, 128],
+        burn::tensor::Distribution::Default,
+        &device,
+    );
     let cams = Tensor::<B, 1, Int>::zeros([batch], &device);
     let run = || {
         let out = model.embed(images.clone(), Some(cams.clone()), None);

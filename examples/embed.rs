@@ -13,7 +13,8 @@ fn main() -> anyhow::Result<()> {
     let checkpoint = PathBuf::from(args.next().expect("usage: embed <checkpoint> <image>..."));
     let paths: Vec<PathBuf> = args.map(PathBuf::from).collect();
     let device = Default::default();
-    let embedder = Embedder::<CpuBackend>::from_checkpoint(&checkpoint, Normalization::HALF, 32, &device)?;
+    let embedder =
+        Embedder::<CpuBackend>::from_checkpoint(&checkpoint, Normalization::HALF, 32, &device)?;
     let dim = embedder.dim();
     let feats = embedder.embed_paths(&paths, None)?;
     let norm = |v: &[f32]| v.iter().map(|x| x * x).sum::<f32>().sqrt().max(1e-12);
@@ -22,10 +23,19 @@ fn main() -> anyhow::Result<()> {
             .chunks(dim)
             .enumerate()
             .filter(|(j, _)| *j != i)
-            .map(|(j, b)| (j, a.iter().zip(b).map(|(x, y)| x * y).sum::<f32>() / (norm(a) * norm(b))))
+            .map(|(j, b)| {
+                (
+                    j,
+                    a.iter().zip(b).map(|(x, y)| x * y).sum::<f32>() / (norm(a) * norm(b)),
+                )
+            })
             .max_by(|x, y| x.1.total_cmp(&y.1));
         if let Some((j, cos)) = best {
-            println!("{} -> {} (cosine {cos:.3})", paths[i].display(), paths[j].display());
+            println!(
+                "{} -> {} (cosine {cos:.3})",
+                paths[i].display(),
+                paths[j].display()
+            );
         }
     }
     Ok(())

@@ -4,10 +4,10 @@ use std::path::{Path, PathBuf};
 
 use burn::prelude::*;
 use image::RgbImage;
-use transreid_data::{decode_rgb, ImageSize, Normalization, TestTransform, TransformConfig};
+use transreid_data::{decode_rgb, Normalization, TestTransform};
 use transreid_model::{load_checkpoint, TransReid, TransReidConfig};
 
-use crate::inference::InferenceError;
+use crate::inference::{embed_batch, model_transforms, InferenceError};
 
 /// Errors of the [`Embedder`].
 #[derive(Debug, thiserror::Error)]
@@ -47,11 +47,15 @@ impl<B: Backend> Embedder<B> {
         device: &B::Device,
     ) -> Result<Self, EmbedderError> {
         let (model, config) = load_checkpoint::<B>(checkpoint, device)?;
-        let [h, w] = config.vit.img_size;
-        let size = ImageSize { height: h as u32, width: w as u32 };
-        let transforms = TransformConfig { normalization, ..TransformConfig::person().with_size(size) };
-        let transform = TestTransform::new(&transforms).map_err(InferenceError::from)?;
-        Ok(Self { model, config, transform, device: device.clone(), batch_size: batch_size.max(1) })
+        let transform = TestTransform::new(&model_transforms(&config, normalization))
+            .map_err(InferenceError::from)?;
+        Ok(Self {
+            model,
+            config,
+            transform,
+            device: device.clone(),
+            batch_size: batch_size.max(1),
+        })
     }
 
     /// The model's configuration.
@@ -66,10 +70,17 @@ impl<B: Backend> Embedder<B> {
 
     /// Embeds decoded images; `cameras` (0-based) is needed by a model with camera SIE.
     /// Returns `[images, dim]` row-major.
-    pub fn embed_images(&self, images: &[RgbImage], cameras: Option<&[i64]>) -> Result<Vec<f32>, EmbedderError> {
+    pub fn embed_images(
+        &self,
+        images: &[RgbImage],
+        cameras: Option<&[i64]>,
+    ) -> Result<Vec<f32>, EmbedderError> {
         if let Some(c) = cameras {
             if c.len() != images.len() {
-                return Err(EmbedderError::CameraCount { images: images.len(), cameras: c.len() });
+                return Err(EmbedderError::CameraCount {
+                    images: images.len(),
+                    cameras: c.len(),
+                });
             }
         }
         let [h, w] = self.config.vit.img_size;
@@ -82,18 +93,26 @@ impl<B: Backend> Embedder<B> {
             }
             let first = chunk_index * self.batch_size;
             let cams: Vec<i64> = cameras.map_or(vec![0; n], |c| c[first..first + n].to_vec());
-            let views = vec![0; n];
-            self.model.sie().check_labels(&cams, &views).map_err(InferenceError::from)?;
-            let ids = |v: Vec<i64>| Some(Tensor::<B, 1, Int>::from_data(TensorData::new(v, [n]), &self.device));
-            let images = Tensor::<B, 4>::from_data(TensorData::new(pixels, [n, 3, h, w]), &self.device);
-            let feats = self.model.embed(images, ids(cams), ids(views));
-            out.extend(feats.into_data().convert::<f32>().to_vec::<f32>().expect("f32 features"));
+            let feats = embed_batch(
+                &self.model,
+                pixels,
+                [n, 3, h, w],
+                &cams,
+                &vec![0; n],
+                &self.device,
+            )
+            .map_err(InferenceError::from)?;
+            out.extend(feats);
         }
         Ok(out)
     }
 
     /// Decodes and embeds image files. Returns `[paths, dim]` row-major.
-    pub fn embed_paths(&self, paths: &[PathBuf], cameras: Option<&[i64]>) -> Result<Vec<f32>, EmbedderError> {
+    pub fn embed_paths(
+        &self,
+        paths: &[PathBuf],
+        cameras: Option<&[i64]>,
+    ) -> Result<Vec<f32>, EmbedderError> {
         let images = paths
             .iter()
             .map(|p| decode_rgb(p).map_err(|e| EmbedderError::Inference(e.into())))

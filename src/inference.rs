@@ -1,11 +1,11 @@
 //! Embedding a re-identification set with a model and evaluating it.
 
 use burn::prelude::*;
-use transreid_data::{EvalLoader, ReidItem};
+use transreid_data::{EvalLoader, ImageSize, Normalization, ReidItem, TransformConfig};
 use transreid_eval::{
     evaluate, evaluate_rows, rerank_sparse, EvalConfig, Features, Labels, ReidMetrics, RerankConfig,
 };
-use transreid_model::TransReid;
+use transreid_model::{LabelError, TransReid, TransReidConfig};
 
 /// Errors of the inference pipeline.
 #[derive(Debug, thiserror::Error)]
@@ -30,16 +30,58 @@ pub fn embed_items<B: Backend>(
     let mut features = Vec::new();
     for batch in loader.batches() {
         let batch = batch?;
-        let [n, c, h, w] = batch.shape;
         let cams: Vec<i64> = batch.camids.iter().map(|&c| c as i64).collect();
         let views: Vec<i64> = batch.viewids.iter().map(|&v| v as i64).collect();
-        model.sie().check_labels(&cams, &views)?;
-        let images = Tensor::<B, 4>::from_data(TensorData::new(batch.images, [n, c, h, w]), device);
-        let ids = |v: Vec<i64>| Some(Tensor::<B, 1, Int>::from_data(TensorData::new(v, [n]), device));
-        let out = model.embed(images, ids(cams), ids(views));
-        features.extend(out.into_data().convert::<f32>().to_vec::<f32>().expect("f32 features"));
+        features.extend(embed_batch(
+            model,
+            batch.images,
+            batch.shape,
+            &cams,
+            &views,
+            device,
+        )?);
     }
     Ok(features)
+}
+
+/// Embeds one batch of transformed images (`[n, 3, H, W]` row-major) after checking the
+/// camera / view labels against the model's SIE table. Returns `[n, dim]` row-major.
+pub fn embed_batch<B: Backend>(
+    model: &TransReid<B>,
+    pixels: Vec<f32>,
+    shape: [usize; 4],
+    cameras: &[i64],
+    views: &[i64],
+    device: &B::Device,
+) -> Result<Vec<f32>, LabelError> {
+    model.sie().check_labels(cameras, views)?;
+    let n = shape[0];
+    let ids = |v: &[i64]| {
+        Some(Tensor::<B, 1, Int>::from_data(
+            TensorData::new(v.to_vec(), [n]),
+            device,
+        ))
+    };
+    let images = Tensor::<B, 4>::from_data(TensorData::new(pixels, shape), device);
+    let out = model.embed(images, ids(cameras), ids(views));
+    Ok(out
+        .into_data()
+        .convert::<f32>()
+        .to_vec::<f32>()
+        .expect("f32 features"))
+}
+
+/// The reference's test transforms at the model's input size with the given normalisation.
+pub fn model_transforms(config: &TransReidConfig, normalization: Normalization) -> TransformConfig {
+    let [h, w] = config.vit.img_size;
+    let size = ImageSize {
+        height: h as u32,
+        width: w as u32,
+    };
+    TransformConfig {
+        normalization,
+        ..TransformConfig::person().with_size(size)
+    }
 }
 
 /// Embeds query and gallery and computes CMC / mAP / mINP as the reference does.

@@ -1,8 +1,10 @@
 //! The `transreid` command line.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use anyhow::Context;
+use burn::module::AutodiffModule;
 use clap::{Parser, Subcommand};
 use transreid::backend::CpuBackend;
 use transreid::data::{
@@ -11,19 +13,22 @@ use transreid::data::{
 };
 use transreid::embedder::Embedder;
 use transreid::eval::{EvalConfig, RerankConfig};
-use transreid::inference::{embed_items, evaluate_features};
-use burn::module::AutodiffModule;
 use transreid::inference::evaluate_model;
+use transreid::inference::{embed_items, evaluate_features, model_transforms};
 use transreid::loss::ObjectiveConfig;
+use transreid::model::{
+    load_checkpoint, load_imagenet, load_reference, save_checkpoint, write_safetensors, HostTensor,
+    ImportOptions, JpmConfig, SieConfig, SieMode, StateDict, TransReidConfig, VitPreset,
+};
 use transreid::optim::SolverConfig;
 use transreid::train::{train, TrainSettings};
-use transreid::model::{
-    load_checkpoint, load_imagenet, load_reference, save_checkpoint, ImportOptions, JpmConfig, SieConfig, SieMode,
-    TransReidConfig, VitPreset,
-};
 
 #[derive(Parser)]
-#[command(name = "transreid", version, about = "TransReID object re-identification")]
+#[command(
+    name = "transreid",
+    version,
+    about = "TransReID object re-identification"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -168,7 +173,14 @@ struct ImportArgs {
 fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Demo { out, epochs, lr } => demo(out, epochs, lr),
-        Command::Data { command: DataCommand::Stats { dataset, root, json } } => {
+        Command::Data {
+            command:
+                DataCommand::Stats {
+                    dataset,
+                    root,
+                    json,
+                },
+        } => {
             let data = load_dataset(dataset, &root, &LoadOptions::default())?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&data.stats())?);
@@ -177,7 +189,15 @@ fn main() -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Command::Data { command: DataCommand::Synth { out, ids, cameras, seed } } => {
+        Command::Data {
+            command:
+                DataCommand::Synth {
+                    out,
+                    ids,
+                    cameras,
+                    seed,
+                },
+        } => {
             let mut config = SynthConfig::new(&out);
             config.train_ids = ids;
             config.test_ids = ids;
@@ -188,17 +208,41 @@ fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::Import(args) => import(args),
-        Command::Eval { checkpoint, dataset, root, rerank, imagenet_norm } => {
-            eval(checkpoint, dataset, root, rerank, normalization(imagenet_norm))
-        }
-        Command::Embed { checkpoint, images, out, camera, imagenet_norm } => {
-            embed(checkpoint, images, out, camera, normalization(imagenet_norm))
-        }
+        Command::Eval {
+            checkpoint,
+            dataset,
+            root,
+            rerank,
+            imagenet_norm,
+        } => eval(
+            checkpoint,
+            dataset,
+            root,
+            rerank,
+            normalization(imagenet_norm),
+        ),
+        Command::Embed {
+            checkpoint,
+            images,
+            out,
+            camera,
+            imagenet_norm,
+        } => embed(
+            checkpoint,
+            images,
+            out,
+            camera,
+            normalization(imagenet_norm),
+        ),
     }
 }
 
 fn normalization(imagenet: bool) -> Normalization {
-    if imagenet { Normalization::IMAGENET } else { Normalization::HALF }
+    if imagenet {
+        Normalization::IMAGENET
+    } else {
+        Normalization::HALF
+    }
 }
 
 fn eval(
@@ -212,16 +256,22 @@ fn eval(
     let (model, config) = load_checkpoint::<CpuBackend>(&checkpoint, &device)
         .with_context(|| format!("loading {}", checkpoint.display()))?;
     let dataset = load_dataset(kind, &root, &LoadOptions::default())?;
-    let [h, w] = config.vit.img_size;
-    let transforms = TransformConfig {
-        normalization,
-        ..TransformConfig::person().with_size(ImageSize { height: h as u32, width: w as u32 })
-    };
-    let loader = EvalLoader::from_dataset(&dataset, TestTransform::new(&transforms)?, 64, LoaderConfig::default())?;
+    let transforms = model_transforms(&config, normalization);
+    let loader = EvalLoader::from_dataset(
+        &dataset,
+        TestTransform::new(&transforms)?,
+        64,
+        LoaderConfig::default(),
+    )?;
     let features = embed_items(&model, &loader, &device)?;
     let rerank = rerank.then(RerankConfig::default);
-    let metrics =
-        evaluate_features(&features, loader.items(), loader.num_query(), rerank.as_ref(), &EvalConfig::default())?;
+    let metrics = evaluate_features(
+        &features,
+        loader.items(),
+        loader.num_query(),
+        rerank.as_ref(),
+        &EvalConfig::default(),
+    )?;
     println!("| mAP | mINP | Rank-1 | Rank-5 | Rank-10 |\n|---|---|---|---|---|");
     let pct = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{:.1}%", v * 100.0));
     println!(
@@ -232,7 +282,10 @@ fn eval(
         pct(metrics.rank5()),
         pct(metrics.rank10())
     );
-    println!("{} valid queries, {} skipped", metrics.num_valid_queries, metrics.num_skipped_queries);
+    println!(
+        "{} valid queries, {} skipped",
+        metrics.num_valid_queries, metrics.num_skipped_queries
+    );
     Ok(())
 }
 
@@ -263,18 +316,23 @@ fn embed(
     }
     anyhow::ensure!(!paths.is_empty(), "no images found");
     let device = Default::default();
-    let embedder = Embedder::<CpuBackend>::from_checkpoint(&checkpoint, normalization, 32, &device)?;
+    let embedder =
+        Embedder::<CpuBackend>::from_checkpoint(&checkpoint, normalization, 32, &device)?;
     let cameras = camera.map(|c| vec![c; paths.len()]);
     let features = embedder.embed_paths(&paths, cameras.as_deref())?;
     let dim = embedder.dim();
-    let bytes: Vec<u8> = features.iter().flat_map(|v| v.to_le_bytes()).collect();
-    let view = safetensors::tensor::TensorView::new(safetensors::Dtype::F32, vec![paths.len(), dim], &bytes)?;
     let names: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
-    let metadata = std::collections::HashMap::from([("paths".to_string(), serde_json::to_string(&names)?)]);
-    let tmp = out.with_extension("safetensors.tmp");
-    safetensors::serialize_to_file(vec![("features", view)], &Some(metadata), &tmp)?;
-    std::fs::rename(&tmp, &out)?;
-    println!("{} features of dimension {dim} -> {}", paths.len(), out.display());
+    let tensors = StateDict::from([(
+        "features".to_string(),
+        HostTensor::new(vec![paths.len(), dim], features),
+    )]);
+    let metadata = BTreeMap::from([("paths".to_string(), serde_json::to_string(&names)?)]);
+    write_safetensors(&out, &tensors, metadata)?;
+    println!(
+        "{} features of dimension {dim} -> {}",
+        paths.len(),
+        out.display()
+    );
     Ok(())
 }
 
@@ -297,7 +355,9 @@ fn import(args: ImportArgs) -> anyhow::Result<()> {
     config.validate()?;
     let device = Default::default();
     let mut model = config.init::<CpuBackend>(&device);
-    let options = ImportOptions { allow_partial: args.allow_partial };
+    let options = ImportOptions {
+        allow_partial: args.allow_partial,
+    };
     let report = match args.kind {
         SourceKind::Imagenet => load_imagenet(&mut model, &args.source, options),
         SourceKind::Reference => load_reference(&mut model, &args.source, options),
@@ -328,11 +388,18 @@ fn demo(out: PathBuf, epochs: usize, lr: f64) -> anyhow::Result<()> {
     let dataset = load_dataset(DatasetKind::Market1501, &data_root, &LoadOptions::default())?;
     println!("{}", dataset.stats());
 
-    let size = ImageSize { height: 128, width: 64 };
+    let size = ImageSize {
+        height: 128,
+        width: 64,
+    };
     let transforms = TransformConfig::person().with_size(size);
     let vit = VitPreset::Tiny.config([128, 64], [16, 16]);
     let config = TransReidConfig::new(vit, dataset.num_train_pids)
-        .with_sie(SieConfig::new().with_mode(SieMode::Camera).with_camera_num(dataset.num_train_cams))
+        .with_sie(
+            SieConfig::new()
+                .with_mode(SieMode::Camera)
+                .with_camera_num(dataset.num_train_cams),
+        )
         .with_jpm(Some(JpmConfig::new()));
     let device = Default::default();
     <CpuBackend as burn::tensor::backend::Backend>::seed(&device, 0);
@@ -344,7 +411,12 @@ fn demo(out: PathBuf, epochs: usize, lr: f64) -> anyhow::Result<()> {
         64,
         LoaderConfig::default(),
     )?;
-    let before = evaluate_model(&model.valid(), &eval_loader, &device, &EvalConfig::default())?;
+    let before = evaluate_model(
+        &model.valid(),
+        &eval_loader,
+        &device,
+        &EvalConfig::default(),
+    )?;
     let settings = TrainSettings {
         epochs,
         batch_size: 32,
@@ -357,8 +429,19 @@ fn demo(out: PathBuf, epochs: usize, lr: f64) -> anyhow::Result<()> {
         workers: 2,
     };
     let run_dir = out.join("run");
-    let (_, records) = train(model, &config, &dataset, &transforms, &settings, &run_dir, &device)?;
-    let after = records.last().and_then(|r| r.metrics.clone()).context("no evaluation")?;
+    let (_, records) = train(
+        model,
+        &config,
+        &dataset,
+        &transforms,
+        &settings,
+        &run_dir,
+        &device,
+    )?;
+    let after = records
+        .last()
+        .and_then(|r| r.metrics.clone())
+        .context("no evaluation")?;
     println!("\n              mAP     mINP   Rank-1  Rank-5");
     for (name, m) in [("untrained", &before), ("trained", &after)] {
         println!(

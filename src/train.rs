@@ -6,12 +6,15 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use burn::module::AutodiffModule;
-use indicatif::{ProgressBar, ProgressStyle};
 use burn::optim::GradientsParams;
 use burn::prelude::*;
 use burn::tensor::backend::AutodiffBackend;
+use indicatif::{ProgressBar, ProgressStyle};
 use serde::{Deserialize, Serialize};
-use transreid_data::{EvalLoader, LoaderConfig, ReidDataset, TestTransform, TrainLoader, TrainTransform, TransformConfig};
+use transreid_data::{
+    EvalLoader, LoaderConfig, ReidDataset, TestTransform, TrainLoader, TrainTransform,
+    TransformConfig,
+};
 use transreid_eval::{EvalConfig, ReidMetrics};
 use transreid_loss::{transreid_loss, ObjectiveConfig};
 use transreid_model::{save_checkpoint, TransReid, TransReidConfig};
@@ -110,7 +113,11 @@ pub fn train<B: AutodiffBackend>(
         move |source| TrainError::Io { path, source }
     };
     std::fs::create_dir_all(run_dir).map_err(io(run_dir))?;
-    let loader_config = LoaderConfig { workers: settings.workers, prefetch: 4, seed: settings.seed };
+    let loader_config = LoaderConfig {
+        workers: settings.workers,
+        prefetch: 4,
+        seed: settings.seed,
+    };
     let train_loader = TrainLoader::from_dataset(
         dataset,
         settings.batch_size,
@@ -118,12 +125,20 @@ pub fn train<B: AutodiffBackend>(
         TrainTransform::new(transforms)?,
         loader_config.clone(),
     )?;
-    let eval_loader = EvalLoader::from_dataset(dataset, TestTransform::new(transforms)?, 64, loader_config)?;
-    let schedule = CosineWarmup { warmup_epochs: settings.warmup_epochs, ..CosineWarmup::new(settings.solver.base_lr, settings.epochs) };
+    let eval_loader =
+        EvalLoader::from_dataset(dataset, TestTransform::new(transforms)?, 64, loader_config)?;
+    let schedule = CosineWarmup {
+        warmup_epochs: settings.warmup_epochs,
+        ..CosineWarmup::new(settings.solver.base_lr, settings.epochs)
+    };
     let mut sgd = Sgd::<B>::new(settings.solver);
     let csv_path = run_dir.join("metrics.csv");
     let mut csv = std::fs::File::create(&csv_path).map_err(io(&csv_path))?;
-    writeln!(csv, "epoch,loss,accuracy,lr,images_per_second,map,minp,rank1,rank5,rank10").map_err(io(&csv_path))?;
+    writeln!(
+        csv,
+        "epoch,loss,accuracy,lr,images_per_second,map,minp,rank1,rank5,rank10"
+    )
+    .map_err(io(&csv_path))?;
     let checkpoint = run_dir.join("checkpoint.safetensors");
     let mut records = Vec::new();
 
@@ -135,23 +150,44 @@ pub fn train<B: AutodiffBackend>(
         );
         bar.set_prefix(epoch.to_string());
         let started = Instant::now();
-        let (mut loss_sum, mut correct, mut seen, mut iterations) = (0.0f64, 0usize, 0usize, 0usize);
+        let (mut loss_sum, mut correct, mut seen, mut iterations) =
+            (0.0f64, 0usize, 0usize, 0usize);
         for batch in train_loader.epoch(epoch as u64) {
             let batch = batch?;
             let [n, c, h, w] = batch.shape;
             let labels: Vec<i64> = batch.pids.iter().map(|&p| p as i64).collect();
-            let ints = |v: Vec<i64>| Tensor::<B, 1, Int>::from_data(TensorData::new(v, [n]), device);
-            let images = Tensor::<B, 4>::from_data(TensorData::new(batch.images, [n, c, h, w]), device);
+            let ints =
+                |v: Vec<i64>| Tensor::<B, 1, Int>::from_data(TensorData::new(v, [n]), device);
+            let images =
+                Tensor::<B, 4>::from_data(TensorData::new(batch.images, [n, c, h, w]), device);
             let cams = ints(batch.camids.iter().map(|&c| c as i64).collect());
             let views = ints(batch.viewids.iter().map(|&v| v as i64).collect());
             let targets = ints(labels.clone());
             let out = model.forward_train(images, Some(cams), Some(views));
-            let loss = transreid_loss(&out.scores, &out.feats, targets.clone(), &labels, &settings.objective)?;
+            let loss = transreid_loss(
+                &out.scores,
+                &out.feats,
+                targets.clone(),
+                &labels,
+                &settings.objective,
+            )?;
             let value: f32 = loss.total.clone().into_scalar().elem();
             if !value.is_finite() {
-                return Err(TrainError::NonFiniteLoss { epoch, iteration: iterations, loss: value });
+                return Err(TrainError::NonFiniteLoss {
+                    epoch,
+                    iteration: iterations,
+                    loss: value,
+                });
             }
-            let hits: i64 = out.scores[0].clone().argmax(1).reshape([n]).equal(targets).int().sum().into_scalar().elem();
+            let hits: i64 = out.scores[0]
+                .clone()
+                .argmax(1)
+                .reshape([n])
+                .equal(targets)
+                .int()
+                .sum()
+                .into_scalar()
+                .elem();
             let grads = GradientsParams::from_grads(loss.total.backward(), &model);
             model = sgd.step(model, grads, |group_lr| schedule.lr(epoch, group_lr));
             loss_sum += value as f64;
@@ -170,7 +206,12 @@ pub fn train<B: AutodiffBackend>(
         bar.finish_and_clear();
         let seconds = started.elapsed().as_secs_f64();
         let metrics = if epoch % settings.eval_period.max(1) == 0 || epoch == settings.epochs {
-            Some(evaluate_model(&model.valid(), &eval_loader, device, &EvalConfig::default())?)
+            Some(evaluate_model(
+                &model.valid(),
+                &eval_loader,
+                device,
+                &EvalConfig::default(),
+            )?)
         } else {
             None
         };
@@ -183,7 +224,8 @@ pub fn train<B: AutodiffBackend>(
             metrics,
         };
         let m = record.metrics.as_ref();
-        let metric = |f: &dyn Fn(&ReidMetrics) -> f64| m.map_or(String::new(), |m| format!("{:.6}", f(m)));
+        let metric =
+            |f: &dyn Fn(&ReidMetrics) -> f64| m.map_or(String::new(), |m| format!("{:.6}", f(m)));
         writeln!(
             csv,
             "{},{:.6},{:.6},{:.8},{:.1},{},{},{},{},{}",
@@ -205,7 +247,11 @@ pub fn train<B: AutodiffBackend>(
             record.accuracy,
             record.lr,
             record.images_per_second,
-            m.map_or(String::new(), |m| format!("  mAP {:.1}%  Rank-1 {:.1}%", m.map * 100.0, m.rank1().unwrap_or(0.0) * 100.0))
+            m.map_or(String::new(), |m| format!(
+                "  mAP {:.1}%  Rank-1 {:.1}%",
+                m.map * 100.0,
+                m.rank1().unwrap_or(0.0) * 100.0
+            ))
         );
         records.push(record);
         save_checkpoint(&model.valid(), model_config, &checkpoint)?;

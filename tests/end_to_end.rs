@@ -4,13 +4,15 @@ use burn::backend::{Autodiff, Flex};
 use burn::module::AutodiffModule;
 use burn::tensor::backend::Backend;
 use transreid::data::{
-    load_dataset, synth, DatasetKind, EvalLoader, ImageSize, LoadOptions, LoaderConfig, SynthConfig,
-    TestTransform, TransformConfig,
+    load_dataset, synth, DatasetKind, EvalLoader, ImageSize, LoadOptions, LoaderConfig,
+    SynthConfig, TestTransform, TransformConfig,
 };
 use transreid::eval::EvalConfig;
 use transreid::inference::evaluate_model;
 use transreid::loss::ObjectiveConfig;
-use transreid::model::{load_checkpoint, JpmConfig, SieConfig, SieMode, TransReidConfig, VitPreset};
+use transreid::model::{
+    load_checkpoint, JpmConfig, SieConfig, SieMode, TransReidConfig, VitPreset,
+};
 use transreid::optim::SolverConfig;
 use transreid::train::{train, TrainSettings};
 
@@ -26,17 +28,38 @@ fn short_training_run_learns_and_checkpoints() {
     config.width = 64;
     synth::generate(&config).unwrap();
     let dataset = load_dataset(DatasetKind::Market1501, &root, &LoadOptions::default()).unwrap();
-    let transforms = TransformConfig::person().with_size(ImageSize { height: 128, width: 64 });
+    let transforms = TransformConfig::person().with_size(ImageSize {
+        height: 128,
+        width: 64,
+    });
 
-    let model_config = TransReidConfig::new(VitPreset::Tiny.config([128, 64], [16, 16]), dataset.num_train_pids)
-        .with_sie(SieConfig::new().with_mode(SieMode::Camera).with_camera_num(dataset.num_train_cams))
-        .with_jpm(Some(JpmConfig::new()));
+    let model_config = TransReidConfig::new(
+        VitPreset::Tiny.config([128, 64], [16, 16]),
+        dataset.num_train_pids,
+    )
+    .with_sie(
+        SieConfig::new()
+            .with_mode(SieMode::Camera)
+            .with_camera_num(dataset.num_train_cams),
+    )
+    .with_jpm(Some(JpmConfig::new()));
     let device = Default::default();
     Flex::seed(&device, 1);
     let model = model_config.init::<Autodiff<Flex>>(&device);
-    let eval_loader =
-        EvalLoader::from_dataset(&dataset, TestTransform::new(&transforms).unwrap(), 64, LoaderConfig::default()).unwrap();
-    let before = evaluate_model(&model.valid(), &eval_loader, &device, &EvalConfig::default()).unwrap();
+    let eval_loader = EvalLoader::from_dataset(
+        &dataset,
+        TestTransform::new(&transforms).unwrap(),
+        64,
+        LoaderConfig::default(),
+    )
+    .unwrap();
+    let before = evaluate_model(
+        &model.valid(),
+        &eval_loader,
+        &device,
+        &EvalConfig::default(),
+    )
+    .unwrap();
 
     let settings = TrainSettings {
         epochs: 20,
@@ -50,7 +73,16 @@ fn short_training_run_learns_and_checkpoints() {
         workers: 2,
     };
     let run = dir.path().join("run");
-    let (_, records) = train(model, &model_config, &dataset, &transforms, &settings, &run, &device).unwrap();
+    let (_, records) = train(
+        model,
+        &model_config,
+        &dataset,
+        &transforms,
+        &settings,
+        &run,
+        &device,
+    )
+    .unwrap();
     let after = records.last().unwrap().metrics.clone().unwrap();
     assert!(
         after.map > before.map + 0.10,
@@ -63,7 +95,8 @@ fn short_training_run_learns_and_checkpoints() {
     // metrics.csv has a header and one row per epoch; the checkpoint loads back.
     let csv = std::fs::read_to_string(run.join("metrics.csv")).unwrap();
     assert_eq!(csv.lines().count(), 1 + settings.epochs);
-    let (reloaded, config) = load_checkpoint::<Flex>(&run.join("checkpoint.safetensors"), &device).unwrap();
+    let (reloaded, config) =
+        load_checkpoint::<Flex>(&run.join("checkpoint.safetensors"), &device).unwrap();
     assert_eq!(config, model_config);
     let again = evaluate_model(&reloaded, &eval_loader, &device, &EvalConfig::default()).unwrap();
     assert!((again.map - after.map).abs() < 1e-6);

@@ -2,8 +2,7 @@
 
 use std::collections::HashMap;
 
-use burn::backend::{Autodiff, NdArray};
-use burn::module::{AutodiffModule, Module, ModuleVisitor, Param, ParamId};
+use burn::module::AutodiffModule;
 use burn::optim::GradientsParams;
 use burn::prelude::*;
 use transreid::optim::{CosineWarmup, Sgd, SolverConfig};
@@ -13,11 +12,15 @@ use transreid_model::{
     TransReidConfig, VitPreset,
 };
 
-type B = Autodiff<NdArray>;
+mod common;
+use common::{grads_by_name, B};
 
 #[test]
 fn schedule_matches_the_reference_for_every_epoch() {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/lr_schedule.safetensors");
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/lr_schedule.safetensors"
+    );
     let (golden, _) = read_state_dict(std::path::Path::new(path)).unwrap();
     for base in [0.008, 0.01] {
         let schedule = CosineWarmup::new(base, 120);
@@ -26,53 +29,48 @@ fn schedule_matches_the_reference_for_every_epoch() {
             assert_eq!(want.len(), 121);
             for (epoch, w) in want.iter().enumerate() {
                 let got = schedule.lr(epoch, base * factor) as f32;
-                assert!((got - w).abs() <= 1e-7 * w.abs().max(1e-3), "{base} {group} epoch {epoch}: {got} vs {w}");
+                assert!(
+                    (got - w).abs() <= 1e-7 * w.abs().max(1e-3),
+                    "{base} {group} epoch {epoch}: {got} vs {w}"
+                );
             }
         }
     }
 }
 
-/// Gradients by parameter id, flattened.
-struct CollectGrads<'a> {
-    grads: &'a GradientsParams,
-    out: HashMap<ParamId, Vec<f32>>,
-}
-
-impl ModuleVisitor<B> for CollectGrads<'_> {
-    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
-        if let Some(g) = self.grads.get::<NdArray, D>(param.id) {
-            self.out.insert(param.id, g.into_data().to_vec().unwrap());
-        }
-    }
-}
-
-fn names(model: &TransReid<B>) -> HashMap<ParamId, String> {
-    use burn_store::ModuleSnapshot;
-    model
-        .collect(None, None, false)
-        .into_iter()
-        .map(|s| (s.tensor_id.unwrap(), transreid_model::reference_key(&s.full_path())))
-        .collect()
-}
-
 fn grads_of(model: &TransReid<B>, step: usize) -> GradientsParams {
     let device = Default::default();
     let n = 8;
-    let pixels: Vec<f32> = (0..n * 3 * 64 * 32).map(|i| ((i * 31 + step * 7) % 97) as f32 / 48.0 - 1.0).collect();
+    let pixels: Vec<f32> = (0..n * 3 * 64 * 32)
+        .map(|i| ((i * 31 + step * 7) % 97) as f32 / 48.0 - 1.0)
+        .collect();
     let images = Tensor::<B, 4>::from_data(TensorData::new(pixels, [n, 3, 64, 32]), &device);
     let labels = vec![0i64, 0, 1, 1, 2, 2, 3, 3];
     let ints = |v: Vec<i64>| Tensor::<B, 1, Int>::from_data(TensorData::new(v, [n]), &device);
     let out = model.forward_train(images, Some(ints(vec![0, 1, 2, 0, 1, 2, 0, 1])), None);
-    let loss = transreid_loss(&out.scores, &out.feats, ints(labels.clone()), &labels, &ObjectiveConfig::default()).unwrap();
+    let loss = transreid_loss(
+        &out.scores,
+        &out.feats,
+        ints(labels.clone()),
+        &labels,
+        &ObjectiveConfig::default(),
+    )
+    .unwrap();
     GradientsParams::from_grads(loss.total.backward(), model)
 }
 
 #[test]
 fn sgd_steps_move_every_parameter_by_the_formula() {
     let device = Default::default();
-    let vit = VitPreset::Tiny.config([64, 32], [16, 16]).with_drop_path_rate(0.0);
+    let vit = VitPreset::Tiny
+        .config([64, 32], [16, 16])
+        .with_drop_path_rate(0.0);
     let config = TransReidConfig::new(vit, 4)
-        .with_sie(SieConfig::new().with_mode(SieMode::Camera).with_camera_num(3))
+        .with_sie(
+            SieConfig::new()
+                .with_mode(SieMode::Camera)
+                .with_camera_num(3),
+        )
         .with_jpm(Some(JpmConfig::new()));
     let mut model = config.init::<B>(&device);
     let solver = SolverConfig::new(0.008);
@@ -83,10 +81,7 @@ fn sgd_steps_move_every_parameter_by_the_formula() {
     for step in 0..2 {
         let before: StateDict = export_state_dict(&model.valid());
         let grads = grads_of(&model, step);
-        let mut collect = CollectGrads { grads: &grads, out: HashMap::new() };
-        model.visit(&mut collect);
-        let by_name: HashMap<String, Vec<f32>> =
-            names(&model).into_iter().filter_map(|(id, n)| collect.out.remove(&id).map(|g| (n, g))).collect();
+        let by_name = grads_by_name(&model, &grads);
         model = sgd.step(model, grads, |group_lr| schedule.lr(1, group_lr));
         let after = export_state_dict(&model.valid());
 
@@ -118,11 +113,20 @@ fn sgd_steps_move_every_parameter_by_the_formula() {
                 .collect();
             for i in 0..old_v.len() {
                 let want = old_v[i] - lr * buf[i];
-                assert!((new_v[i] - want).abs() <= 1e-6 * (1.0 + want.abs()), "{name}[{i}] step {step}: {} vs {want}", new_v[i]);
+                assert!(
+                    (new_v[i] - want).abs() <= 1e-6 * (1.0 + want.abs()),
+                    "{name}[{i}] step {step}: {} vs {want}",
+                    new_v[i]
+                );
             }
             buffers.insert(name.clone(), buf);
         }
-        for frozen in ["bottleneck.bias", "bottleneck_2.bias", "base.blocks.3.attn.qkv.weight", "base.norm.weight"] {
+        for frozen in [
+            "bottleneck.bias",
+            "bottleneck_2.bias",
+            "base.blocks.3.attn.qkv.weight",
+            "base.norm.weight",
+        ] {
             assert_eq!(before[frozen], after[frozen], "{frozen}");
             assert!(!by_name.contains_key(frozen));
         }
@@ -138,31 +142,43 @@ fn parameter_groups_follow_the_names() {
     assert_eq!(solver.group("b1.1.bias").lr, 0.016);
     assert_eq!(solver.group("base.pos_embed").lr, 0.008);
     assert_eq!(solver.group("classifier_1.weight").lr, 0.008);
-    let large = SolverConfig { large_fc_lr: true, ..solver };
+    let large = SolverConfig {
+        large_fc_lr: true,
+        ..solver
+    };
     assert_eq!(large.group("classifier_1.weight").lr, 0.016);
 }
 
 #[test]
 fn gradient_clipping_scales_to_the_global_norm() {
     let device = Default::default();
-    let vit = VitPreset::Tiny.config([64, 32], [16, 16]).with_drop_path_rate(0.0);
+    let vit = VitPreset::Tiny
+        .config([64, 32], [16, 16])
+        .with_drop_path_rate(0.0);
     let config = TransReidConfig::new(vit, 4).with_jpm(Some(JpmConfig::new()));
     let model = config.init::<B>(&device);
     let grads = grads_of(&model, 0);
-    let mut collect = CollectGrads { grads: &grads, out: HashMap::new() };
-    model.visit(&mut collect);
-    let collected = collect.out;
-    let norm: f64 = collected.values().flatten().map(|g| (*g as f64).powi(2)).sum::<f64>().sqrt();
+    let collected = grads_by_name(&model, &grads);
+    let norm: f64 = collected
+        .values()
+        .flatten()
+        .map(|g| (*g as f64).powi(2))
+        .sum::<f64>()
+        .sqrt();
     let max_norm = norm / 4.0;
     let before = export_state_dict(&model.valid());
-    let names = names(&model);
     // Without momentum history or weight decay, the step is -lr * g * max_norm / norm.
-    let solver = SolverConfig { grad_clip_norm: Some(max_norm), weight_decay: 0.0, weight_decay_bias: 0.0, ..SolverConfig::new(0.1) };
+    let solver = SolverConfig {
+        grad_clip_norm: Some(max_norm),
+        weight_decay: 0.0,
+        weight_decay_bias: 0.0,
+        ..SolverConfig::new(0.1)
+    };
     let mut sgd = Sgd::<B>::new(solver);
     let model = sgd.step(model, grads, |lr| lr);
     let after = export_state_dict(&model.valid());
-    let (id, grad) = collected.iter().find(|(id, _)| names[*id] == "base.pos_embed").unwrap();
-    let name = &names[id];
+    let name = "base.pos_embed";
+    let grad = &collected[name];
     for i in 0..grad.len() {
         let want = before[name].data[i] - (0.1 * grad[i] as f64 * max_norm / norm) as f32;
         assert!((after[name].data[i] - want).abs() < 1e-6, "{i}");
@@ -172,8 +188,12 @@ fn gradient_clipping_scales_to_the_global_norm() {
 #[test]
 fn momentum_state_round_trips() {
     let device = Default::default();
-    let vit = VitPreset::Tiny.config([64, 32], [16, 16]).with_drop_path_rate(0.0);
-    let model = TransReidConfig::new(vit, 4).with_jpm(Some(JpmConfig::new())).init::<B>(&device);
+    let vit = VitPreset::Tiny
+        .config([64, 32], [16, 16])
+        .with_drop_path_rate(0.0);
+    let model = TransReidConfig::new(vit, 4)
+        .with_jpm(Some(JpmConfig::new()))
+        .init::<B>(&device);
     let mut sgd = Sgd::<B>::new(SolverConfig::new(0.008));
     let grads = grads_of(&model, 0);
     let _ = sgd.step(model, grads, |lr| lr);

@@ -3,26 +3,28 @@
 //! reference's eval features before and after the neck, every branch's training scores and
 //! features, the loss, every parameter's gradient and every parameter after one SGD step.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::path::Path;
 
-use burn::backend::{Autodiff, NdArray};
-use burn::module::{AutodiffModule, Module, ModuleVisitor, Param, ParamId};
+use burn::module::AutodiffModule;
 use burn::optim::GradientsParams;
 use burn::prelude::*;
-use burn_store::ModuleSnapshot;
 use transreid::loss::{transreid_loss, ObjectiveConfig};
 use transreid::model::{
-    export_state_dict, load_reference, read_state_dict, reference_key, write_safetensors,
-    HostTensor, ImportOptions, JpmConfig, NeckFeat, SieConfig, SieMode, StateDict, TransReid,
-    TransReidConfig, VitConfig,
+    export_state_dict, load_reference, read_state_dict, write_safetensors, HostTensor,
+    ImportOptions, JpmConfig, NeckFeat, SieConfig, SieMode, StateDict, TransReid, TransReidConfig,
+    VitConfig,
 };
 use transreid::optim::{CosineWarmup, Sgd, SolverConfig};
 
-type B = Autodiff<NdArray>;
+mod common;
+use common::{grads_by_name, B};
 
 fn fixture() -> StateDict {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/reference_model.safetensors");
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/reference_model.safetensors"
+    );
     read_state_dict(Path::new(path)).unwrap().0
 }
 
@@ -33,9 +35,16 @@ fn with_prefix(dict: &StateDict, prefix: &str) -> StateDict {
 }
 
 fn config(neck_feat: NeckFeat) -> TransReidConfig {
-    let vit = VitConfig::new([64, 32], 64, 4, 4).with_stride([8, 8]).with_drop_path_rate(0.0);
+    let vit = VitConfig::new([64, 32], 64, 4, 4)
+        .with_stride([8, 8])
+        .with_drop_path_rate(0.0);
     TransReidConfig::new(vit, 5)
-        .with_sie(SieConfig::new().with_mode(SieMode::CameraView).with_camera_num(3).with_view_num(2))
+        .with_sie(
+            SieConfig::new()
+                .with_mode(SieMode::CameraView)
+                .with_camera_num(3)
+                .with_view_num(2),
+        )
         .with_jpm(Some(JpmConfig::new()))
         .with_neck_feat(neck_feat)
 }
@@ -58,9 +67,20 @@ fn flat<Bk: Backend, const D: usize>(t: Tensor<Bk, D>) -> Vec<f32> {
 /// implementations return f32 noise of ~5e-8 there.
 fn assert_close(got: &[f32], want: &HostTensor, tol: f32, what: &str) {
     assert_eq!(got.len(), want.data.len(), "{what}: length");
-    let scale = want.data.iter().fold(0.0f32, |m, v| m.max(v.abs())).max(1e-2);
-    let worst = got.iter().zip(&want.data).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
-    assert!(worst <= tol * scale, "{what}: max |diff| {worst:e} > {tol:e} * {scale:e}");
+    let scale = want
+        .data
+        .iter()
+        .fold(0.0f32, |m, v| m.max(v.abs()))
+        .max(1e-2);
+    let worst = got
+        .iter()
+        .zip(&want.data)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0f32, f32::max);
+    assert!(
+        worst <= tol * scale,
+        "{what}: max |diff| {worst:e} > {tol:e} * {scale:e}"
+    );
 }
 
 struct Inputs {
@@ -75,11 +95,17 @@ fn inputs(g: &StateDict) -> Inputs {
     let ints = |key: &str| {
         let v: Vec<i64> = g[key].data.iter().map(|&x| x as i64).collect();
         let n = v.len();
-        (Tensor::<B, 1, Int>::from_data(TensorData::new(v.clone(), [n]), &device), v)
+        (
+            Tensor::<B, 1, Int>::from_data(TensorData::new(v.clone(), [n]), &device),
+            v,
+        )
     };
     let img = &g["input.images"];
     Inputs {
-        images: Tensor::from_data(TensorData::new(img.data.clone(), img.shape.clone()), &device),
+        images: Tensor::from_data(
+            TensorData::new(img.data.clone(), img.shape.clone()),
+            &device,
+        ),
         cams: ints("input.cams").0,
         views: ints("input.views").0,
         pids: ints("input.pids").1,
@@ -92,23 +118,17 @@ fn eval_features_before_and_after_the_neck() {
     let weights = with_prefix(&g, "weights.");
     let dir = tempfile::tempdir().unwrap();
     let x = inputs(&g);
-    for (neck, key) in [(NeckFeat::Before, "eval.feat_before"), (NeckFeat::After, "eval.feat_after")] {
+    for (neck, key) in [
+        (NeckFeat::Before, "eval.feat_before"),
+        (NeckFeat::After, "eval.feat_after"),
+    ] {
         let model = load(neck, &weights, dir.path()).valid();
-        let feat = model.embed(x.images.clone().inner(), Some(x.cams.clone().inner()), Some(x.views.clone().inner()));
+        let feat = model.embed(
+            x.images.clone().inner(),
+            Some(x.cams.clone().inner()),
+            Some(x.views.clone().inner()),
+        );
         assert_close(&flat(feat), &g[key], 1e-4, key);
-    }
-}
-
-struct CollectGrads<'a> {
-    grads: &'a GradientsParams,
-    out: HashMap<ParamId, Vec<f32>>,
-}
-
-impl ModuleVisitor<B> for CollectGrads<'_> {
-    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
-        if let Some(g) = self.grads.get::<NdArray, D>(param.id) {
-            self.out.insert(param.id, flat(g));
-        }
     }
 }
 
@@ -121,39 +141,64 @@ fn training_forward_loss_gradients_and_sgd_step() {
     let x = inputs(&g);
     let n = x.pids.len();
 
-    let out = model.forward_train(x.images.clone(), Some(x.cams.clone()), Some(x.views.clone()));
+    let out = model.forward_train(
+        x.images.clone(),
+        Some(x.cams.clone()),
+        Some(x.views.clone()),
+    );
     for k in 0..5 {
-        assert_close(&flat(out.scores[k].clone()), &g[&format!("train.scores.{k}")], 1e-4, &format!("scores {k}"));
-        assert_close(&flat(out.feats[k].clone()), &g[&format!("train.feats.{k}")], 1e-4, &format!("feats {k}"));
+        assert_close(
+            &flat(out.scores[k].clone()),
+            &g[&format!("train.scores.{k}")],
+            1e-4,
+            &format!("scores {k}"),
+        );
+        assert_close(
+            &flat(out.feats[k].clone()),
+            &g[&format!("train.feats.{k}")],
+            1e-4,
+            &format!("feats {k}"),
+        );
     }
-    let targets = Tensor::<B, 1, Int>::from_data(TensorData::new(x.pids.clone(), [n]), &Default::default());
-    let loss = transreid_loss(&out.scores, &out.feats, targets, &x.pids, &ObjectiveConfig::default()).unwrap();
+    let targets =
+        Tensor::<B, 1, Int>::from_data(TensorData::new(x.pids.clone(), [n]), &Default::default());
+    let loss = transreid_loss(
+        &out.scores,
+        &out.feats,
+        targets,
+        &x.pids,
+        &ObjectiveConfig::default(),
+    )
+    .unwrap();
     let value: f32 = loss.total.clone().into_scalar();
     let want = g["train.loss"].data[0];
-    assert!((value - want).abs() <= 1e-5 * want.abs(), "loss {value} vs {want}");
+    assert!(
+        (value - want).abs() <= 1e-5 * want.abs(),
+        "loss {value} vs {want}"
+    );
 
     let grads = GradientsParams::from_grads(loss.total.backward(), &model);
-    let mut collect = CollectGrads { grads: &grads, out: HashMap::new() };
-    model.visit(&mut collect);
-    let names: HashMap<ParamId, String> = model
-        .collect(None, None, false)
-        .into_iter()
-        .map(|s| (s.tensor_id.unwrap(), reference_key(&s.full_path())))
-        .collect();
     let reference_grads = with_prefix(&g, "grad.");
     let mut compared = 0;
-    for (id, grad) in &collect.out {
-        let name = &names[id];
-        let want = reference_grads.get(name).unwrap_or_else(|| panic!("the reference has no gradient for {name}"));
+    for (name, grad) in &grads_by_name(&model, &grads) {
+        let want = reference_grads
+            .get(name)
+            .unwrap_or_else(|| panic!("the reference has no gradient for {name}"));
         let got = if want.shape.len() == 2 && name.ends_with("weight") {
-            HostTensor::new(vec![want.shape[1], want.shape[0]], grad.clone()).transposed().data
+            HostTensor::new(vec![want.shape[1], want.shape[0]], grad.clone())
+                .transposed()
+                .data
         } else {
             grad.clone()
         };
         assert_close(&got, want, 1e-5, &format!("grad {name}"));
         compared += 1;
     }
-    assert_eq!(compared, reference_grads.len(), "every reference gradient has a counterpart");
+    assert_eq!(
+        compared,
+        reference_grads.len(),
+        "every reference gradient has a counterpart"
+    );
 
     let mut sgd = Sgd::<B>::new(SolverConfig::new(0.008));
     let schedule = CosineWarmup::new(0.008, 120);
@@ -169,7 +214,9 @@ fn training_forward_loss_gradients_and_sgd_step() {
             assert_eq!(want, &weights[name]);
             continue;
         }
-        let got = after.get(name).unwrap_or_else(|| panic!("no {name} after the step"));
+        let got = after
+            .get(name)
+            .unwrap_or_else(|| panic!("no {name} after the step"));
         assert_close(&got.data, want, 1e-5, &format!("after step {name}"));
     }
 }

@@ -26,7 +26,13 @@ pub struct CosineWarmup {
 impl CosineWarmup {
     /// The reference's schedule for `base_lr` over `max_epochs`.
     pub fn new(base_lr: f64, max_epochs: usize) -> Self {
-        Self { base_lr, warmup_epochs: 5, max_epochs, warmup_factor: 0.01, min_factor: 0.002 }
+        Self {
+            base_lr,
+            warmup_epochs: 5,
+            max_epochs,
+            warmup_factor: 0.01,
+            min_factor: 0.002,
+        }
     }
 
     /// The lr of a group with initial lr `group_lr` during epoch `epoch`.

@@ -1,4 +1,4 @@
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 
 use burn::module::{AutodiffModule, ModuleMapper, ModuleVisitor, Param, ParamId};
 use burn::optim::GradientsParams;
@@ -45,9 +45,15 @@ impl SolverConfig {
     /// containing `bias` gets `base_lr * bias_lr_factor` and `weight_decay_bias`; with
     /// `large_fc_lr`, `classifier*` gets `2 * base_lr`.
     pub fn group(&self, name: &str) -> ParamGroup {
-        let mut group = ParamGroup { lr: self.base_lr, weight_decay: self.weight_decay };
+        let mut group = ParamGroup {
+            lr: self.base_lr,
+            weight_decay: self.weight_decay,
+        };
         if name.contains("bias") {
-            group = ParamGroup { lr: self.base_lr * self.bias_lr_factor, weight_decay: self.weight_decay_bias };
+            group = ParamGroup {
+                lr: self.base_lr * self.bias_lr_factor,
+                weight_decay: self.weight_decay_bias,
+            };
         }
         if self.large_fc_lr && name.contains("classifier") {
             group.lr = 2.0 * self.base_lr;
@@ -78,7 +84,10 @@ pub struct Sgd<B: AutodiffBackend> {
 impl<B: AutodiffBackend> Sgd<B> {
     /// A fresh optimiser.
     pub fn new(config: SolverConfig) -> Self {
-        Self { config, momentum: HashMap::new() }
+        Self {
+            config,
+            momentum: HashMap::new(),
+        }
     }
 
     /// The settings.
@@ -99,10 +108,18 @@ impl<B: AutodiffBackend> Sgd<B> {
             .filter_map(|s| s.tensor_id.map(|id| (id, reference_key(&s.full_path()))))
             .collect();
         let clip_scale = self.config.grad_clip_norm.map(|max_norm| {
-            let mut norm = GradNorm::<B> { grads: &grads, squared: 0.0, backend: std::marker::PhantomData };
+            let mut norm = GradNorm::<B> {
+                grads: &grads,
+                squared: 0.0,
+                backend: std::marker::PhantomData,
+            };
             model.visit(&mut norm);
             let norm = norm.squared.sqrt();
-            if norm > max_norm { max_norm / (norm + 1e-6) } else { 1.0 }
+            if norm > max_norm {
+                max_norm / (norm + 1e-6)
+            } else {
+                1.0
+            }
         });
         let mut mapper = SgdMapper {
             sgd: self,
@@ -126,15 +143,20 @@ impl<B: AutodiffBackend> Sgd<B> {
     }
 
     /// Restores buffers saved by [`Self::state`].
-    pub fn load_state(&mut self, state: &StateDict, device: &burn::tensor::Device<B::InnerBackend>) {
+    pub fn load_state(
+        &mut self,
+        state: &StateDict,
+        device: &burn::tensor::Device<B::InnerBackend>,
+    ) {
         self.momentum = state
             .iter()
             .map(|(k, t)| {
                 let len = t.data.len();
-                (k.clone(), Tensor::from_data(TensorData::new(t.data.clone(), [len]), device))
+                (
+                    k.clone(),
+                    Tensor::from_data(TensorData::new(t.data.clone(), [len]), device),
+                )
             })
-            .collect::<BTreeMap<_, _>>()
-            .into_iter()
             .collect();
     }
 }
@@ -164,7 +186,10 @@ struct SgdMapper<'a, B: AutodiffBackend, F: Fn(f64) -> f64> {
 impl<B: AutodiffBackend, F: Fn(f64) -> f64> ModuleMapper<B> for SgdMapper<'_, B, F> {
     fn map_float<const D: usize>(&mut self, param: Param<Tensor<B, D>>) -> Param<Tensor<B, D>> {
         let (id, tensor, mapper) = param.consume();
-        let (Some(grad), Some(name)) = (self.grads.remove::<B::InnerBackend, D>(id), self.names.get(&id)) else {
+        let (Some(grad), Some(name)) = (
+            self.grads.remove::<B::InnerBackend, D>(id),
+            self.names.get(&id),
+        ) else {
             return Param::from_mapped_value(id, tensor, mapper);
         };
         let group = self.sgd.config.group(name);

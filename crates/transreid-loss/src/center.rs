@@ -17,5 +17,8 @@ pub fn center_loss<B: Backend>(
     let cc = centers.clone().square().sum_dim(1).transpose();
     let dist = xx + cc - feats.matmul(centers.transpose()).mul_scalar(2.0);
     let mask = targets.one_hot::<2>(classes).float().cast(dist.dtype());
-    (dist * mask).clamp(1e-12, 1e12).sum().div_scalar(batch as f64)
+    (dist * mask)
+        .clamp(1e-12, 1e12)
+        .sum()
+        .div_scalar(batch as f64)
 }

@@ -9,10 +9,19 @@ use burn::tensor::activation::log_softmax;
 ///
 /// # Shapes
 /// - `scores`: `[batch, classes]`; `targets`: `[batch]` -> scalar `[1]`
-pub fn cross_entropy<B: Backend>(scores: Tensor<B, 2>, targets: Tensor<B, 1, Int>, epsilon: f64) -> Tensor<B, 1> {
+pub fn cross_entropy<B: Backend>(
+    scores: Tensor<B, 2>,
+    targets: Tensor<B, 1, Int>,
+    epsilon: f64,
+) -> Tensor<B, 1> {
     let [batch, classes] = scores.dims();
     let log_probs = log_softmax(scores, 1);
-    let onehot = targets.one_hot::<2>(classes).float().cast(log_probs.dtype());
-    let q = onehot.mul_scalar(1.0 - epsilon).add_scalar(epsilon / classes as f64);
+    let onehot = targets
+        .one_hot::<2>(classes)
+        .float()
+        .cast(log_probs.dtype());
+    let q = onehot
+        .mul_scalar(1.0 - epsilon)
+        .add_scalar(epsilon / classes as f64);
     (q * log_probs).sum().neg().div_scalar(batch as f64)
 }

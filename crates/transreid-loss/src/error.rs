@@ -2,7 +2,9 @@
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum LossError {
     /// An anchor has no other sample of its identity.
-    #[error("label {label} has no positive in the batch (batch-hard triplet needs K >= 2 per identity)")]
+    #[error(
+        "label {label} has no positive in the batch (batch-hard triplet needs K >= 2 per identity)"
+    )]
     NoPositive {
         /// The label.
         label: i64,

@@ -20,7 +20,12 @@ pub struct ObjectiveConfig {
 
 impl Default for ObjectiveConfig {
     fn default() -> Self {
-        Self { id_weight: 1.0, triplet_weight: 1.0, label_smoothing: 0.0, margin: TripletMargin::Soft }
+        Self {
+            id_weight: 1.0,
+            triplet_weight: 1.0,
+            label_smoothing: 0.0,
+            margin: TripletMargin::Soft,
+        }
     }
 }
 
@@ -59,7 +64,8 @@ pub fn transreid_loss<B: Backend>(
         .collect::<Result<Vec<_>, _>>()?;
     let id = combine(id_terms);
     let triplet = combine(tri_terms);
-    let total = id.clone().mul_scalar(config.id_weight) + triplet.clone().mul_scalar(config.triplet_weight);
+    let total =
+        id.clone().mul_scalar(config.id_weight) + triplet.clone().mul_scalar(config.triplet_weight);
     Ok(ObjectiveOutput { total, id, triplet })
 }
 
@@ -69,6 +75,10 @@ fn combine<B: Backend>(mut terms: Vec<Tensor<B, 1>>) -> Tensor<B, 1> {
         return global;
     }
     let parts = terms.len() as f64;
-    let local = terms.into_iter().reduce(|a, b| a + b).unwrap().div_scalar(parts);
+    let local = terms
+        .into_iter()
+        .reduce(|a, b| a + b)
+        .unwrap()
+        .div_scalar(parts);
     global.mul_scalar(0.5) + local.mul_scalar(0.5)
 }

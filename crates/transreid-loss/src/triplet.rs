@@ -61,20 +61,28 @@ pub fn triplet_loss<B: Backend>(
     // Masked max / min: distances are >= 1e-6, so pushing excluded entries by a large constant
     // never changes which entry wins.
     let big = 1e12;
-    let dist_ap = (dist.clone() * same.clone() - (same.clone().neg().add_scalar(1.0)).mul_scalar(big))
-        .max_dim(1)
-        .reshape([n]);
+    let dist_ap = (dist.clone() * same.clone()
+        - (same.clone().neg().add_scalar(1.0)).mul_scalar(big))
+    .max_dim(1)
+    .reshape([n]);
     let dist_an = (dist + same.mul_scalar(big)).min_dim(1).reshape([n]);
     let loss = match margin {
         TripletMargin::Soft => softplus(dist_ap.clone() - dist_an.clone(), 1.0).mean(),
         TripletMargin::Hard(m) => relu(dist_ap.clone() - dist_an.clone() + m).mean(),
     };
-    Ok(TripletOutput { loss, dist_ap, dist_an })
+    Ok(TripletOutput {
+        loss,
+        dist_ap,
+        dist_an,
+    })
 }
 
 fn check_pk_labels(labels: &[i64], n: usize) -> Result<(), LossError> {
     if labels.len() != n {
-        return Err(LossError::LengthMismatch { features: n, labels: labels.len() });
+        return Err(LossError::LengthMismatch {
+            features: n,
+            labels: labels.len(),
+        });
     }
     let mut counts = std::collections::BTreeMap::new();
     for &l in labels {
@@ -86,7 +94,11 @@ fn check_pk_labels(labels: &[i64], n: usize) -> Result<(), LossError> {
             return Err(LossError::NoPositive { label });
         }
         if count != expected {
-            return Err(LossError::UnbalancedBatch { label, count, expected });
+            return Err(LossError::UnbalancedBatch {
+                label,
+                count,
+                expected,
+            });
         }
     }
     if counts.len() < 2 {

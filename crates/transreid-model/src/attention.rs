@@ -32,7 +32,13 @@ impl AttentionConfig {
     /// # Panics
     /// If `dim` is not divisible by `num_heads`.
     pub fn init<B: Backend>(&self, device: &B::Device) -> Attention<B> {
-        assert_eq!(self.dim % self.num_heads, 0, "dim {} not divisible by {} heads", self.dim, self.num_heads);
+        assert_eq!(
+            self.dim % self.num_heads,
+            0,
+            "dim {} not divisible by {} heads",
+            self.dim,
+            self.num_heads
+        );
         let head_dim = self.dim / self.num_heads;
         Attention {
             qkv: linear(self.dim, 3 * self.dim, self.qkv_bias, device),
@@ -54,7 +60,10 @@ pub(crate) fn linear<B: Backend>(
 ) -> Linear<B> {
     let mut layer = LinearConfig::new(d_in, d_out)
         .with_bias(bias)
-        .with_initializer(Initializer::Normal { mean: 0.0, std: 0.02 })
+        .with_initializer(Initializer::Normal {
+            mean: 0.0,
+            std: 0.02,
+        })
         .init(device);
     // A fresh trainable parameter: mapping the initialised one would drop `require_grad`.
     if bias {
@@ -88,7 +97,12 @@ impl<B: Backend> Attention<B> {
         let [b, n, d] = x.dims();
         let h = self.num_heads;
         let qkv = self.qkv.forward(x).reshape([b, n, 3, h, d / h]);
-        let part = |i: usize| qkv.clone().narrow(2, i, 1).reshape([b, n, h, d / h]).swap_dims(1, 2);
+        let part = |i: usize| {
+            qkv.clone()
+                .narrow(2, i, 1)
+                .reshape([b, n, h, d / h])
+                .swap_dims(1, 2)
+        };
         let (q, k, v) = (part(0), part(1), part(2));
         let attn = softmax(q.matmul(k.swap_dims(2, 3)).mul_scalar(self.scale), 3);
         let attn = self.attn_drop.forward(attn);

@@ -31,7 +31,11 @@ impl BlockConfig {
     /// Builds the block.
     pub fn init<B: Backend>(&self, device: &B::Device) -> Block<B> {
         let dim = self.attention.dim;
-        let norm = || LayerNormConfig::new(dim).with_epsilon(self.layer_norm_eps).init(device);
+        let norm = || {
+            LayerNormConfig::new(dim)
+                .with_epsilon(self.layer_norm_eps)
+                .init(device)
+        };
         Block {
             norm1: norm(),
             attn: self.attention.init(device),

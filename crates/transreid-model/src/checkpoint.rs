@@ -43,7 +43,10 @@ pub fn load_checkpoint<B: Backend>(
     device: &B::Device,
 ) -> Result<(TransReid<B>, TransReidConfig), ImportError> {
     let (dict, metadata) = read_state_dict(path)?;
-    let config_error = |message: String| ImportError::Config { path: path.to_path_buf(), message };
+    let config_error = |message: String| ImportError::Config {
+        path: path.to_path_buf(),
+        message,
+    };
     let json = metadata
         .get(CONFIG_METADATA_KEY)
         .ok_or_else(|| config_error(format!("no `{CONFIG_METADATA_KEY}` metadata")))?;

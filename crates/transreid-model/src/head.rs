@@ -44,10 +44,16 @@ impl<B: Backend> BnNeck<B> {
         let bias = self.bias.val().detach().reshape([1, dim]);
         let weight = self.weight.val().reshape([1, dim]);
         let (mean, var) = if B::ad_enabled(&device) {
-            assert!(batch > 1, "BNNeck in training mode needs more than one sample per batch");
+            assert!(
+                batch > 1,
+                "BNNeck in training mode needs more than one sample per batch"
+            );
             let mean = x.clone().mean_dim(0);
             let var = (x.clone() - mean.clone()).square().mean_dim(0);
-            let unbiased = var.clone().detach().mul_scalar(batch as f64 / (batch - 1) as f64);
+            let unbiased = var
+                .clone()
+                .detach()
+                .mul_scalar(batch as f64 / (batch - 1) as f64);
             let update = |state: &RunningState<Tensor<B, 1>>, batch_stat: Tensor<B, 2>| {
                 let old = state.value_sync().to_device(&device);
                 state.update(
@@ -63,8 +69,14 @@ impl<B: Backend> BnNeck<B> {
             (mean, var)
         } else {
             (
-                self.running_mean.value().to_device(&device).reshape([1, dim]),
-                self.running_var.value().to_device(&device).reshape([1, dim]),
+                self.running_mean
+                    .value()
+                    .to_device(&device)
+                    .reshape([1, dim]),
+                self.running_var
+                    .value()
+                    .to_device(&device)
+                    .reshape([1, dim]),
             )
         };
         (x - mean).div(var.add_scalar(EPSILON).sqrt()) * weight + bias

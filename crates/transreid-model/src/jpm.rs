@@ -62,10 +62,17 @@ pub enum JpmError {
 /// 1. Shift: `x[i] = patch[(i + shift - 1) mod n]` (cls dropped).
 /// 2. If `n % groups != 0`, append one copy of the second-to-last shifted token.
 /// 3. Shuffle: with padded length `L`, `out[i * groups + j] = x[j * (L / groups) + i]`.
-pub fn shuffle_index(num_patches: usize, shift: usize, groups: usize) -> Result<Vec<usize>, JpmError> {
+pub fn shuffle_index(
+    num_patches: usize,
+    shift: usize,
+    groups: usize,
+) -> Result<Vec<usize>, JpmError> {
     let n = num_patches;
     if shift == 0 || shift > n {
-        return Err(JpmError::Shift { shift, num_patches: n });
+        return Err(JpmError::Shift {
+            shift,
+            num_patches: n,
+        });
     }
     let mut x: Vec<usize> = (0..n).map(|i| 1 + (i + shift - 1) % n).collect();
     if n % groups != 0 {
@@ -73,10 +80,16 @@ pub fn shuffle_index(num_patches: usize, shift: usize, groups: usize) -> Result<
     }
     let len = x.len();
     if groups == 0 || len % groups != 0 {
-        return Err(JpmError::Groups { num_patches: n, padded: len, groups });
+        return Err(JpmError::Groups {
+            num_patches: n,
+            padded: len,
+            groups,
+        });
     }
     let chunk = len / groups;
-    Ok((0..len).map(|p| x[(p % groups) * chunk + p / groups]).collect())
+    Ok((0..len)
+        .map(|p| x[(p % groups) * chunk + p / groups])
+        .collect())
 }
 
 impl JpmConfig {
@@ -91,10 +104,15 @@ impl JpmConfig {
         };
         let part_len = num_patches / self.num_parts.max(1);
         if part_len == 0 {
-            return Err(JpmError::Parts { num_patches, num_parts: self.num_parts });
+            return Err(JpmError::Parts {
+                num_patches,
+                num_parts: self.num_parts,
+            });
         }
         Ok((0..self.num_parts)
-            .flat_map(|k| std::iter::once(0).chain(order[k * part_len..(k + 1) * part_len].iter().copied()))
+            .flat_map(|k| {
+                std::iter::once(0).chain(order[k * part_len..(k + 1) * part_len].iter().copied())
+            })
             .collect())
     }
 }
@@ -138,8 +156,14 @@ mod tests {
     fn odd_length_pads_with_second_to_last() {
         // rotated [1..=5] + [4] -> chunks [1,2,3] [4,5,4]
         assert_eq!(shuffle_index(5, 1, 2).unwrap(), vec![1, 4, 2, 5, 3, 4]);
-        assert!(matches!(shuffle_index(210, 5, 4), Err(JpmError::Groups { .. })));
-        assert!(matches!(shuffle_index(10, 0, 2), Err(JpmError::Shift { .. })));
+        assert!(matches!(
+            shuffle_index(210, 5, 4),
+            Err(JpmError::Groups { .. })
+        ));
+        assert!(matches!(
+            shuffle_index(10, 0, 2),
+            Err(JpmError::Shift { .. })
+        ));
     }
 
     #[test]

@@ -51,7 +51,12 @@ impl<B: Backend> Mlp<B> {
 /// gradient is exact too: Burn 0.21's fused `gelu` differentiates the tanh approximation, which
 /// moves MLP gradients by ~2e-4 of their scale.
 pub fn gelu_exact<B: Backend, const D: usize>(x: Tensor<B, D>) -> Tensor<B, D> {
-    x.clone().mul_scalar(std::f64::consts::FRAC_1_SQRT_2).erf().add_scalar(1.0).mul(x).mul_scalar(0.5)
+    x.clone()
+        .mul_scalar(std::f64::consts::FRAC_1_SQRT_2)
+        .erf()
+        .add_scalar(1.0)
+        .mul(x)
+        .mul_scalar(0.5)
 }
 
 #[cfg(test)]
@@ -61,7 +66,11 @@ mod tests {
 
     #[test]
     fn gelu_value_and_exact_derivative() {
-        let x = Tensor::<Autodiff<NdArray>, 1>::from_floats([-2.0, -0.5, 0.0, 0.7, 3.0], &Default::default()).require_grad();
+        let x = Tensor::<Autodiff<NdArray>, 1>::from_floats(
+            [-2.0, -0.5, 0.0, 0.7, 3.0],
+            &Default::default(),
+        )
+        .require_grad();
         let y = gelu_exact(x.clone());
         let grads = y.clone().sum().backward();
         let g: Vec<f32> = x.grad(&grads).unwrap().into_data().to_vec().unwrap();
@@ -71,7 +80,12 @@ mod tests {
         let want_g = [-0.08523187, 0.13250491, 0.5, 0.9766141, 1.0119456];
         for i in 0..5 {
             assert!((y[i] - want_y[i]).abs() < 1e-6, "gelu({i})");
-            assert!((g[i] - want_g[i]).abs() < 1e-6, "gelu'({i}): {} vs {}", g[i], want_g[i]);
+            assert!(
+                (g[i] - want_g[i]).abs() < 1e-6,
+                "gelu'({i}): {} vs {}",
+                g[i],
+                want_g[i]
+            );
         }
     }
 }

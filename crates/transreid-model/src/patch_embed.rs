@@ -64,9 +64,16 @@ impl PatchEmbedConfig {
         )
         .with_stride(self.stride)
         .with_padding(PaddingConfig2d::Valid)
-        .with_initializer(Initializer::Normal { mean: 0.0, std: (2.0 / fan_out).sqrt() })
+        .with_initializer(Initializer::Normal {
+            mean: 0.0,
+            std: (2.0 / fan_out).sqrt(),
+        })
         .init(device);
-        PatchEmbed { proj, img_size: self.img_size, grid: self.grid() }
+        PatchEmbed {
+            proj,
+            img_size: self.img_size,
+            grid: self.grid(),
+        }
     }
 }
 

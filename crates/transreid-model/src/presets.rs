@@ -103,7 +103,10 @@ mod tests {
     #[test]
     fn legacy_small_has_its_quirks() {
         let c = VitPreset::VitSmallLegacy.config([256, 128], [16, 16]);
-        assert_eq!((c.embed_dim, c.depth, c.num_heads, c.qkv_bias), (768, 8, 8, false));
+        assert_eq!(
+            (c.embed_dim, c.depth, c.num_heads, c.qkv_bias),
+            (768, 8, 8, false)
+        );
         assert_eq!(c.mlp_ratio, 3.0);
         assert!((c.qk_scale.unwrap() - 0.036084391824351615).abs() < 1e-12);
         assert_eq!(c.block_drop_path(7), 0.1);

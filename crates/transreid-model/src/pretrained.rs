@@ -63,7 +63,8 @@ pub fn model_path(key: &str) -> Option<String> {
             }
         }
         _ => {
-            for (reference, ours) in [("bottleneck", "bottlenecks"), ("classifier", "classifiers")] {
+            for (reference, ours) in [("bottleneck", "bottlenecks"), ("classifier", "classifiers")]
+            {
                 if let Some(k) = branch_module(&first, reference) {
                     parts.splice(0..1, [ours.to_string(), k.to_string()]);
                 }
@@ -80,10 +81,18 @@ pub fn reference_key(path: &str) -> String {
     rename_layer_norm(&mut parts, [("gamma", "weight"), ("beta", "bias")]);
     match parts[0].as_str() {
         "b1" | "b2" => {
-            parts[1] = if parts[1] == "block" { "0".into() } else { "1".into() };
+            parts[1] = if parts[1] == "block" {
+                "0".into()
+            } else {
+                "1".into()
+            };
         }
         "bottlenecks" | "classifiers" => {
-            let reference = if parts[0] == "bottlenecks" { "bottleneck" } else { "classifier" };
+            let reference = if parts[0] == "bottlenecks" {
+                "bottleneck"
+            } else {
+                "classifier"
+            };
             let name = match parts[1].as_str() {
                 "0" => reference.to_string(),
                 k => format!("{reference}_{k}"),
@@ -99,7 +108,9 @@ fn rename_layer_norm(parts: &mut [String], renames: [(&str, &str); 2]) {
     let n = parts.len();
     let is_norm = n >= 2
         && (matches!(parts[n - 2].as_str(), "norm1" | "norm2" | "norm")
-            || (n == 3 && matches!(parts[0].as_str(), "b1" | "b2") && matches!(parts[1].as_str(), "1" | "norm")));
+            || (n == 3
+                && matches!(parts[0].as_str(), "b1" | "b2")
+                && matches!(parts[1].as_str(), "1" | "norm")));
     if is_norm {
         for (from, to) in renames {
             if parts[n - 1] == from {
@@ -128,9 +139,14 @@ pub fn export_state_dict<B: Backend>(model: &TransReid<B>) -> StateDict {
         .map(|snapshot| {
             let path = snapshot.full_path();
             let data = snapshot.to_data().expect("model tensors are readable");
-            let tensor = HostTensor::new(data.shape.to_vec(), data.convert::<f32>().to_vec().unwrap());
+            let tensor =
+                HostTensor::new(data.shape.to_vec(), data.convert::<f32>().to_vec().unwrap());
             let key = reference_key(&path);
-            let tensor = if is_linear_weight(&key) { tensor.transposed() } else { tensor };
+            let tensor = if is_linear_weight(&key) {
+                tensor.transposed()
+            } else {
+                tensor
+            };
             (key, tensor)
         })
         .collect()
@@ -153,12 +169,18 @@ fn apply_state_dict<B: Backend>(
     let mut snapshots = Vec::new();
     let mut provided = std::collections::BTreeSet::new();
     for (key, tensor) in dict {
-        let Some(path) = model_path(&key) else { continue };
+        let Some(path) = model_path(&key) else {
+            continue;
+        };
         let Some(shape) = shapes.get(&path) else {
             report.unexpected.push(key);
             continue;
         };
-        let tensor = if is_linear_weight(&key) && tensor.shape.len() == 2 { tensor.transposed() } else { tensor };
+        let tensor = if is_linear_weight(&key) && tensor.shape.len() == 2 {
+            tensor.transposed()
+        } else {
+            tensor
+        };
         provided.insert(path.clone());
         if &tensor.shape != shape {
             report.mismatched.push((key, shape.clone(), tensor.shape));
@@ -166,7 +188,12 @@ fn apply_state_dict<B: Backend>(
         }
         let path_stack = path.split('.').map(str::to_string).collect();
         let data = TensorData::new(tensor.data, tensor.shape);
-        snapshots.push(TensorSnapshot::from_data(data, path_stack, Vec::new(), ParamId::new()));
+        snapshots.push(TensorSnapshot::from_data(
+            data,
+            path_stack,
+            Vec::new(),
+            ParamId::new(),
+        ));
         report.loaded.push(key);
     }
     report.missing = shapes
@@ -265,7 +292,10 @@ pub(crate) fn load_reference_dict<B: Backend>(
     options: ImportOptions,
 ) -> Result<ImportReport, ImportError> {
     let mut report = ImportReport::default();
-    let dict = dict.into_iter().filter(|(k, _)| !k.starts_with("base.fc.")).collect();
+    let dict = dict
+        .into_iter()
+        .filter(|(k, _)| !k.starts_with("base.fc."))
+        .collect();
     apply_state_dict(model, dict, |_| true, options, &mut report)?;
     Ok(report)
 }
@@ -277,7 +307,10 @@ mod tests {
     #[test]
     fn reference_names_map_both_ways() {
         let cases = [
-            ("base.blocks.3.attn.qkv.weight", "base.blocks.3.attn.qkv.weight"),
+            (
+                "base.blocks.3.attn.qkv.weight",
+                "base.blocks.3.attn.qkv.weight",
+            ),
             ("base.blocks.0.norm1.weight", "base.blocks.0.norm1.gamma"),
             ("base.norm.bias", "base.norm.beta"),
             ("b1.0.norm2.bias", "b1.block.norm2.beta"),

@@ -54,14 +54,20 @@ impl SieConfig {
     pub fn index(&self, camera: i64, view: i64) -> Result<Option<i64>, LabelError> {
         let check_cam = || {
             if camera < 0 || camera as usize >= self.camera_num {
-                Err(LabelError::CameraOutOfRange { id: camera, count: self.camera_num })
+                Err(LabelError::CameraOutOfRange {
+                    id: camera,
+                    count: self.camera_num,
+                })
             } else {
                 Ok(camera)
             }
         };
         let check_view = || {
             if view < 0 || view as usize >= self.view_num {
-                Err(LabelError::ViewOutOfRange { id: view, count: self.view_num })
+                Err(LabelError::ViewOutOfRange {
+                    id: view,
+                    count: self.view_num,
+                })
             } else {
                 Ok(view)
             }
@@ -128,12 +134,17 @@ mod tests {
             sie.index(20, 0),
             Err(LabelError::CameraOutOfRange { id: 20, count: 20 })
         );
-        assert_eq!(sie.index(0, 8), Err(LabelError::ViewOutOfRange { id: 8, count: 8 }));
+        assert_eq!(
+            sie.index(0, 8),
+            Err(LabelError::ViewOutOfRange { id: 8, count: 8 })
+        );
     }
 
     #[test]
     fn camera_mode_ignores_views() {
-        let sie = SieConfig::new().with_mode(SieMode::Camera).with_camera_num(6);
+        let sie = SieConfig::new()
+            .with_mode(SieMode::Camera)
+            .with_camera_num(6);
         assert_eq!(sie.table_len(), Some(6));
         assert_eq!(sie.index(5, 123), Ok(Some(5)));
         assert!(sie.check_labels(&[0, 6], &[0, 0]).is_err());

@@ -24,7 +24,11 @@ impl HostTensor {
     /// # Panics
     /// If the data length does not match the shape.
     pub fn new(shape: Vec<usize>, data: Vec<f32>) -> Self {
-        assert_eq!(shape.iter().product::<usize>(), data.len(), "shape {shape:?}");
+        assert_eq!(
+            shape.iter().product::<usize>(),
+            data.len(),
+            "shape {shape:?}"
+        );
         Self { shape, data }
     }
 
@@ -37,7 +41,10 @@ impl HostTensor {
                 data[c * rows + r] = self.data[r * cols + c];
             }
         }
-        Self { shape: vec![cols, rows], data }
+        Self {
+            shape: vec![cols, rows],
+            data,
+        }
     }
 }
 
@@ -51,7 +58,10 @@ const WRAPPERS: [&str; 4] = ["model.", "state_dict.", "teacher.", "module."];
 /// Reads a checkpoint, deciding the format by its content: a zip archive or pickle is a
 /// PyTorch file, anything else must be safetensors. Wrappers are unwrapped.
 pub fn read_state_dict(path: &Path) -> Result<(StateDict, BTreeMap<String, String>), ImportError> {
-    let io = |source| ImportError::Io { path: path.to_path_buf(), source };
+    let io = |source| ImportError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
     // safetensors: an 8-byte header length, then the JSON header.
     let mut head = [0u8; 9];
     let mut file = std::fs::File::open(path).map_err(io)?;
@@ -81,19 +91,30 @@ fn unwrap(mut dict: StateDict) -> StateDict {
 }
 
 fn corrupt(path: &Path, format: &'static str, message: impl ToString) -> ImportError {
-    ImportError::Corrupt { path: path.to_path_buf(), format, message: message.to_string() }
+    ImportError::Corrupt {
+        path: path.to_path_buf(),
+        format,
+        message: message.to_string(),
+    }
 }
 
 /// Reads every tensor of a safetensors file as f32, with the file's metadata.
 pub fn read_safetensors(path: &Path) -> Result<(StateDict, BTreeMap<String, String>), ImportError> {
-    let bytes = std::fs::read(path).map_err(|source| ImportError::Io { path: path.to_path_buf(), source })?;
-    let (_, meta) = SafeTensors::read_metadata(&bytes).map_err(|e| corrupt(path, "safetensors", e))?;
+    let bytes = std::fs::read(path).map_err(|source| ImportError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let (_, meta) =
+        SafeTensors::read_metadata(&bytes).map_err(|e| corrupt(path, "safetensors", e))?;
     let tensors = SafeTensors::deserialize(&bytes).map_err(|e| corrupt(path, "safetensors", e))?;
     let mut dict = StateDict::new();
     for (name, view) in tensors.tensors() {
         let raw = view.data();
         let data: Vec<f32> = match view.dtype() {
-            Dtype::F32 => raw.chunks_exact(4).map(|b| f32::from_le_bytes(b.try_into().unwrap())).collect(),
+            Dtype::F32 => raw
+                .chunks_exact(4)
+                .map(|b| f32::from_le_bytes(b.try_into().unwrap()))
+                .collect(),
             Dtype::F64 => raw
                 .chunks_exact(8)
                 .map(|b| f64::from_le_bytes(b.try_into().unwrap()) as f32)
@@ -111,12 +132,20 @@ pub fn read_safetensors(path: &Path) -> Result<(StateDict, BTreeMap<String, Stri
                 .map(|b| i64::from_le_bytes(b.try_into().unwrap()) as f32)
                 .collect(),
             other => {
-                return Err(ImportError::UnsupportedDtype { key: name, dtype: format!("{other:?}") })
+                return Err(ImportError::UnsupportedDtype {
+                    key: name,
+                    dtype: format!("{other:?}"),
+                })
             }
         };
         dict.insert(name, HostTensor::new(view.shape().to_vec(), data));
     }
-    let metadata = meta.metadata().clone().unwrap_or_default().into_iter().collect();
+    let metadata = meta
+        .metadata()
+        .clone()
+        .unwrap_or_default()
+        .into_iter()
+        .collect();
     Ok((dict, metadata))
 }
 
@@ -125,12 +154,17 @@ pub fn read_pth(path: &Path) -> Result<StateDict, ImportError> {
     let reader = PytorchReader::new(path).map_err(|e| corrupt(path, "PyTorch", e))?;
     let mut dict = StateDict::new();
     for (name, snapshot) in reader.into_tensors() {
-        let data = snapshot.to_data().map_err(|e| corrupt(path, "PyTorch", format!("{name}: {e:?}")))?;
+        let data = snapshot
+            .to_data()
+            .map_err(|e| corrupt(path, "PyTorch", format!("{name}: {e:?}")))?;
         let shape = data.shape.to_vec();
-        let values = data
-            .convert::<f32>()
-            .to_vec::<f32>()
-            .map_err(|e| ImportError::UnsupportedDtype { key: name.clone(), dtype: format!("{e:?}") })?;
+        let values =
+            data.convert::<f32>()
+                .to_vec::<f32>()
+                .map_err(|e| ImportError::UnsupportedDtype {
+                    key: name.clone(),
+                    dtype: format!("{e:?}"),
+                })?;
         dict.insert(name, HostTensor::new(shape, values));
     }
     Ok(dict)
@@ -143,14 +177,28 @@ pub fn write_safetensors(
     dict: &StateDict,
     metadata: BTreeMap<String, String>,
 ) -> Result<(), ImportError> {
-    let io = |source| ImportError::Io { path: path.to_path_buf(), source };
+    let io = |source| ImportError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
     let bytes: Vec<(String, Vec<u8>, Vec<usize>)> = dict
         .iter()
-        .map(|(k, t)| (k.clone(), t.data.iter().flat_map(|v| v.to_le_bytes()).collect(), t.shape.clone()))
+        .map(|(k, t)| {
+            (
+                k.clone(),
+                t.data.iter().flat_map(|v| v.to_le_bytes()).collect(),
+                t.shape.clone(),
+            )
+        })
         .collect();
     let views: Vec<(String, safetensors::tensor::TensorView)> = bytes
         .iter()
-        .map(|(k, b, s)| (k.clone(), safetensors::tensor::TensorView::new(Dtype::F32, s.clone(), b).unwrap()))
+        .map(|(k, b, s)| {
+            (
+                k.clone(),
+                safetensors::tensor::TensorView::new(Dtype::F32, s.clone(), b).unwrap(),
+            )
+        })
         .collect();
     let metadata: std::collections::HashMap<String, String> = metadata.into_iter().collect();
     let serialized = safetensors::serialize(views, &Some(metadata))
@@ -190,9 +238,14 @@ mod tests {
     fn safetensors_round_trip_and_corrupt_file() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("x.safetensors");
-        let dict: StateDict =
-            [("a.b".to_string(), HostTensor::new(vec![2, 2], vec![1., 2., 3., 4.]))].into_iter().collect();
-        let meta: BTreeMap<String, String> = [("k".to_string(), "v".to_string())].into_iter().collect();
+        let dict: StateDict = [(
+            "a.b".to_string(),
+            HostTensor::new(vec![2, 2], vec![1., 2., 3., 4.]),
+        )]
+        .into_iter()
+        .collect();
+        let meta: BTreeMap<String, String> =
+            [("k".to_string(), "v".to_string())].into_iter().collect();
         write_safetensors(&path, &dict, meta.clone()).unwrap();
         let (back, back_meta) = read_state_dict(&path).unwrap();
         assert_eq!(back, dict);
@@ -200,7 +253,13 @@ mod tests {
 
         let bytes = std::fs::read(&path).unwrap();
         std::fs::write(&path, &bytes[..bytes.len() - 3]).unwrap();
-        assert!(matches!(read_state_dict(&path), Err(ImportError::Corrupt { .. })));
-        assert!(matches!(read_state_dict(&dir.path().join("none")), Err(ImportError::Io { .. })));
+        assert!(matches!(
+            read_state_dict(&path),
+            Err(ImportError::Corrupt { .. })
+        ));
+        assert!(matches!(
+            read_state_dict(&dir.path().join("none")),
+            Err(ImportError::Io { .. })
+        ));
     }
 }

@@ -89,7 +89,10 @@ impl TransReidConfig {
                 .map(|_| {
                     LinearConfig::new(self.vit.embed_dim, self.num_classes)
                         .with_bias(false)
-                        .with_initializer(Initializer::Normal { mean: 0.0, std: 0.001 })
+                        .with_initializer(Initializer::Normal {
+                            mean: 0.0,
+                            std: 0.001,
+                        })
                         .init(device)
                 })
                 .collect(),
@@ -144,7 +147,10 @@ impl<B: Backend> TransReid<B> {
             return;
         }
         let last = self.base.blocks.last().expect("backbone has blocks");
-        let fresh = || JpmBranch { block: copy_module(last), norm: copy_module(&self.base.norm) };
+        let fresh = || JpmBranch {
+            block: copy_module(last),
+            norm: copy_module(&self.base.norm),
+        };
         self.b1 = Some(fresh());
         self.b2 = Some(fresh());
     }
@@ -168,7 +174,10 @@ impl<B: Backend> TransReid<B> {
         let parts = self.num_parts;
         let part_tokens = self.part_index.len() / parts;
         let index: Vec<i64> = self.part_index.iter().map(|&i| i as i64).collect();
-        let index = Tensor::<B, 1, Int>::from_data(TensorData::new(index, [parts * part_tokens]), &f.device());
+        let index = Tensor::<B, 1, Int>::from_data(
+            TensorData::new(index, [parts * part_tokens]),
+            &f.device(),
+        );
         let x = f
             .select(1, index)
             .reshape([batch, parts, part_tokens, d])
@@ -225,7 +234,11 @@ impl<B: Backend> TransReid<B> {
                     NeckFeat::Before => f,
                     NeckFeat::After => neck.forward(f),
                 };
-                if i == 0 { f } else { f.div_scalar(parts) }
+                if i == 0 {
+                    f
+                } else {
+                    f.div_scalar(parts)
+                }
             })
             .collect();
         Tensor::cat(feats, 1)

@@ -90,7 +90,9 @@ impl VitConfig {
 
     /// The final LayerNorm.
     pub fn norm<B: Backend>(&self, device: &B::Device) -> LayerNorm<B> {
-        LayerNormConfig::new(self.embed_dim).with_epsilon(self.layer_norm_eps).init(device)
+        LayerNormConfig::new(self.embed_dim)
+            .with_epsilon(self.layer_norm_eps)
+            .init(device)
     }
 
     /// Builds the backbone with its SIE table (cls token, position and SIE embeddings drawn
@@ -98,14 +100,19 @@ impl VitConfig {
     pub fn init<B: Backend>(&self, sie: &SieConfig, device: &B::Device) -> VisionTransformer<B> {
         let d = self.embed_dim;
         let tokens = 1 + self.patch_embed().num_patches();
-        let normal = Initializer::Normal { mean: 0.0, std: 0.02 };
+        let normal = Initializer::Normal {
+            mean: 0.0,
+            std: 0.02,
+        };
         VisionTransformer {
             patch_embed: self.patch_embed().init(device),
             cls_token: normal.init([1, 1, d], device),
             pos_embed: normal.init([1, tokens, d], device),
             sie_embed: sie.table_len().map(|k| normal.init([k, 1, d], device)),
             pos_drop: DropoutConfig::new(self.drop_rate).init(),
-            blocks: (0..self.depth).map(|i| self.block(i).init(device)).collect(),
+            blocks: (0..self.depth)
+                .map(|i| self.block(i).init(device))
+                .collect(),
             norm: self.norm(device),
             sie: sie.clone(),
         }
@@ -156,7 +163,10 @@ impl<B: Backend> VisionTransformer<B> {
         if let (Some(table), Some(index)) =
             (&self.sie_embed, self.sie.table_indices(cameras, views))
         {
-            x = x + table.val().select(0, index).mul_scalar(self.sie.coefficient);
+            x = x + table
+                .val()
+                .select(0, index)
+                .mul_scalar(self.sie.coefficient);
         }
         self.pos_drop.forward(x)
     }
@@ -174,7 +184,9 @@ impl<B: Backend> VisionTransformer<B> {
         num_blocks: usize,
     ) -> Tensor<B, 3> {
         let x = self.embed_tokens(images, cameras, views);
-        self.blocks[..num_blocks].iter().fold(x, |x, block| block.forward(x))
+        self.blocks[..num_blocks]
+            .iter()
+            .fold(x, |x, block| block.forward(x))
     }
 
     /// All blocks then the final norm, every token (timm's `forward_features`).

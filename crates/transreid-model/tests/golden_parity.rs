@@ -10,7 +10,9 @@ use transreid_model::{
 };
 
 fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name)
 }
 
 fn golden(name: &str) -> StateDict {
@@ -37,34 +39,69 @@ fn values<B: Backend, const D: usize>(t: Tensor<B, D>) -> Vec<f32> {
 
 /// timm `vit_tiny_patch16_224`: D 192, 12 blocks, 3 heads.
 fn vit_tiny(img: [usize; 2], stride: usize) -> TransReidConfig {
-    TransReidConfig::new(VitConfig::new(img, 192, 12, 3).with_stride([stride, stride]), 10)
+    TransReidConfig::new(
+        VitConfig::new(img, 192, 12, 3).with_stride([stride, stride]),
+        10,
+    )
 }
 
 fn timm_forward_features<B: Backend>() {
     let device = Default::default();
     let g = golden("timm_vit.safetensors");
     let mut model = vit_tiny([224, 224], 16).init::<B>(&device);
-    let report = load_imagenet(&mut model, &fixture("timm_vit_tiny_patch16_224.safetensors"), ImportOptions::default())
-        .unwrap();
+    let report = load_imagenet(
+        &mut model,
+        &fixture("timm_vit_tiny_patch16_224.safetensors"),
+        ImportOptions::default(),
+    )
+    .unwrap();
     assert_eq!(report.pos_embed_resized, None);
-    let out = model.base.forward_features(to_tensor(&g["input224"], &device), None, None);
-    assert_close(&values(out), &g["output224.forward_features"], 1e-4, "forward_features");
+    let out = model
+        .base
+        .forward_features(to_tensor(&g["input224"], &device), None, None);
+    assert_close(
+        &values(out),
+        &g["output224.forward_features"],
+        1e-4,
+        "forward_features",
+    );
 }
 
 fn reference_backbone<B: Backend>(stride: usize, prefix: &str) {
     let device = Default::default();
     let g = golden("timm_vit.safetensors");
     let mut model = vit_tiny([256, 128], stride).init::<B>(&device);
-    let report = load_imagenet(&mut model, &fixture("timm_vit_tiny_patch16_224.safetensors"), ImportOptions::default())
-        .unwrap();
+    let report = load_imagenet(
+        &mut model,
+        &fixture("timm_vit_tiny_patch16_224.safetensors"),
+        ImportOptions::default(),
+    )
+    .unwrap();
     let tokens = g[&format!("{prefix}.pos_embed")].shape[1];
     assert_eq!(report.pos_embed_resized, Some((197, tokens)));
-    assert_close(&values(model.base.pos_embed.val()), &g[&format!("{prefix}.pos_embed")], 1e-5, "pos_embed");
-    let feat = model.base.forward_global(to_tensor(&g["input256"], &device), None, None);
-    assert_close(&values(feat.clone()), &g[&format!("{prefix}.global_feat")], 1e-4, "global_feat");
+    assert_close(
+        &values(model.base.pos_embed.val()),
+        &g[&format!("{prefix}.pos_embed")],
+        1e-5,
+        "pos_embed",
+    );
+    let feat = model
+        .base
+        .forward_global(to_tensor(&g["input256"], &device), None, None);
+    assert_close(
+        &values(feat.clone()),
+        &g[&format!("{prefix}.global_feat")],
+        1e-4,
+        "global_feat",
+    );
     // Without JPM or a neck, the embedding is the backbone's normalised cls token.
     let embedded = model.embed(to_tensor(&g["input256"], &device), None, None);
-    assert_close(&values(embedded), &g[&format!("{prefix}.global_feat")], 1e-4, "embed");
+    assert_close(
+        &values(embedded),
+        &g[&format!("{prefix}.global_feat")],
+        1e-4,
+        "embed",
+    );
 }
 
 #[test]
@@ -94,12 +131,20 @@ fn jpm_branches_start_as_copies_of_the_last_block() {
     let device = Default::default();
     let config = vit_tiny([256, 128], 16).with_jpm(Some(JpmConfig::new()));
     let mut model = config.init::<NdArray>(&device);
-    load_imagenet(&mut model, &fixture("timm_vit_tiny_patch16_224.safetensors"), ImportOptions::default()).unwrap();
+    load_imagenet(
+        &mut model,
+        &fixture("timm_vit_tiny_patch16_224.safetensors"),
+        ImportOptions::default(),
+    )
+    .unwrap();
     let last = values(model.base.blocks[11].attn.qkv.weight.val());
     for branch in [&model.b1, &model.b2] {
         let branch = branch.as_ref().unwrap();
         assert_eq!(values(branch.block.attn.qkv.weight.val()), last);
-        assert_eq!(values(branch.norm.gamma.val()), values(model.base.norm.gamma.val()));
+        assert_eq!(
+            values(branch.norm.gamma.val()),
+            values(model.base.norm.gamma.val())
+        );
     }
 }
 
@@ -108,9 +153,23 @@ fn pos_embed_resize_every_grid() {
     let g = golden("pos_embed_resize.safetensors");
     let input = &g["input"];
     let dim = 64;
-    for (ny, nx) in [(16, 8), (21, 10), (24, 8), (31, 10), (16, 16), (21, 21), (22, 11), (14, 14)] {
+    for (ny, nx) in [
+        (16, 8),
+        (21, 10),
+        (24, 8),
+        (31, 10),
+        (16, 16),
+        (21, 21),
+        (22, 11),
+        (14, 14),
+    ] {
         let out = resize_pos_embed(&input.data, dim, 1, [ny, nx]).unwrap();
-        assert_close(&out, &g[&format!("out_{ny}x{nx}")], 1e-6, &format!("{ny}x{nx}"));
+        assert_close(
+            &out,
+            &g[&format!("out_{ny}x{nx}")],
+            1e-6,
+            &format!("{ny}x{nx}"),
+        );
     }
 }
 
@@ -129,12 +188,21 @@ fn pos_embed_resize_distilled_checkpoint() {
 fn jpm_shuffle_every_index_map() {
     let g = golden("jpm_shuffle.safetensors");
     let device = Default::default();
-    for (n, d, shift, group) in
-        [(210, 16, 5, 2), (128, 16, 5, 2), (210, 16, 8, 2), (128, 16, 8, 2), (15, 8, 5, 2), (128, 16, 5, 4)]
-    {
+    for (n, d, shift, group) in [
+        (210, 16, 5, 2),
+        (128, 16, 5, 2),
+        (210, 16, 8, 2),
+        (128, 16, 8, 2),
+        (15, 8, 5, 2),
+        (128, 16, 5, 4),
+    ] {
         let key = format!("N{n}_D{d}_shift{shift}_group{group}");
         let index = shuffle_index(n, shift, group).unwrap();
-        let expected: Vec<usize> = g[&format!("{key}.index")].data.iter().map(|&v| v as usize).collect();
+        let expected: Vec<usize> = g[&format!("{key}.index")]
+            .data
+            .iter()
+            .map(|&v| v as usize)
+            .collect();
         assert_eq!(index, expected, "{key}");
         // Applying the map reproduces the reference's shuffled tokens.
         let input: Tensor<NdArray, 3> = to_tensor(&g[&format!("{key}.input")], &device);
@@ -145,5 +213,8 @@ fn jpm_shuffle_every_index_map() {
         let part_len = g[&format!("{key}.patch_length")].data[0] as usize;
         assert_eq!(part_len, n / 4);
     }
-    assert!(shuffle_index(210, 5, 4).is_err(), "the reference raises for N=210, group 4");
+    assert!(
+        shuffle_index(210, 5, 4).is_err(),
+        "the reference raises for N=210, group 4"
+    );
 }

@@ -15,20 +15,32 @@ use transreid_model::{
 type Train = Autodiff<NdArray>;
 
 fn tiny(jpm: bool, sie: SieMode) -> TransReidConfig {
-    let vit = VitPreset::Tiny.config([64, 32], [12, 12]).with_drop_path_rate(0.0);
+    let vit = VitPreset::Tiny
+        .config([64, 32], [12, 12])
+        .with_drop_path_rate(0.0);
     TransReidConfig::new(vit, 7)
-        .with_sie(SieConfig::new().with_mode(sie).with_camera_num(3).with_view_num(2))
+        .with_sie(
+            SieConfig::new()
+                .with_mode(sie)
+                .with_camera_num(3)
+                .with_view_num(2),
+        )
         .with_jpm(jpm.then(JpmConfig::new))
 }
 
 fn images<B: Backend>(batch: usize, h: usize, w: usize, device: &B::Device) -> Tensor<B, 4> {
     let n = batch * 3 * h * w;
-    let data: Vec<f32> = (0..n).map(|i| ((i * 7919 % 1000) as f32 / 500.0) - 1.0).collect();
+    let data: Vec<f32> = (0..n)
+        .map(|i| ((i * 7919 % 1000) as f32 / 500.0) - 1.0)
+        .collect();
     Tensor::from_data(TensorData::new(data, [batch, 3, h, w]), device)
 }
 
 fn labels<B: Backend>(values: &[i64], device: &B::Device) -> Option<Tensor<B, 1, Int>> {
-    Some(Tensor::from_data(TensorData::new(values.to_vec(), [values.len()]), device))
+    Some(Tensor::from_data(
+        TensorData::new(values.to_vec(), [values.len()]),
+        device,
+    ))
 }
 
 fn values<B: Backend, const D: usize>(t: Tensor<B, D>) -> Vec<f32> {
@@ -49,13 +61,28 @@ fn every_preset_at_its_real_resolution() {
     ];
     for (preset, img, stride) in cases {
         let config = TransReidConfig::new(preset.config(img, [stride, stride]), 5)
-            .with_sie(SieConfig::new().with_mode(SieMode::Camera).with_camera_num(2))
+            .with_sie(
+                SieConfig::new()
+                    .with_mode(SieMode::Camera)
+                    .with_camera_num(2),
+            )
             .with_jpm(Some(JpmConfig::new()));
         let model = config.init::<Flex>(&device);
-        let out = model.embed(images(1, img[0], img[1], &device), labels(&[1], &device), None);
-        assert_eq!(out.dims(), [1, config.embed_dim()], "{preset:?} {img:?} s{stride}");
+        let out = model.embed(
+            images(1, img[0], img[1], &device),
+            labels(&[1], &device),
+            None,
+        );
+        assert_eq!(
+            out.dims(),
+            [1, config.embed_dim()],
+            "{preset:?} {img:?} s{stride}"
+        );
         assert_eq!(config.embed_dim(), 5 * config.vit.embed_dim);
-        assert!(values(out).iter().all(|v| v.is_finite()), "{preset:?} {img:?} s{stride}");
+        assert!(
+            values(out).iter().all(|v| v.is_finite()),
+            "{preset:?} {img:?} s{stride}"
+        );
     }
 }
 
@@ -63,7 +90,11 @@ fn every_preset_at_its_real_resolution() {
 fn training_outputs_one_entry_per_branch() {
     let device = Default::default();
     let model = tiny(true, SieMode::CameraView).init::<Train>(&device);
-    let out = model.forward_train(images(4, 64, 32, &device), labels(&[0, 1, 2, 0], &device), labels(&[1, 0, 1, 1], &device));
+    let out = model.forward_train(
+        images(4, 64, 32, &device),
+        labels(&[0, 1, 2, 0], &device),
+        labels(&[1, 0, 1, 1], &device),
+    );
     assert_eq!(out.scores.len(), 5);
     assert_eq!(out.feats.len(), 5);
     for (s, f) in out.scores.iter().zip(&out.feats) {
@@ -114,26 +145,82 @@ fn embedding_concatenates_global_and_quartered_parts() {
 fn frozen_neck_bias_gets_no_gradient_and_unused_last_block_neither() {
     let device = Default::default();
     let model = tiny(true, SieMode::Camera).init::<Train>(&device);
-    let out = model.forward_train(images(4, 64, 32, &device), labels(&[0, 1, 2, 0], &device), None);
-    let loss = out.scores.into_iter().chain(out.feats).map(|t| t.powf_scalar(2.0).sum()).reduce(|a, b| a + b).unwrap();
+    let out = model.forward_train(
+        images(4, 64, 32, &device),
+        labels(&[0, 1, 2, 0], &device),
+        None,
+    );
+    let loss = out
+        .scores
+        .into_iter()
+        .chain(out.feats)
+        .map(|t| t.powf_scalar(2.0).sum())
+        .reduce(|a, b| a + b)
+        .unwrap();
     let grads = loss.backward();
     assert!(model.bottlenecks[0].bias.grad(&grads).is_none());
     assert!(model.bottlenecks[0].weight.grad(&grads).is_some());
-    assert!(model.base.blocks[3].attn.qkv.weight.grad(&grads).is_none(), "last base block is unused with JPM");
+    assert!(
+        model.base.blocks[3].attn.qkv.weight.grad(&grads).is_none(),
+        "last base block is unused with JPM"
+    );
     assert!(model.base.norm.gamma.grad(&grads).is_none());
     assert!(model.base.blocks[2].attn.qkv.weight.grad(&grads).is_some());
-    assert!(model.base.blocks[2].attn.qkv.bias.as_ref().unwrap().grad(&grads).is_some());
-    assert!(model.base.blocks[0].mlp.fc1.bias.as_ref().unwrap().grad(&grads).is_some());
-    assert!(model.b1.as_ref().unwrap().block.attn.proj.bias.as_ref().unwrap().grad(&grads).is_some());
-    assert!(model.b2.as_ref().unwrap().block.mlp.fc1.weight.grad(&grads).is_some());
-    assert!(model.base.sie_embed.as_ref().unwrap().grad(&grads).is_some());
+    assert!(model.base.blocks[2]
+        .attn
+        .qkv
+        .bias
+        .as_ref()
+        .unwrap()
+        .grad(&grads)
+        .is_some());
+    assert!(model.base.blocks[0]
+        .mlp
+        .fc1
+        .bias
+        .as_ref()
+        .unwrap()
+        .grad(&grads)
+        .is_some());
+    assert!(model
+        .b1
+        .as_ref()
+        .unwrap()
+        .block
+        .attn
+        .proj
+        .bias
+        .as_ref()
+        .unwrap()
+        .grad(&grads)
+        .is_some());
+    assert!(model
+        .b2
+        .as_ref()
+        .unwrap()
+        .block
+        .mlp
+        .fc1
+        .weight
+        .grad(&grads)
+        .is_some());
+    assert!(model
+        .base
+        .sie_embed
+        .as_ref()
+        .unwrap()
+        .grad(&grads)
+        .is_some());
 }
 
 #[test]
 fn bnneck_updates_running_stats_with_unbiased_variance() {
     let device = Default::default();
     let neck = transreid_model::BnNeck::<Train>::new(2, &device);
-    let x = Tensor::<Train, 2>::from_data(TensorData::new(vec![1.0f32, 3.0, 2.0, 6.0], [2, 2]), &device);
+    let x = Tensor::<Train, 2>::from_data(
+        TensorData::new(vec![1.0f32, 3.0, 2.0, 6.0], [2, 2]),
+        &device,
+    );
     let y = values(neck.forward(x));
     // Batch mean [1.5, 4.5], biased var [0.25, 2.25] -> normalised [-1, 1] per column.
     for (got, want) in y.iter().zip([-1.0, -1.0, 1.0, 1.0]) {
@@ -143,7 +230,10 @@ fn bnneck_updates_running_stats_with_unbiased_variance() {
     let rv = values(neck.running_var.value());
     assert!((rm[0] - 0.15).abs() < 1e-6 && (rm[1] - 0.45).abs() < 1e-6);
     // unbiased var [0.5, 4.5]: 0.9 * 1 + 0.1 * v
-    assert!((rv[0] - 0.95).abs() < 1e-6 && (rv[1] - 1.35).abs() < 1e-6, "{rv:?}");
+    assert!(
+        (rv[0] - 0.95).abs() < 1e-6 && (rv[1] - 1.35).abs() < 1e-6,
+        "{rv:?}"
+    );
 }
 
 #[test]
@@ -158,8 +248,16 @@ fn checkpoint_round_trip_and_reference_layout() {
     let (loaded, loaded_config) = load_checkpoint::<Flex>(&path, &flex).unwrap();
     assert_eq!(loaded_config, config);
     let x = images(2, 64, 32, &device);
-    let a = values(model.embed(x.clone(), labels(&[0, 2], &device), labels(&[1, 0], &device)));
-    let b = values(loaded.embed(Tensor::from_data(x.into_data(), &flex), labels(&[0, 2], &flex), labels(&[1, 0], &flex)));
+    let a = values(model.embed(
+        x.clone(),
+        labels(&[0, 2], &device),
+        labels(&[1, 0], &device),
+    ));
+    let b = values(loaded.embed(
+        Tensor::from_data(x.into_data(), &flex),
+        labels(&[0, 2], &flex),
+        labels(&[1, 0], &flex),
+    ));
     for (x, y) in a.iter().zip(&b) {
         assert!((x - y).abs() < 1e-5);
     }
@@ -167,7 +265,11 @@ fn checkpoint_round_trip_and_reference_layout() {
     let export = dir.path().join("export.safetensors");
     export_reference(&model, &export).unwrap();
     let (dict, _) = read_state_dict(&export).unwrap();
-    assert_eq!(dict["classifier_4.weight"].shape, vec![7, 64], "PyTorch [out, in] layout");
+    assert_eq!(
+        dict["classifier_4.weight"].shape,
+        vec![7, 64],
+        "PyTorch [out, in] layout"
+    );
     assert_eq!(dict["base.blocks.0.attn.qkv.weight"].shape, vec![192, 64]);
     assert_eq!(dict["b1.1.weight"].shape, vec![64]);
     assert_eq!(dict["base.sie_embed"].shape, vec![6, 1, 64]);
@@ -176,7 +278,9 @@ fn checkpoint_round_trip_and_reference_layout() {
     load_reference(&mut other, &export, ImportOptions::default()).unwrap();
 }
 
-fn broken_checkpoint(edit: impl FnOnce(&mut BTreeMap<String, HostTensor>)) -> Result<(), ImportError> {
+fn broken_checkpoint(
+    edit: impl FnOnce(&mut BTreeMap<String, HostTensor>),
+) -> Result<(), ImportError> {
     let device = Default::default();
     let config = tiny(true, SieMode::Camera);
     let model = config.init::<NdArray>(&device);
@@ -196,16 +300,25 @@ fn import_errors_name_the_key() {
         d.remove("b2.0.attn.proj.bias");
     })
     .unwrap_err();
-    assert!(matches!(&err, ImportError::MissingKeys(k) if k == &vec!["b2.0.attn.proj.bias".to_string()]), "{err}");
+    assert!(
+        matches!(&err, ImportError::MissingKeys(k) if k == &vec!["b2.0.attn.proj.bias".to_string()]),
+        "{err}"
+    );
 
     let err = broken_checkpoint(|d| {
         d.insert("base.extra".into(), HostTensor::new(vec![1], vec![0.0]));
     })
     .unwrap_err();
-    assert!(matches!(&err, ImportError::UnexpectedKeys(k) if k == &vec!["base.extra".to_string()]), "{err}");
+    assert!(
+        matches!(&err, ImportError::UnexpectedKeys(k) if k == &vec!["base.extra".to_string()]),
+        "{err}"
+    );
 
     let err = broken_checkpoint(|d| {
-        d.insert("classifier.weight".into(), HostTensor::new(vec![9, 64], vec![0.0; 9 * 64]));
+        d.insert(
+            "classifier.weight".into(),
+            HostTensor::new(vec![9, 64], vec![0.0; 9 * 64]),
+        );
     })
     .unwrap_err();
     match err {
@@ -220,7 +333,11 @@ fn import_errors_name_the_key() {
 }
 
 fn err_message_names_shapes() -> bool {
-    let err = ImportError::ShapeMismatch { key: "k".into(), expected: vec![1, 2], got: vec![3] };
+    let err = ImportError::ShapeMismatch {
+        key: "k".into(),
+        expected: vec![1, 2],
+        got: vec![3],
+    };
     err.to_string() == "shape mismatch for `k`: model expects [1, 2], checkpoint has [3]"
 }
 
@@ -237,7 +354,14 @@ fn partial_loading_reports_instead_of_failing() {
     other.num_classes = 11;
     let mut target = other.init::<NdArray>(&device);
     assert!(load_reference(&mut target, &path, ImportOptions::default()).is_err());
-    let report = load_reference(&mut target, &path, ImportOptions { allow_partial: true }).unwrap();
+    let report = load_reference(
+        &mut target,
+        &path,
+        ImportOptions {
+            allow_partial: true,
+        },
+    )
+    .unwrap();
     assert_eq!(report.mismatched.len(), 5);
     assert!(report.missing.is_empty() && report.unexpected.is_empty());
     assert_eq!(
@@ -253,10 +377,16 @@ fn corrupt_and_missing_files_are_errors() {
     std::fs::write(&path, b"definitely not a checkpoint").unwrap();
     let device = Default::default();
     let mut model = tiny(false, SieMode::None).init::<NdArray>(&device);
-    assert!(matches!(load_reference(&mut model, &path, ImportOptions::default()), Err(ImportError::Corrupt { .. })));
+    assert!(matches!(
+        load_reference(&mut model, &path, ImportOptions::default()),
+        Err(ImportError::Corrupt { .. })
+    ));
     let zip = dir.path().join("junk.pth");
     std::fs::write(&zip, b"PK\x03\x04 truncated").unwrap();
-    assert!(matches!(load_reference(&mut model, &zip, ImportOptions::default()), Err(ImportError::Corrupt { .. })));
+    assert!(matches!(
+        load_reference(&mut model, &zip, ImportOptions::default()),
+        Err(ImportError::Corrupt { .. })
+    ));
     assert!(matches!(
         load_checkpoint::<NdArray>(Path::new("/nonexistent/x.safetensors"), &device),
         Err(ImportError::Io { .. })
@@ -264,5 +394,8 @@ fn corrupt_and_missing_files_are_errors() {
     // A reference checkpoint has no configuration for load_checkpoint.
     let reference = dir.path().join("ref.safetensors");
     export_reference(&model, &reference).unwrap();
-    assert!(matches!(load_checkpoint::<NdArray>(&reference, &device), Err(ImportError::Config { .. })));
+    assert!(matches!(
+        load_checkpoint::<NdArray>(&reference, &device),
+        Err(ImportError::Config { .. })
+    ));
 }

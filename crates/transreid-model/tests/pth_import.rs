@@ -9,15 +9,23 @@ use transreid_model::{
 };
 
 fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name)
 }
 
 #[test]
 fn deit_distilled_pth_drops_the_distillation_token() {
     let device = Default::default();
-    let config = TransReidConfig::new(VitConfig::new([256, 128], 192, 2, 3), 10).with_jpm(Some(JpmConfig::new()));
+    let config = TransReidConfig::new(VitConfig::new([256, 128], 192, 2, 3), 10)
+        .with_jpm(Some(JpmConfig::new()));
     let mut model = config.init::<NdArray>(&device);
-    let report = load_imagenet(&mut model, &fixture("deit_distilled_tiny.pth"), ImportOptions::default()).unwrap();
+    let report = load_imagenet(
+        &mut model,
+        &fixture("deit_distilled_tiny.pth"),
+        ImportOptions::default(),
+    )
+    .unwrap();
     assert!(report.dropped_dist_token);
     assert_eq!(report.pos_embed_resized, Some((198, 129)));
 
@@ -28,10 +36,16 @@ fn deit_distilled_pth_drops_the_distillation_token() {
     assert!(got.iter().zip(&expected).all(|(a, b)| (a - b).abs() < 1e-6));
 
     let exported = export_state_dict(&model);
-    assert_eq!(exported["base.blocks.1.attn.qkv.weight"], timm["blocks.1.attn.qkv.weight"]);
+    assert_eq!(
+        exported["base.blocks.1.attn.qkv.weight"],
+        timm["blocks.1.attn.qkv.weight"]
+    );
     assert_eq!(exported["base.norm.weight"], timm["norm.weight"]);
     // The JPM branches start from the last block.
-    assert_eq!(exported["b1.0.mlp.fc2.weight"], timm["blocks.1.mlp.fc2.weight"]);
+    assert_eq!(
+        exported["b1.0.mlp.fc2.weight"],
+        timm["blocks.1.mlp.fc2.weight"]
+    );
     assert_eq!(exported["b2.1.bias"], timm["norm.bias"]);
 }
 
@@ -40,7 +54,12 @@ fn reference_pth_with_wrapper_and_module_prefix() {
     let device = Default::default();
     let vit = VitConfig::new([64, 32], 64, 4, 4).with_stride([8, 8]);
     let config = TransReidConfig::new(vit, 5)
-        .with_sie(SieConfig::new().with_mode(SieMode::CameraView).with_camera_num(3).with_view_num(2))
+        .with_sie(
+            SieConfig::new()
+                .with_mode(SieMode::CameraView)
+                .with_camera_num(3)
+                .with_view_num(2),
+        )
         .with_jpm(Some(JpmConfig::new()));
     let mut model = config.init::<NdArray>(&device);
     let path = fixture("reference_tiny.pth");

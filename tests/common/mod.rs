@@ -1,0 +1,44 @@
+//! Helpers shared by the integration tests.
+
+use std::collections::HashMap;
+
+use burn::backend::{Autodiff, NdArray};
+use burn::module::{Module, ModuleVisitor, Param, ParamId};
+use burn::optim::GradientsParams;
+use burn::prelude::*;
+use burn_store::ModuleSnapshot;
+use transreid_model::{reference_key, TransReid};
+
+/// The training backend of the tests.
+pub type B = Autodiff<NdArray>;
+
+/// Every parameter's gradient by its reference state-dict name, flattened in Burn's layout.
+pub fn grads_by_name(model: &TransReid<B>, grads: &GradientsParams) -> HashMap<String, Vec<f32>> {
+    let names: HashMap<ParamId, String> = model
+        .collect(None, None, false)
+        .into_iter()
+        .map(|s| (s.tensor_id.unwrap(), reference_key(&s.full_path())))
+        .collect();
+    let mut visitor = CollectGrads {
+        grads,
+        names: &names,
+        out: HashMap::new(),
+    };
+    model.visit(&mut visitor);
+    visitor.out
+}
+
+struct CollectGrads<'a> {
+    grads: &'a GradientsParams,
+    names: &'a HashMap<ParamId, String>,
+    out: HashMap<String, Vec<f32>>,
+}
+
+impl ModuleVisitor<B> for CollectGrads<'_> {
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
+        if let Some(g) = self.grads.get::<NdArray, D>(param.id) {
+            let values = g.into_data().convert::<f32>().to_vec().unwrap();
+            self.out.insert(self.names[&param.id].clone(), values);
+        }
+    }
+}
