@@ -2,9 +2,12 @@
 //! together. See `docs/api.md`.
 
 pub mod backend;
+pub mod config;
 pub mod embedder;
 pub mod inference;
 pub mod optim;
+pub mod plot;
+pub mod search;
 pub mod train;
 
 pub use transreid_data as data;

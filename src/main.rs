@@ -1,15 +1,16 @@
 //! The `transreid` command line.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use burn::module::AutodiffModule;
 use clap::{Parser, Subcommand};
 use transreid::backend::CpuBackend;
+use transreid::config::{Pretrained, RunConfig};
 use transreid::data::{
-    load_dataset, DatasetKind, EvalLoader, ImageSize, LoadOptions, LoaderConfig, Normalization,
-    SynthConfig, TestTransform, TransformConfig,
+    decode_rgb, load_dataset, DatasetKind, EvalLoader, ImageSize, LoadOptions, LoaderConfig,
+    Normalization, SynthConfig, TestTransform, TransformConfig,
 };
 use transreid::embedder::Embedder;
 use transreid::eval::{EvalConfig, RerankConfig};
@@ -21,7 +22,9 @@ use transreid::model::{
     ImportOptions, JpmConfig, SieConfig, SieMode, StateDict, TransReidConfig, VitPreset,
 };
 use transreid::optim::SolverConfig;
-use transreid::train::{train, TrainSettings};
+use transreid::plot::plot_cmc;
+use transreid::search::{draw_ranked_list, search};
+use transreid::train::{train, TrainJob, TrainSettings, STATE_FILE};
 
 #[derive(Parser)]
 #[command(
@@ -49,6 +52,8 @@ enum Command {
         #[arg(long, default_value_t = 0.03)]
         lr: f64,
     },
+    /// Trains a model from a TOML configuration (see `configs/`).
+    Train(TrainArgs),
     /// Dataset tools.
     Data {
         #[command(subcommand)]
@@ -73,7 +78,12 @@ enum Command {
         /// ImageNet normalisation (the DeiT configs of VeRi / VehicleID) instead of 0.5 / 0.5.
         #[arg(long)]
         imagenet_norm: bool,
+        /// Where to write the CMC curve.
+        #[arg(long, default_value = "cmc.png")]
+        cmc_plot: PathBuf,
     },
+    /// Ranks a gallery folder against a query image: a ranked-list picture and JSON.
+    Search(SearchArgs),
     /// Embeds image files (or every image of folders) into a safetensors file.
     Embed {
         /// Checkpoint.
@@ -92,6 +102,76 @@ enum Command {
         #[arg(long)]
         imagenet_norm: bool,
     },
+}
+
+/// A compute backend.
+#[derive(clap::ValueEnum, Clone, Copy, PartialEq, Eq, Debug)]
+enum Device {
+    /// Burn's fast pure-Rust CPU backend.
+    Flex,
+    /// The ndarray CPU backend.
+    Ndarray,
+    /// wgpu (Vulkan / Metal / DX12).
+    Wgpu,
+    /// CUDA (NVIDIA GPUs).
+    Cuda,
+}
+
+#[derive(clap::Args)]
+struct TrainArgs {
+    /// Run configuration (`configs/<dataset>/<name>.toml`). With `--resume`, defaults to the
+    /// run folder's resolved `config.toml`.
+    #[arg(long, required_unless_present = "resume")]
+    config: Option<PathBuf>,
+    /// Compute backend.
+    #[arg(long, value_enum, default_value = "flex")]
+    device: Device,
+    /// Continue the run in this folder from its last finished epoch.
+    #[arg(long)]
+    resume: Option<PathBuf>,
+    /// Override `dataset.root`.
+    #[arg(long)]
+    root: Option<PathBuf>,
+    /// Override `output_dir`.
+    #[arg(long)]
+    output_dir: Option<PathBuf>,
+    /// Override the pretrained weights' path.
+    #[arg(long)]
+    pretrained: Option<PathBuf>,
+    /// Override `solver.max_epochs`.
+    #[arg(long)]
+    epochs: Option<usize>,
+    /// Override `solver.workers`.
+    #[arg(long)]
+    workers: Option<usize>,
+    /// Stop after this epoch (resume later with `--resume`).
+    #[arg(long)]
+    stop_after: Option<usize>,
+}
+
+#[derive(clap::Args)]
+struct SearchArgs {
+    /// Checkpoint.
+    #[arg(long)]
+    checkpoint: PathBuf,
+    /// The query image.
+    #[arg(long)]
+    query: PathBuf,
+    /// Gallery image files or folders.
+    #[arg(long, num_args = 1.., required = true)]
+    gallery: Vec<PathBuf>,
+    /// How many gallery images to keep.
+    #[arg(long, default_value_t = 10)]
+    top_k: usize,
+    /// The ranked-list picture (`.png`); the JSON goes beside it (`.json`).
+    #[arg(long)]
+    out: PathBuf,
+    /// Camera id of every image (needed by camera SIE models; default 0).
+    #[arg(long)]
+    camera: Option<i64>,
+    /// ImageNet normalisation instead of 0.5 / 0.5.
+    #[arg(long)]
+    imagenet_norm: bool,
 }
 
 #[derive(Subcommand)]
@@ -173,6 +253,8 @@ struct ImportArgs {
 fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Demo { out, epochs, lr } => demo(out, epochs, lr),
+        Command::Train(args) => train_command(args),
+        Command::Search(args) => search_command(args),
         Command::Data {
             command:
                 DataCommand::Stats {
@@ -214,12 +296,14 @@ fn main() -> anyhow::Result<()> {
             root,
             rerank,
             imagenet_norm,
+            cmc_plot,
         } => eval(
             checkpoint,
             dataset,
             root,
             rerank,
             normalization(imagenet_norm),
+            &cmc_plot,
         ),
         Command::Embed {
             checkpoint,
@@ -251,6 +335,7 @@ fn eval(
     root: PathBuf,
     rerank: bool,
     normalization: Normalization,
+    cmc_plot: &Path,
 ) -> anyhow::Result<()> {
     let device = Default::default();
     let (model, config) = load_checkpoint::<CpuBackend>(&checkpoint, &device)
@@ -286,6 +371,8 @@ fn eval(
         "{} valid queries, {} skipped",
         metrics.num_valid_queries, metrics.num_skipped_queries
     );
+    plot_cmc(cmc_plot, &metrics.cmc, &format!("CMC, {}", kind.title()))?;
+    println!("CMC curve -> {}", cmc_plot.display());
     Ok(())
 }
 
@@ -296,25 +383,7 @@ fn embed(
     camera: Option<i64>,
     normalization: Normalization,
 ) -> anyhow::Result<()> {
-    let mut paths = Vec::new();
-    for input in inputs {
-        if input.is_dir() {
-            let mut found: Vec<PathBuf> = std::fs::read_dir(&input)
-                .with_context(|| format!("reading {}", input.display()))?
-                .filter_map(|e| e.ok().map(|e| e.path()))
-                .filter(|p| {
-                    p.extension().and_then(|e| e.to_str()).is_some_and(|e| {
-                        matches!(e.to_ascii_lowercase().as_str(), "jpg" | "jpeg" | "png")
-                    })
-                })
-                .collect();
-            found.sort();
-            paths.extend(found);
-        } else {
-            paths.push(input);
-        }
-    }
-    anyhow::ensure!(!paths.is_empty(), "no images found");
+    let paths = list_images(&inputs)?;
     let device = Default::default();
     let embedder =
         Embedder::<CpuBackend>::from_checkpoint(&checkpoint, normalization, 32, &device)?;
@@ -333,6 +402,213 @@ fn embed(
         paths.len(),
         out.display()
     );
+    Ok(())
+}
+
+/// Image files of `inputs`: files as given, folders as their sorted `.jpg` / `.jpeg` / `.png`
+/// files.
+fn list_images(inputs: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
+    let mut paths = Vec::new();
+    for input in inputs {
+        if input.is_dir() {
+            let mut found: Vec<PathBuf> = std::fs::read_dir(input)
+                .with_context(|| format!("reading {}", input.display()))?
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| {
+                    p.extension().and_then(|e| e.to_str()).is_some_and(|e| {
+                        matches!(e.to_ascii_lowercase().as_str(), "jpg" | "jpeg" | "png")
+                    })
+                })
+                .collect();
+            found.sort();
+            paths.extend(found);
+        } else {
+            paths.push(input.clone());
+        }
+    }
+    anyhow::ensure!(!paths.is_empty(), "no images found in {inputs:?}");
+    Ok(paths)
+}
+
+fn search_command(args: SearchArgs) -> anyhow::Result<()> {
+    let gallery = list_images(&args.gallery)?;
+    anyhow::ensure!(args.top_k > 0, "--top-k must be positive");
+    let device = Default::default();
+    let embedder = Embedder::<CpuBackend>::from_checkpoint(
+        &args.checkpoint,
+        normalization(args.imagenet_norm),
+        32,
+        &device,
+    )?;
+    let query_image = decode_rgb(&args.query)?;
+    let camera = |n: usize| args.camera.map(|c| vec![c; n]);
+    let query_feature = embedder.embed_images(
+        std::slice::from_ref(&query_image),
+        camera(1).as_deref(),
+    )?;
+    let gallery_features = embedder.embed_paths(&gallery, camera(gallery.len()).as_deref())?;
+    let result = search(
+        &args.query,
+        &query_feature,
+        &gallery,
+        &gallery_features,
+        args.top_k,
+    )?;
+    let mut images = vec![query_image];
+    for hit in &result.hits {
+        images.push(decode_rgb(&hit.path)?);
+    }
+    draw_ranked_list(&args.out, &result, &images)?;
+    let json_path = args.out.with_extension("json");
+    write_atomic(&json_path, serde_json::to_string_pretty(&result)?.as_bytes())?;
+    for hit in &result.hits {
+        let mark = match hit.is_match {
+            Some(true) => " match",
+            Some(false) => " -",
+            None => "",
+        };
+        println!("{:>3}  {:.4}  {}{mark}", hit.rank, hit.distance, hit.path.display());
+    }
+    println!(
+        "ranked list -> {}, {}",
+        args.out.display(),
+        json_path.display()
+    );
+    Ok(())
+}
+
+/// Writes a file through a temporary file and a rename.
+fn write_atomic(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, bytes).with_context(|| format!("writing {}", tmp.display()))?;
+    std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))?;
+    Ok(())
+}
+
+fn train_command(args: TrainArgs) -> anyhow::Result<()> {
+    let config_path = match (&args.config, &args.resume) {
+        (Some(path), _) => path.clone(),
+        (None, Some(run_dir)) => run_dir.join(RUN_CONFIG_FILE),
+        (None, None) => unreachable!("clap requires --config without --resume"),
+    };
+    let mut config = RunConfig::from_file(&config_path)?;
+    if let Some(root) = args.root {
+        config.dataset.root = root;
+    }
+    if let Some(dir) = args.output_dir {
+        config.output_dir = dir;
+    }
+    if let Some(dir) = &args.resume {
+        config.output_dir = dir.clone();
+    }
+    if let Some(path) = args.pretrained {
+        match &mut config.model.pretrained {
+            Pretrained::Imagenet { path: p } | Pretrained::Reference { path: p } => *p = path,
+            Pretrained::None => config.model.pretrained = Pretrained::Imagenet { path },
+        }
+    }
+    if let Some(epochs) = args.epochs {
+        config.solver.max_epochs = epochs;
+    }
+    if let Some(workers) = args.workers {
+        config.solver.workers = workers;
+    }
+    config.validate()?;
+    let resume = args.resume.is_some();
+    match args.device {
+        Device::Flex => train_on::<burn::backend::Flex>(&config, resume, args.stop_after, Default::default()),
+        Device::Ndarray => ndarray_train(&config, resume, args.stop_after),
+        Device::Wgpu => wgpu_train(&config, resume, args.stop_after),
+        Device::Cuda => cuda_train(&config, resume, args.stop_after),
+    }
+}
+
+#[cfg(feature = "ndarray")]
+fn ndarray_train(config: &RunConfig, resume: bool, stop_after: Option<usize>) -> anyhow::Result<()> {
+    train_on::<burn::backend::NdArray>(config, resume, stop_after, Default::default())
+}
+
+#[cfg(not(feature = "ndarray"))]
+fn ndarray_train(_: &RunConfig, _: bool, _: Option<usize>) -> anyhow::Result<()> {
+    anyhow::bail!("this binary was built without the `ndarray` feature: cargo build --release --features ndarray")
+}
+
+#[cfg(feature = "wgpu")]
+fn wgpu_train(config: &RunConfig, resume: bool, stop_after: Option<usize>) -> anyhow::Result<()> {
+    train_on::<burn::backend::Wgpu>(config, resume, stop_after, Default::default())
+}
+
+#[cfg(not(feature = "wgpu"))]
+fn wgpu_train(_: &RunConfig, _: bool, _: Option<usize>) -> anyhow::Result<()> {
+    anyhow::bail!("this binary was built without the `wgpu` feature: cargo build --release --features wgpu")
+}
+
+#[cfg(feature = "cuda")]
+fn cuda_train(config: &RunConfig, resume: bool, stop_after: Option<usize>) -> anyhow::Result<()> {
+    train_on::<burn::backend::Cuda>(config, resume, stop_after, Default::default())
+}
+
+#[cfg(not(feature = "cuda"))]
+fn cuda_train(_: &RunConfig, _: bool, _: Option<usize>) -> anyhow::Result<()> {
+    anyhow::bail!("this binary was built without the `cuda` feature: cargo build --release --features cuda")
+}
+
+/// The run folder's copy of the configuration it was started with.
+const RUN_CONFIG_FILE: &str = "config.toml";
+
+fn train_on<B: burn::tensor::backend::Backend>(
+    config: &RunConfig,
+    resume: bool,
+    stop_after: Option<usize>,
+    device: B::Device,
+) -> anyhow::Result<()> {
+    let dataset = load_dataset(config.dataset.kind, &config.dataset.root, &config.dataset.options)
+        .with_context(|| format!("loading {}", config.dataset.root.display()))?;
+    println!("{}", dataset.stats());
+    let model_config = config.model_config_for(&dataset);
+    model_config.validate()?;
+    B::seed(&device, config.seed);
+    let mut model = model_config.init::<burn::backend::Autodiff<B>>(&device);
+    let run_dir = &config.output_dir;
+    if !resume {
+        let report = match &config.model.pretrained {
+            Pretrained::None => None,
+            Pretrained::Imagenet { path } => {
+                Some(load_imagenet(&mut model, path, ImportOptions::default()).with_context(|| format!("loading ImageNet weights {}", path.display()))?)
+            }
+            Pretrained::Reference { path } => {
+                Some(load_reference(&mut model, path, ImportOptions::default()).with_context(|| format!("loading {}", path.display()))?)
+            }
+        };
+        if let Some(report) = report {
+            println!("pretrained: {} tensors loaded", report.loaded.len());
+        }
+        std::fs::create_dir_all(run_dir).with_context(|| format!("creating {}", run_dir.display()))?;
+        let state = run_dir.join(STATE_FILE);
+        anyhow::ensure!(!state.exists(), "{} already holds a run: resume it with --resume {} or choose another --output-dir", run_dir.display(), run_dir.display());
+        write_atomic(&run_dir.join(RUN_CONFIG_FILE), config.to_toml().as_bytes())?;
+    }
+    let settings = config.train_settings();
+    let job = TrainJob {
+        model_config: &model_config,
+        dataset: &dataset,
+        transforms: &config.input,
+        settings: &settings,
+        run_dir,
+        resume,
+        stop_after,
+    };
+    let (_, records) = train(model, &job, &device)?;
+    if let Some(m) = records.iter().rev().find_map(|r| r.metrics.as_ref()) {
+        println!(
+            "last evaluation: mAP {:.1}%  mINP {:.1}%  Rank-1 {:.1}%  Rank-5 {:.1}%",
+            m.map * 100.0,
+            m.minp * 100.0,
+            m.rank1().unwrap_or(0.0) * 100.0,
+            m.rank5().unwrap_or(0.0) * 100.0
+        );
+    }
+    println!("run folder: {}", run_dir.display());
     Ok(())
 }
 
@@ -425,19 +701,27 @@ fn demo(out: PathBuf, epochs: usize, lr: f64) -> anyhow::Result<()> {
         warmup_epochs: 2,
         objective: ObjectiveConfig::default(),
         eval_period: 5,
+        checkpoint_period: 1,
+        eval_batch_size: 64,
         seed: 0,
         workers: 2,
     };
     let run_dir = out.join("run");
-    let (_, records) = train(
-        model,
-        &config,
-        &dataset,
-        &transforms,
-        &settings,
-        &run_dir,
-        &device,
-    )?;
+    // The demo owns its folder: a previous demo run is replaced.
+    if run_dir.exists() {
+        std::fs::remove_dir_all(&run_dir)
+            .with_context(|| format!("removing the previous demo run {}", run_dir.display()))?;
+    }
+    let job = TrainJob {
+        model_config: &config,
+        dataset: &dataset,
+        transforms: &transforms,
+        settings: &settings,
+        run_dir: &run_dir,
+        resume: false,
+        stop_after: None,
+    };
+    let (model, records) = train(model, &job, &device)?;
     let after = records
         .last()
         .and_then(|r| r.metrics.clone())
@@ -452,6 +736,22 @@ fn demo(out: PathBuf, epochs: usize, lr: f64) -> anyhow::Result<()> {
             m.rank5().unwrap_or(0.0) * 100.0
         );
     }
-    println!("run folder: {}", run_dir.display());
+
+    // A ranked list for the first query, with the trained model.
+    let features = embed_items(&model.valid(), &eval_loader, &device)?;
+    let dim = features.len() / eval_loader.items().len();
+    let nq = eval_loader.num_query();
+    let paths: Vec<PathBuf> = eval_loader.items().iter().map(|i| i.path.clone()).collect();
+    let result = search(&paths[0], &features[..dim], &paths[nq..], &features[nq * dim..], 10)?;
+    let mut images = vec![decode_rgb(&paths[0])?];
+    for hit in &result.hits {
+        images.push(decode_rgb(&hit.path)?);
+    }
+    let ranked = run_dir.join("ranked_list.png");
+    draw_ranked_list(&ranked, &result, &images)?;
+    println!(
+        "run folder: {} (metrics.csv, training.png, ranked_list.png, checkpoint.safetensors)",
+        run_dir.display()
+    );
     Ok(())
 }

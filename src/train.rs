@@ -1,6 +1,8 @@
 //! The training loop: PK batches, the TransReID objective, SGD with the reference's groups and
-//! the per-epoch schedule, periodic evaluation, metrics CSV and atomic checkpoints.
+//! the per-epoch schedule, periodic evaluation, metrics CSV, plots, atomic checkpoints and an
+//! exact resume.
 
+use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -12,18 +14,36 @@ use burn::tensor::backend::AutodiffBackend;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::{Deserialize, Serialize};
 use transreid_data::{
-    EvalLoader, LoaderConfig, ReidDataset, TestTransform, TrainLoader, TrainTransform,
-    TransformConfig,
+    derive_seed, EvalLoader, LoaderConfig, ReidDataset, RngPurpose, TestTransform, TrainLoader,
+    TrainTransform, TransformConfig,
 };
 use transreid_eval::{EvalConfig, ReidMetrics};
 use transreid_loss::{transreid_loss, ObjectiveConfig};
-use transreid_model::{save_checkpoint, TransReid, TransReidConfig};
+use transreid_model::{
+    export_state_dict, load_reference_dict, read_state_dict, save_checkpoint, write_safetensors,
+    ImportOptions, StateDict, TransReid, TransReidConfig, CONFIG_METADATA_KEY,
+};
 
 use crate::inference::{evaluate_model, InferenceError};
 use crate::optim::{CosineWarmup, Sgd, SolverConfig};
+use crate::plot::{plot_training, PlotError};
+
+/// The model checkpoint of a run folder (what `eval`, `embed` and `search` read).
+pub const CHECKPOINT_FILE: &str = "checkpoint.safetensors";
+/// The resume state of a run folder: model, optimiser and progress, written every epoch.
+pub const STATE_FILE: &str = "state.safetensors";
+/// Per-epoch metrics of a run folder.
+pub const METRICS_FILE: &str = "metrics.csv";
+/// The training figure of a run folder.
+pub const PLOT_FILE: &str = "training.png";
+
+/// State-file prefix of the optimiser's momentum buffers.
+const MOMENTUM_PREFIX: &str = "optimizer.momentum.";
+/// State-file metadata key of the progress JSON.
+const PROGRESS_METADATA_KEY: &str = "transreid.progress";
 
 /// Settings of a training run.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TrainSettings {
     /// Epochs (`SOLVER.MAX_EPOCHS`).
     pub epochs: usize,
@@ -39,10 +59,33 @@ pub struct TrainSettings {
     pub objective: ObjectiveConfig,
     /// Evaluate every this many epochs (and after the last).
     pub eval_period: usize,
-    /// Seed of sampling and augmentation.
+    /// Write `checkpoint.safetensors` every this many epochs (and after the last).
+    pub checkpoint_period: usize,
+    /// Images per evaluation batch.
+    pub eval_batch_size: usize,
+    /// Seed of sampling, augmentation and drop path.
     pub seed: u64,
-    /// Loader worker threads.
+    /// Loader worker threads (the batches do not depend on it).
     pub workers: usize,
+}
+
+/// What to train on and where, besides the model.
+#[derive(Debug, Clone, Copy)]
+pub struct TrainJob<'a> {
+    /// The model's configuration (stored in checkpoints).
+    pub model_config: &'a TransReidConfig,
+    /// Training split plus query / gallery for evaluation.
+    pub dataset: &'a ReidDataset,
+    /// Train and test transforms.
+    pub transforms: &'a TransformConfig,
+    /// Loop settings.
+    pub settings: &'a TrainSettings,
+    /// Run folder.
+    pub run_dir: &'a Path,
+    /// Continue from the run folder's [`STATE_FILE`] (model, optimiser, epoch, metrics).
+    pub resume: bool,
+    /// Stop after this epoch, leaving a state to resume from.
+    pub stop_after: Option<usize>,
 }
 
 /// Errors that stop a run.
@@ -65,9 +108,12 @@ pub enum TrainError {
         /// The cause.
         source: std::io::Error,
     },
-    /// A checkpoint could not be written.
+    /// A checkpoint could not be written or read.
     #[error(transparent)]
     Checkpoint(#[from] transreid_model::ImportError),
+    /// A plot could not be written.
+    #[error(transparent)]
+    Plot(#[from] PlotError),
     /// The loss became NaN or infinite; the last checkpoint is kept.
     #[error("non-finite loss {loss} at epoch {epoch}, iteration {iteration}: stopped, last good checkpoint kept")]
     NonFiniteLoss {
@@ -78,10 +124,38 @@ pub enum TrainError {
         /// The loss value.
         loss: f32,
     },
+    /// A fresh run would overwrite another run's state.
+    #[error("{path} already holds a run: resume it or choose another output folder")]
+    RunExists {
+        /// The existing state file.
+        path: PathBuf,
+    },
+    /// Resume was asked for but there is no state.
+    #[error("nothing to resume: {path} does not exist")]
+    NothingToResume {
+        /// The missing state file.
+        path: PathBuf,
+    },
+    /// The state was written by a run with other settings.
+    #[error("{path} was written with other {what}; resume with the run's own configuration")]
+    ResumeMismatch {
+        /// The state file.
+        path: PathBuf,
+        /// `model configuration` or `training settings`.
+        what: &'static str,
+    },
+    /// The state file's metadata is unreadable.
+    #[error("{path}: {message}")]
+    BadState {
+        /// The state file.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
 }
 
 /// One row of `metrics.csv`.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct EpochRecord {
     /// Epoch (1-based).
     pub epoch: usize,
@@ -97,17 +171,129 @@ pub struct EpochRecord {
     pub metrics: Option<ReidMetrics>,
 }
 
-/// Trains `model` on `dataset.train`, evaluating on query / gallery; writes `metrics.csv` and
-/// `checkpoint.safetensors` (atomically) to `run_dir`.
+impl EpochRecord {
+    const CSV_HEADER: &str = "epoch,loss,accuracy,lr,images_per_second,map,minp,rank1,rank5,rank10";
+
+    fn csv_row(&self) -> String {
+        let m = self.metrics.as_ref();
+        let metric = |f: &dyn Fn(&ReidMetrics) -> f64| m.map_or(String::new(), |m| format!("{:.6}", f(m)));
+        format!(
+            "{},{:.6},{:.6},{:.8},{:.1},{},{},{},{},{}",
+            self.epoch,
+            self.loss,
+            self.accuracy,
+            self.lr,
+            self.images_per_second,
+            metric(&|m| m.map),
+            metric(&|m| m.minp),
+            metric(&|m| m.rank1().unwrap_or(0.0)),
+            metric(&|m| m.rank5().unwrap_or(0.0)),
+            metric(&|m| m.rank10().unwrap_or(0.0)),
+        )
+    }
+}
+
+/// Progress saved in the state file.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Progress {
+    /// Settings of the run (checked on resume, `workers` excepted).
+    settings: TrainSettings,
+    /// Every finished epoch's record, in order: the run resumes after the last.
+    records: Vec<EpochRecord>,
+}
+
+fn same_run(a: &TrainSettings, b: &TrainSettings) -> bool {
+    TrainSettings {
+        workers: 0,
+        ..a.clone()
+    } == TrainSettings {
+        workers: 0,
+        ..b.clone()
+    }
+}
+
+/// Writes model, momentum buffers and progress into one file, atomically, so the three always
+/// agree.
+fn save_state<B: AutodiffBackend>(
+    path: &Path,
+    model: &TransReid<B>,
+    config: &TransReidConfig,
+    sgd: &Sgd<B>,
+    progress: &Progress,
+) -> Result<(), TrainError> {
+    let mut dict = export_state_dict(model);
+    for (name, buffer) in sgd.state() {
+        dict.insert(format!("{MOMENTUM_PREFIX}{name}"), buffer);
+    }
+    let metadata = BTreeMap::from([
+        (
+            CONFIG_METADATA_KEY.to_string(),
+            serde_json::to_string(config).expect("config serialises"),
+        ),
+        (
+            PROGRESS_METADATA_KEY.to_string(),
+            serde_json::to_string(progress).expect("progress serialises"),
+        ),
+    ]);
+    Ok(write_safetensors(path, &dict, metadata)?)
+}
+
+/// Restores model and momentum buffers from [`save_state`]'s file and returns the progress.
+fn load_state<B: AutodiffBackend>(
+    path: &Path,
+    model: &mut TransReid<B>,
+    config: &TransReidConfig,
+    settings: &TrainSettings,
+    sgd: &mut Sgd<B>,
+    device: &B::Device,
+) -> Result<Progress, TrainError> {
+    let (dict, metadata) = read_state_dict(path)?;
+    let bad = |message: String| TrainError::BadState {
+        path: path.to_path_buf(),
+        message,
+    };
+    let mismatch = |what| TrainError::ResumeMismatch {
+        path: path.to_path_buf(),
+        what,
+    };
+    let stored: TransReidConfig = metadata
+        .get(CONFIG_METADATA_KEY)
+        .ok_or_else(|| bad(format!("no `{CONFIG_METADATA_KEY}` metadata")))
+        .and_then(|json| serde_json::from_str(json).map_err(|e| bad(e.to_string())))?;
+    let progress: Progress = metadata
+        .get(PROGRESS_METADATA_KEY)
+        .ok_or_else(|| bad(format!("no `{PROGRESS_METADATA_KEY}` metadata")))
+        .and_then(|json| serde_json::from_str(json).map_err(|e| bad(e.to_string())))?;
+    if &stored != config {
+        return Err(mismatch("model configuration"));
+    }
+    if !same_run(&progress.settings, settings) {
+        return Err(mismatch("training settings"));
+    }
+    let (momentum, weights): (StateDict, StateDict) = dict
+        .into_iter()
+        .partition(|(k, _)| k.starts_with(MOMENTUM_PREFIX));
+    load_reference_dict(model, weights, ImportOptions::default())?;
+    let momentum = momentum
+        .into_iter()
+        .map(|(k, t)| (k[MOMENTUM_PREFIX.len()..].to_string(), t))
+        .collect();
+    sgd.load_state(&momentum, device);
+    Ok(progress)
+}
+
+/// Trains `model` on `job.dataset.train`, evaluating on query / gallery, and writes to the run
+/// folder: [`METRICS_FILE`], [`PLOT_FILE`], [`CHECKPOINT_FILE`] (every `checkpoint_period`
+/// epochs and after the last) and [`STATE_FILE`] (every epoch), all atomically.
+///
+/// Epoch `e` draws its batches, augmentations and drop-path masks from `(seed, e)` alone, so a
+/// run resumed from its state ends with the same weights as an uninterrupted one.
 pub fn train<B: AutodiffBackend>(
     mut model: TransReid<B>,
-    model_config: &TransReidConfig,
-    dataset: &ReidDataset,
-    transforms: &TransformConfig,
-    settings: &TrainSettings,
-    run_dir: &Path,
+    job: &TrainJob<'_>,
     device: &B::Device,
 ) -> Result<(TransReid<B>, Vec<EpochRecord>), TrainError> {
+    let (settings, run_dir) = (job.settings, job.run_dir);
     let io = |path: &Path| {
         let path = path.to_path_buf();
         move |source| TrainError::Io { path, source }
@@ -119,30 +305,55 @@ pub fn train<B: AutodiffBackend>(
         seed: settings.seed,
     };
     let train_loader = TrainLoader::from_dataset(
-        dataset,
+        job.dataset,
         settings.batch_size,
         settings.instances,
-        TrainTransform::new(transforms)?,
+        TrainTransform::new(job.transforms)?,
         loader_config.clone(),
     )?;
-    let eval_loader =
-        EvalLoader::from_dataset(dataset, TestTransform::new(transforms)?, 64, loader_config)?;
+    let eval_loader = EvalLoader::from_dataset(
+        job.dataset,
+        TestTransform::new(job.transforms)?,
+        settings.eval_batch_size,
+        loader_config,
+    )?;
     let schedule = CosineWarmup {
         warmup_epochs: settings.warmup_epochs,
         ..CosineWarmup::new(settings.solver.base_lr, settings.epochs)
     };
     let mut sgd = Sgd::<B>::new(settings.solver);
-    let csv_path = run_dir.join("metrics.csv");
-    let mut csv = std::fs::File::create(&csv_path).map_err(io(&csv_path))?;
-    writeln!(
-        csv,
-        "epoch,loss,accuracy,lr,images_per_second,map,minp,rank1,rank5,rank10"
-    )
-    .map_err(io(&csv_path))?;
-    let checkpoint = run_dir.join("checkpoint.safetensors");
+    let state_path = run_dir.join(STATE_FILE);
     let mut records = Vec::new();
+    match (job.resume, state_path.exists()) {
+        (true, true) => {
+            let progress = load_state(
+                &state_path,
+                &mut model,
+                job.model_config,
+                settings,
+                &mut sgd,
+                device,
+            )?;
+            records = progress.records;
+        }
+        (true, false) => return Err(TrainError::NothingToResume { path: state_path }),
+        (false, true) => return Err(TrainError::RunExists { path: state_path }),
+        (false, false) => {}
+    }
+    let first_epoch = records.len() + 1;
+    let csv_path = run_dir.join(METRICS_FILE);
+    let mut csv = std::fs::File::create(&csv_path).map_err(io(&csv_path))?;
+    writeln!(csv, "{}", EpochRecord::CSV_HEADER).map_err(io(&csv_path))?;
+    for record in &records {
+        writeln!(csv, "{}", record.csv_row()).map_err(io(&csv_path))?;
+    }
+    let last_epoch = job.stop_after.unwrap_or(settings.epochs).min(settings.epochs);
 
-    for epoch in 1..=settings.epochs {
+    for epoch in first_epoch..=last_epoch {
+        B::seed(
+            device,
+            derive_seed(settings.seed, RngPurpose::Model, epoch as u64, 0),
+        );
         let bar = ProgressBar::new(train_loader.batches_in_epoch(epoch as u64) as u64).with_style(
             ProgressStyle::with_template("epoch {prefix:>3} [{bar:30}] {pos}/{len} {msg}")
                 .expect("valid template")
@@ -173,6 +384,7 @@ pub fn train<B: AutodiffBackend>(
             )?;
             let value: f32 = loss.total.clone().into_scalar().elem();
             if !value.is_finite() {
+                bar.abandon();
                 return Err(TrainError::NonFiniteLoss {
                     epoch,
                     iteration: iterations,
@@ -223,38 +435,29 @@ pub fn train<B: AutodiffBackend>(
             images_per_second: seen as f64 / seconds,
             metrics,
         };
-        let m = record.metrics.as_ref();
-        let metric =
-            |f: &dyn Fn(&ReidMetrics) -> f64| m.map_or(String::new(), |m| format!("{:.6}", f(m)));
-        writeln!(
-            csv,
-            "{},{:.6},{:.6},{:.8},{:.1},{},{},{},{},{}",
-            record.epoch,
-            record.loss,
-            record.accuracy,
-            record.lr,
-            record.images_per_second,
-            metric(&|m| m.map),
-            metric(&|m| m.minp),
-            metric(&|m| m.rank1().unwrap_or(0.0)),
-            metric(&|m| m.rank5().unwrap_or(0.0)),
-            metric(&|m| m.rank10().unwrap_or(0.0)),
-        )
-        .map_err(io(&csv_path))?;
+        writeln!(csv, "{}", record.csv_row()).map_err(io(&csv_path))?;
         println!(
             "epoch {epoch:>3}  loss {:.4}  acc {:.3}  lr {:.2e}  {:.0} img/s{}",
             record.loss,
             record.accuracy,
             record.lr,
             record.images_per_second,
-            m.map_or(String::new(), |m| format!(
+            record.metrics.as_ref().map_or(String::new(), |m| format!(
                 "  mAP {:.1}%  Rank-1 {:.1}%",
                 m.map * 100.0,
                 m.rank1().unwrap_or(0.0) * 100.0
             ))
         );
         records.push(record);
-        save_checkpoint(&model.valid(), model_config, &checkpoint)?;
+        plot_training(&run_dir.join(PLOT_FILE), &records)?;
+        if epoch % settings.checkpoint_period.max(1) == 0 || epoch == settings.epochs {
+            save_checkpoint(&model.valid(), job.model_config, &run_dir.join(CHECKPOINT_FILE))?;
+        }
+        let progress = Progress {
+            settings: settings.clone(),
+            records: records.clone(),
+        };
+        save_state(&state_path, &model, job.model_config, &sgd, &progress)?;
     }
     Ok((model, records))
 }

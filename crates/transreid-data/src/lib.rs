@@ -56,7 +56,7 @@ pub use loader::host_batch::HostBatch;
 pub use loader::train_loader::TrainLoader;
 pub use options::{ImageCheck, LoadOptions, VehicleIdTestSize};
 pub use sampler::PkSampler;
-pub use seed::{derive_rng, RngPurpose};
+pub use seed::{derive_rng, derive_seed, RngPurpose};
 pub use stats::{DatasetStats, SplitStats};
 pub use synth::{SynthConfig, SynthSummary};
 pub use transform::config::{ImageSize, Normalization, TransformConfig};

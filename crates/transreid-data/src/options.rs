@@ -43,6 +43,7 @@ impl VehicleIdTestSize {
 
 /// Options for [`crate::load_dataset`]; the defaults follow the reference.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct LoadOptions {
     /// Image checking while loading. Default: [`ImageCheck::None`].
     pub image_check: ImageCheck,

@@ -15,6 +15,8 @@ pub enum RngPurpose {
     VehicleIdSplit,
     /// Synthetic data (epoch = identity, index = image).
     Synthetic,
+    /// The model's own random draws (drop path) during one training epoch.
+    Model,
 }
 
 impl RngPurpose {
@@ -24,6 +26,7 @@ impl RngPurpose {
             RngPurpose::Augmentation => 0x4155_474d,
             RngPurpose::VehicleIdSplit => 0x5645_4849,
             RngPurpose::Synthetic => 0x5359_4e54,
+            RngPurpose::Model => 0x4d4f_444c,
         }
     }
 }
@@ -39,6 +42,12 @@ pub fn derive_rng(seed: u64, purpose: RngPurpose, epoch: u64, index: u64) -> Cha
         chunk.copy_from_slice(&word.to_le_bytes());
     }
     ChaCha8Rng::from_seed(key)
+}
+
+/// A 64-bit seed for another generator (a backend's), drawn from [`derive_rng`].
+pub fn derive_seed(seed: u64, purpose: RngPurpose, epoch: u64, index: u64) -> u64 {
+    use rand::RngCore;
+    derive_rng(seed, purpose, epoch, index).next_u64()
 }
 
 #[cfg(test)]

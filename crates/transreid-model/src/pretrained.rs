@@ -286,7 +286,8 @@ pub fn load_reference<B: Backend>(
     load_reference_dict(model, dict, options)
 }
 
-pub(crate) fn load_reference_dict<B: Backend>(
+/// [`load_reference`] from tensors already in memory.
+pub fn load_reference_dict<B: Backend>(
     model: &mut TransReid<B>,
     dict: StateDict,
     options: ImportOptions,

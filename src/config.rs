@@ -1,0 +1,401 @@
+//! The TOML run configuration of `transreid train`: one file per experiment, holding what the
+//! reference spreads over its YAML config and `config/defaults.py`. `configs/` ships one preset
+//! per reference configuration.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use transreid_data::{DatasetKind, LoadOptions, ReidDataset, TransformConfig};
+use transreid_loss::ObjectiveConfig;
+use transreid_model::{JpmConfig, NeckFeat, SieConfig, SieMode, TransReidConfig, VitPreset};
+
+use crate::optim::SolverConfig;
+use crate::train::TrainSettings;
+
+/// A whole training run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunConfig {
+    /// Run folder: checkpoints, `metrics.csv`, plots and the resolved `config.toml`
+    /// (`OUTPUT_DIR`).
+    pub output_dir: PathBuf,
+    /// Seed of sampling, augmentation and drop path (`SOLVER.SEED`). Default: 1234.
+    #[serde(default = "default_seed")]
+    pub seed: u64,
+    /// Where the images come from.
+    pub dataset: DatasetSection,
+    /// The network.
+    pub model: ModelSection,
+    /// Train and test transforms (`INPUT.*`); the model's input size is `train_size`.
+    pub input: TransformConfig,
+    /// Optimiser, schedule, batches and periods (`SOLVER.*`, `DATALOADER.*`).
+    pub solver: SolverSection,
+    /// Loss terms (`MODEL.*_LOSS_WEIGHT`, `IF_LABELSMOOTH`, `NO_MARGIN`).
+    pub loss: ObjectiveConfig,
+    /// Evaluation settings (`TEST.*`).
+    #[serde(default)]
+    pub test: TestSection,
+}
+
+fn default_seed() -> u64 {
+    1234
+}
+
+/// `DATASETS.*`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatasetSection {
+    /// Layout (`market1501`, `dukemtmc`, `msmt17`, `occluded-duke`, `veri776`, `vehicleid`,
+    /// `custom`).
+    pub kind: DatasetKind,
+    /// Dataset folder (relative paths are relative to the working directory).
+    pub root: PathBuf,
+    /// Loading options (image checks, VeRi keypoint folder, VehicleID test list).
+    #[serde(default)]
+    pub options: LoadOptions,
+}
+
+/// Pretrained weights the run starts from (`MODEL.PRETRAIN_CHOICE` / `PRETRAIN_PATH`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Pretrained {
+    /// Random initialisation (no weights).
+    None,
+    /// An ImageNet ViT / DeiT backbone: timm safetensors or the original `.pth`.
+    Imagenet {
+        /// The weights file.
+        path: PathBuf,
+    },
+    /// A TransReID checkpoint in the reference's layout (fine-tuning, `PRETRAIN_CHOICE self`).
+    Reference {
+        /// The weights file.
+        path: PathBuf,
+    },
+}
+
+/// `MODEL.*`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelSection {
+    /// Backbone architecture (`TRANSFORMER_TYPE`; the DeiT-B configs use `deit_base16`).
+    pub backbone: VitPreset,
+    /// Starting weights.
+    pub pretrained: Pretrained,
+    /// Patch stride `[sy, sx]` (`STRIDE_SIZE`).
+    pub stride: [usize; 2],
+    /// Stochastic depth rate of the last block (`DROP_PATH`). Default: 0.1.
+    #[serde(default = "default_drop_path")]
+    pub drop_path: f64,
+    /// Camera embedding (`SIE_CAMERA`).
+    pub sie_camera: bool,
+    /// View embedding (`SIE_VIEW`).
+    pub sie_view: bool,
+    /// SIE coefficient lambda (`SIE_COE`). Default: 3.0.
+    #[serde(default = "default_sie_coefficient")]
+    pub sie_coefficient: f64,
+    /// Jigsaw Patch Module; absent: no JPM (`JPM`, `SHIFT_NUM`, `SHUFFLE_GROUP`,
+    /// `DEVIDE_LENGTH`, `RE_ARRANGE`).
+    #[serde(default)]
+    pub jpm: Option<JpmConfig>,
+    /// Feature used for retrieval (`TEST.NECK_FEAT`). Default: before the BNNeck.
+    #[serde(default)]
+    pub neck_feat: NeckFeat,
+}
+
+fn default_drop_path() -> f64 {
+    0.1
+}
+
+fn default_sie_coefficient() -> f64 {
+    3.0
+}
+
+/// `SOLVER.*` and `DATALOADER.*`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SolverSection {
+    /// `MAX_EPOCHS`.
+    pub max_epochs: usize,
+    /// `IMS_PER_BATCH`: images per training batch.
+    pub ims_per_batch: usize,
+    /// `DATALOADER.NUM_INSTANCE`: images per identity in a batch.
+    pub num_instance: usize,
+    /// `BASE_LR`.
+    pub base_lr: f64,
+    /// `MOMENTUM`. Default: 0.9.
+    #[serde(default = "default_momentum")]
+    pub momentum: f64,
+    /// `WEIGHT_DECAY`.
+    pub weight_decay: f64,
+    /// `WEIGHT_DECAY_BIAS`.
+    pub weight_decay_bias: f64,
+    /// `BIAS_LR_FACTOR`.
+    pub bias_lr_factor: f64,
+    /// `LARGE_FC_LR`. Default: false.
+    #[serde(default)]
+    pub large_fc_lr: bool,
+    /// Clip the global gradient norm (not in the reference). Default: off.
+    #[serde(default)]
+    pub grad_clip_norm: Option<f64>,
+    /// `WARMUP_EPOCHS`. Default: 5.
+    #[serde(default = "default_warmup")]
+    pub warmup_epochs: usize,
+    /// `CHECKPOINT_PERIOD`: write `checkpoint.safetensors` every this many epochs (and after
+    /// the last). The resume state is written every epoch regardless.
+    pub checkpoint_period: usize,
+    /// `EVAL_PERIOD`: evaluate every this many epochs (and after the last).
+    pub eval_period: usize,
+    /// Loader threads (`NUM_WORKERS`). Default: 8.
+    #[serde(default = "default_workers")]
+    pub workers: usize,
+}
+
+fn default_momentum() -> f64 {
+    0.9
+}
+
+fn default_warmup() -> usize {
+    5
+}
+
+fn default_workers() -> usize {
+    8
+}
+
+/// `TEST.*`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TestSection {
+    /// Images per evaluation batch (`TEST.IMS_PER_BATCH`). Default: 256.
+    #[serde(default = "default_test_batch")]
+    pub ims_per_batch: usize,
+}
+
+impl Default for TestSection {
+    fn default() -> Self {
+        Self {
+            ims_per_batch: default_test_batch(),
+        }
+    }
+}
+
+fn default_test_batch() -> usize {
+    256
+}
+
+/// A configuration file that cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file cannot be read.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// The TOML does not describe a run (unknown key, wrong type, missing field).
+    #[error("{path}: {message}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong, with its line.
+        message: String,
+    },
+    /// Values that cannot work together.
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+}
+
+impl RunConfig {
+    /// Reads and checks a TOML file.
+    pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let config: RunConfig = toml::from_str(&text).map_err(|e| ConfigError::Parse {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// The configuration as TOML (what the run folder's `config.toml` holds).
+    pub fn to_toml(&self) -> String {
+        toml::to_string_pretty(self).expect("a run configuration serialises to TOML")
+    }
+
+    /// Checks what can be checked without the dataset.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let s = &self.solver;
+        let invalid = |m: String| Err(ConfigError::Invalid(m));
+        if s.max_epochs == 0 || s.checkpoint_period == 0 || s.eval_period == 0 {
+            return invalid("max_epochs, checkpoint_period and eval_period must be positive".into());
+        }
+        if s.num_instance == 0 || s.ims_per_batch % s.num_instance != 0 {
+            return invalid(format!(
+                "ims_per_batch {} is not a multiple of num_instance {}",
+                s.ims_per_batch, s.num_instance
+            ));
+        }
+        if !(s.base_lr > 0.0 && s.base_lr.is_finite()) {
+            return invalid(format!("base_lr {} must be positive", s.base_lr));
+        }
+        if self.input.train_size != self.input.test_size {
+            return invalid(format!(
+                "train_size {:?} and test_size {:?} differ: the position embedding is built for one size",
+                self.input.train_size, self.input.test_size
+            ));
+        }
+        self.model_config(1, 1, 1)
+            .validate()
+            .map_err(|e| ConfigError::Invalid(e.to_string()))
+    }
+
+    /// The network for a training split with `num_classes` identities, `cameras` cameras and
+    /// `views` views (SIE sizes its table from them, as the reference does).
+    pub fn model_config(&self, num_classes: usize, cameras: usize, views: usize) -> TransReidConfig {
+        let m = &self.model;
+        let size = self.input.train_size;
+        let vit = m
+            .backbone
+            .config([size.height as usize, size.width as usize], m.stride)
+            .with_drop_path_rate(m.drop_path);
+        let mode = match (m.sie_camera, m.sie_view) {
+            (true, true) => SieMode::CameraView,
+            (true, false) => SieMode::Camera,
+            (false, true) => SieMode::View,
+            (false, false) => SieMode::None,
+        };
+        TransReidConfig::new(vit, num_classes)
+            .with_sie(
+                SieConfig::new()
+                    .with_mode(mode)
+                    .with_camera_num(cameras.max(1))
+                    .with_view_num(views.max(1))
+                    .with_coefficient(m.sie_coefficient),
+            )
+            .with_jpm(m.jpm.clone())
+            .with_neck_feat(m.neck_feat)
+    }
+
+    /// [`Self::model_config`] sized for a loaded dataset's training split.
+    pub fn model_config_for(&self, dataset: &ReidDataset) -> TransReidConfig {
+        self.model_config(
+            dataset.num_train_pids,
+            dataset.num_train_cams,
+            dataset.num_train_views,
+        )
+    }
+
+    /// The training loop's settings.
+    pub fn train_settings(&self) -> TrainSettings {
+        let s = &self.solver;
+        TrainSettings {
+            epochs: s.max_epochs,
+            batch_size: s.ims_per_batch,
+            instances: s.num_instance,
+            solver: SolverConfig {
+                base_lr: s.base_lr,
+                momentum: s.momentum,
+                weight_decay: s.weight_decay,
+                weight_decay_bias: s.weight_decay_bias,
+                bias_lr_factor: s.bias_lr_factor,
+                large_fc_lr: s.large_fc_lr,
+                grad_clip_norm: s.grad_clip_norm,
+            },
+            warmup_epochs: s.warmup_epochs,
+            objective: self.loss,
+            eval_period: s.eval_period,
+            checkpoint_period: s.checkpoint_period,
+            eval_batch_size: self.test.ims_per_batch,
+            seed: self.seed,
+            workers: s.workers,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str = r#"
+output_dir = "runs/x"
+[dataset]
+kind = "market1501"
+root = "data/market1501"
+[model]
+backbone = "vit_base16"
+pretrained = { kind = "imagenet", path = "weights/vit.safetensors" }
+stride = [16, 16]
+sie_camera = true
+sie_view = false
+jpm = { shift_num = 5, shuffle_groups = 2, num_parts = 4, rearrange = true }
+[input]
+train_size = { height = 256, width = 128 }
+test_size = { height = 256, width = 128 }
+flip_prob = 0.5
+padding = 10
+erasing_prob = 0.5
+normalization = { mean = [0.5, 0.5, 0.5], std = [0.5, 0.5, 0.5] }
+[solver]
+max_epochs = 120
+ims_per_batch = 64
+num_instance = 4
+base_lr = 0.008
+weight_decay = 1e-4
+weight_decay_bias = 1e-4
+bias_lr_factor = 2.0
+checkpoint_period = 120
+eval_period = 120
+[loss]
+id_weight = 1.0
+triplet_weight = 1.0
+label_smoothing = 0.0
+margin = "soft"
+"#;
+
+    fn parse(text: &str) -> Result<RunConfig, String> {
+        let config: RunConfig = toml::from_str(text).map_err(|e| e.to_string())?;
+        config.validate().map_err(|e| e.to_string())?;
+        Ok(config)
+    }
+
+    #[test]
+    fn defaults_fill_the_reference_values() {
+        let config = parse(MINIMAL).unwrap();
+        assert_eq!(config.seed, 1234);
+        assert_eq!(config.model.drop_path, 0.1);
+        assert_eq!(config.solver.momentum, 0.9);
+        assert_eq!(config.solver.warmup_epochs, 5);
+        assert_eq!(config.test.ims_per_batch, 256);
+        let model = config.model_config(751, 6, 1);
+        assert_eq!(model.sie.mode, SieMode::Camera);
+        assert_eq!(model.sie.camera_num, 6);
+        assert_eq!(model.vit.img_size, [256, 128]);
+        assert_eq!(model.vit.drop_path_rate, 0.1);
+        assert_eq!(model.jpm.as_ref().unwrap().shift_num, 5);
+        let settings = config.train_settings();
+        assert_eq!(settings.solver.group("base.blocks.0.attn.qkv.bias").lr, 0.016);
+    }
+
+    #[test]
+    fn resolved_toml_round_trips() {
+        let config = parse(MINIMAL).unwrap();
+        assert_eq!(parse(&config.to_toml()).unwrap(), config);
+    }
+
+    #[test]
+    fn typos_and_bad_values_are_rejected() {
+        let typo = MINIMAL.replace("sie_view", "sie_veiw");
+        assert!(parse(&typo).unwrap_err().contains("sie_veiw"));
+        let batch = MINIMAL.replace("ims_per_batch = 64", "ims_per_batch = 62");
+        assert!(parse(&batch).unwrap_err().contains("multiple of num_instance"));
+        let kind = MINIMAL.replace("\"market1501\"", "\"market\"");
+        assert!(parse(&kind).unwrap_err().contains("market"));
+        let shift = MINIMAL.replace("shift_num = 5", "shift_num = 500");
+        assert!(parse(&shift).unwrap_err().contains("shift"));
+    }
+}

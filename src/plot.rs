@@ -1,0 +1,323 @@
+//! PNG plots of a run: loss and lr per epoch, mAP / Rank-1 per evaluation and the CMC curve.
+//! Drawn with plotters into an RGB buffer and written atomically with the `image` crate; the
+//! font (DejaVu Sans) is compiled in, so no system fonts are needed.
+
+use std::path::{Path, PathBuf};
+use std::sync::Once;
+
+use image::RgbImage;
+use plotters::coord::Shift;
+use plotters::prelude::*;
+
+use crate::train::EpochRecord;
+
+/// A plot that could not be drawn or written.
+#[derive(Debug, thiserror::Error)]
+pub enum PlotError {
+    /// Drawing failed.
+    #[error("drawing {path}: {message}")]
+    Draw {
+        /// The picture.
+        path: PathBuf,
+        /// The cause.
+        message: String,
+    },
+    /// Writing the PNG failed.
+    #[error("cannot write {path}: {message}")]
+    Write {
+        /// The picture.
+        path: PathBuf,
+        /// The cause.
+        message: String,
+    },
+}
+
+/// The font family every text uses.
+pub(crate) const FONT: &str = "sans-serif";
+
+/// Registers the embedded font once per process.
+pub(crate) fn register_font() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        plotters::style::register_font(FONT, FontStyle::Normal, dejavu::sans::regular())
+            .unwrap_or_else(|_| panic!("the embedded DejaVu Sans font is valid"));
+    });
+}
+
+/// An RGB canvas of `width x height` pixels, white.
+pub(crate) struct Canvas {
+    pub(crate) width: u32,
+    pub(crate) height: u32,
+    pub(crate) pixels: Vec<u8>,
+}
+
+impl Canvas {
+    pub(crate) fn new(width: u32, height: u32) -> Self {
+        register_font();
+        Self {
+            width,
+            height,
+            pixels: vec![255; (width * height * 3) as usize],
+        }
+    }
+
+    /// Draws on the canvas with plotters; errors are reported against `path`.
+    pub(crate) fn draw(
+        &mut self,
+        path: &Path,
+        f: impl FnOnce(&DrawingArea<BitMapBackend<'_>, Shift>) -> Result<(), String>,
+    ) -> Result<(), PlotError> {
+        let root =
+            BitMapBackend::with_buffer(&mut self.pixels, (self.width, self.height)).into_drawing_area();
+        let result = f(&root).and_then(|()| root.present().map_err(|e| e.to_string()));
+        result.map_err(|message| PlotError::Draw {
+            path: path.to_path_buf(),
+            message,
+        })
+    }
+
+    /// Writes the canvas as PNG: a temporary file beside `path`, then a rename.
+    pub(crate) fn save(self, path: &Path) -> Result<(), PlotError> {
+        let write_error = |message: String| PlotError::Write {
+            path: path.to_path_buf(),
+            message,
+        };
+        let image = RgbImage::from_raw(self.width, self.height, self.pixels)
+            .expect("buffer matches the canvas size");
+        let tmp = path.with_extension("png.tmp");
+        image
+            .save_with_format(&tmp, image::ImageFormat::Png)
+            .map_err(|e| write_error(e.to_string()))?;
+        std::fs::rename(&tmp, path).map_err(|e| write_error(e.to_string()))
+    }
+}
+
+/// One line of a chart.
+struct Series {
+    label: &'static str,
+    color: RGBColor,
+    points: Vec<(f64, f64)>,
+    markers: bool,
+}
+
+/// Draws a line chart of `series` into `area`.
+fn line_chart(
+    area: &DrawingArea<BitMapBackend<'_>, Shift>,
+    title: &str,
+    x_label: &str,
+    y_label: &str,
+    series: &[Series],
+    y_range: Option<(f64, f64)>,
+) -> Result<(), String> {
+    let points = series.iter().flat_map(|s| s.points.iter());
+    let (mut x0, mut x1, mut y0, mut y1) = (f64::MAX, f64::MIN, f64::MAX, f64::MIN);
+    for &(x, y) in points.filter(|(x, y)| x.is_finite() && y.is_finite()) {
+        (x0, x1, y0, y1) = (x0.min(x), x1.max(x), y0.min(y), y1.max(y));
+    }
+    if x0 > x1 {
+        (x0, x1, y0, y1) = (0.0, 1.0, 0.0, 1.0);
+    }
+    if let Some((lo, hi)) = y_range {
+        (y0, y1) = (lo, hi);
+    }
+    let pad = |lo: f64, hi: f64| {
+        let span = (hi - lo).abs().max(hi.abs() * 1e-3).max(1e-12);
+        (lo - 0.05 * span, hi + 0.05 * span)
+    };
+    let (x0, x1) = if x0 == x1 { (x0 - 1.0, x1 + 1.0) } else { (x0, x1) };
+    let (y0, y1) = if y_range.is_some() { (y0, y1) } else { pad(y0, y1) };
+    let mut chart = ChartBuilder::on(area)
+        .caption(title, (FONT, 20))
+        .margin(12)
+        .x_label_area_size(40)
+        .y_label_area_size(70)
+        .build_cartesian_2d(x0..x1, y0..y1)
+        .map_err(|e| e.to_string())?;
+    chart
+        .configure_mesh()
+        .x_desc(x_label)
+        .y_desc(y_label)
+        .label_style((FONT, 13))
+        .y_label_formatter(&|v| {
+            if v.abs() > 0.0 && v.abs() < 1e-2 {
+                format!("{v:.1e}")
+            } else {
+                format!("{v:.3}")
+            }
+        })
+        .draw()
+        .map_err(|e| e.to_string())?;
+    for s in series {
+        let color = s.color;
+        chart
+            .draw_series(LineSeries::new(s.points.iter().copied(), color.stroke_width(2)))
+            .map_err(|e| e.to_string())?
+            .label(s.label)
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2)));
+        if s.markers {
+            chart
+                .draw_series(s.points.iter().map(|&p| Circle::new(p, 3, color.filled())))
+                .map_err(|e| e.to_string())?;
+        }
+    }
+    if series.len() > 1 {
+        chart
+            .configure_series_labels()
+            .label_font((FONT, 13))
+            .background_style(WHITE.mix(0.85))
+            .border_style(BLACK)
+            .position(SeriesLabelPosition::LowerRight)
+            .draw()
+            .map_err(|e| e.to_string())?;
+    }
+    Ok(())
+}
+
+fn cmc_series(cmc: &[f64]) -> Series {
+    Series {
+        label: "CMC",
+        color: RGBColor(31, 119, 180),
+        points: cmc
+            .iter()
+            .enumerate()
+            .map(|(k, &v)| ((k + 1) as f64, v * 100.0))
+            .collect(),
+        markers: cmc.len() <= 20,
+    }
+}
+
+/// Writes the CMC curve (`cmc[k]`: share of queries matched within the top `k + 1`).
+pub fn plot_cmc(path: &Path, cmc: &[f64], title: &str) -> Result<(), PlotError> {
+    let mut canvas = Canvas::new(640, 480);
+    canvas.draw(path, |root| {
+        root.fill(&WHITE).map_err(|e| e.to_string())?;
+        line_chart(root, title, "rank", "matching rate (%)", &[cmc_series(cmc)], None)
+    })?;
+    canvas.save(path)
+}
+
+/// Writes the training figure: loss and lr per epoch, mAP / Rank-1 / mINP per evaluation and
+/// the CMC curve of the last evaluation, in a 2 x 2 grid.
+pub fn plot_training(path: &Path, records: &[EpochRecord]) -> Result<(), PlotError> {
+    let per_epoch = |f: fn(&EpochRecord) -> f64| -> Vec<(f64, f64)> {
+        records.iter().map(|r| (r.epoch as f64, f(r))).collect()
+    };
+    let evaluated: Vec<_> = records
+        .iter()
+        .filter_map(|r| r.metrics.as_ref().map(|m| (r.epoch as f64, m)))
+        .collect();
+    let per_eval = |f: fn(&transreid_eval::ReidMetrics) -> f64| -> Vec<(f64, f64)> {
+        evaluated.iter().map(|(e, m)| (*e, f(m) * 100.0)).collect()
+    };
+    let last_cmc = evaluated.last().map(|(_, m)| m.cmc.clone()).unwrap_or_default();
+    let mut canvas = Canvas::new(1280, 960);
+    canvas.draw(path, |root| {
+        root.fill(&WHITE).map_err(|e| e.to_string())?;
+        let panels = root.split_evenly((2, 2));
+        let blue = RGBColor(31, 119, 180);
+        let orange = RGBColor(255, 127, 14);
+        let green = RGBColor(44, 160, 44);
+        let line = |label, color, points| Series {
+            label,
+            color,
+            points,
+            markers: false,
+        };
+        line_chart(
+            &panels[0],
+            "training loss",
+            "epoch",
+            "loss",
+            &[line("loss", blue, per_epoch(|r| r.loss))],
+            None,
+        )?;
+        line_chart(
+            &panels[1],
+            "learning rate (weights)",
+            "epoch",
+            "lr",
+            &[line("lr", orange, per_epoch(|r| r.lr))],
+            None,
+        )?;
+        let mark = |label, color, points| Series {
+            label,
+            color,
+            points,
+            markers: true,
+        };
+        line_chart(
+            &panels[2],
+            "evaluation",
+            "epoch",
+            "%",
+            &[
+                mark("mAP", blue, per_eval(|m| m.map)),
+                mark("Rank-1", orange, per_eval(|m| m.rank1().unwrap_or(0.0))),
+                mark("mINP", green, per_eval(|m| m.minp)),
+            ],
+            Some((0.0, 100.0)),
+        )?;
+        line_chart(
+            &panels[3],
+            "CMC (last evaluation)",
+            "rank",
+            "matching rate (%)",
+            &[cmc_series(&last_cmc)],
+            None,
+        )
+    })?;
+    canvas.save(path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use transreid_eval::ReidMetrics;
+
+    fn record(epoch: usize, evaluated: bool) -> EpochRecord {
+        EpochRecord {
+            epoch,
+            loss: 5.0 / epoch as f64,
+            accuracy: 0.1 * epoch as f64,
+            lr: 0.008 * epoch as f64,
+            images_per_second: 100.0,
+            metrics: evaluated.then(|| ReidMetrics {
+                cmc: vec![0.5, 0.7, 0.8, 0.9],
+                map: 0.4,
+                minp: 0.2,
+                num_valid_queries: 10,
+                num_skipped_queries: 0,
+                num_gallery: 4,
+            }),
+        }
+    }
+
+    fn pixels_not_white(path: &Path) -> usize {
+        let image = image::open(path).unwrap().to_rgb8();
+        image.pixels().filter(|p| p.0 != [255, 255, 255]).count()
+    }
+
+    #[test]
+    fn training_figure_and_cmc_are_drawn() {
+        let dir = tempfile::tempdir().unwrap();
+        let figure = dir.path().join("training.png");
+        let records: Vec<_> = (1..=6).map(|e| record(e, e % 3 == 0)).collect();
+        plot_training(&figure, &records).unwrap();
+        let image = image::open(&figure).unwrap();
+        assert_eq!((image.width(), image.height()), (1280, 960));
+        assert!(pixels_not_white(&figure) > 10_000, "axes, text and lines are drawn");
+
+        let cmc = dir.path().join("cmc.png");
+        plot_cmc(&cmc, &[0.2, 0.5, 1.0], "CMC").unwrap();
+        assert!(pixels_not_white(&cmc) > 2_000);
+        assert!(!dir.path().join("cmc.png.tmp").exists());
+    }
+
+    #[test]
+    fn a_run_without_evaluation_still_plots() {
+        let dir = tempfile::tempdir().unwrap();
+        let figure = dir.path().join("training.png");
+        plot_training(&figure, &[record(1, false)]).unwrap();
+        assert!(figure.exists());
+    }
+}
