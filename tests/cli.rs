@@ -80,6 +80,7 @@ fn commands_produce_their_files_and_clear_errors() {
     )
     .unwrap();
 
+    let cmc = p("cmc.png");
     let table = ok(&[
         "eval",
         "--checkpoint",
@@ -88,8 +89,11 @@ fn commands_produce_their_files_and_clear_errors() {
         "market1501",
         "--root",
         &data,
+        "--cmc-plot",
+        &cmc,
     ]);
     assert!(table.contains("| mAP | mINP | Rank-1"), "{table}");
+    assert!(image::open(&cmc).unwrap().width() > 0);
     let reranked = ok(&[
         "eval",
         "--checkpoint",
@@ -119,6 +123,53 @@ fn commands_produce_their_files_and_clear_errors() {
     let file = safetensors::SafeTensors::deserialize(&bytes).unwrap();
     let queries = std::fs::read_dir(&query).unwrap().count();
     assert_eq!(file.tensor("features").unwrap().shape(), &[queries, 5 * 64]);
+
+    // Search: the picture and the JSON, nearest first, identities read from the names.
+    let mut queries: Vec<_> = std::fs::read_dir(&query)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    queries.sort();
+    let ranked = p("ranked.png");
+    ok(&[
+        "search",
+        "--checkpoint",
+        &checkpoint,
+        "--query",
+        queries[0].to_str().unwrap(),
+        "--gallery",
+        &format!("{data}/bounding_box_test"),
+        "--top-k",
+        "5",
+        "--out",
+        &ranked,
+        "--camera",
+        "0",
+    ]);
+    let picture = image::open(&ranked).unwrap();
+    assert!(picture.width() > 6 * 64, "query and five tiles");
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(p("ranked.json")).unwrap()).unwrap();
+    let hits = json["hits"].as_array().unwrap();
+    assert_eq!(hits.len(), 5);
+    let distances: Vec<f64> = hits.iter().map(|h| h["distance"].as_f64().unwrap()).collect();
+    assert!(distances.windows(2).all(|w| w[0] <= w[1]), "{distances:?}");
+    assert!(json["query_pid"].is_i64());
+    assert!(hits.iter().all(|h| h["is_match"].is_boolean()));
+    fails(
+        &[
+            "search",
+            "--checkpoint",
+            &checkpoint,
+            "--query",
+            &p("nope.jpg"),
+            "--gallery",
+            &query,
+            "--out",
+            &ranked,
+        ],
+        "nope.jpg",
+    );
 
     fails(
         &[
@@ -170,4 +221,52 @@ fn commands_produce_their_files_and_clear_errors() {
         ],
         "no-such-set",
     );
+}
+
+#[test]
+fn train_runs_from_a_configuration_and_resumes() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = |name: &str| dir.path().join(name).to_str().unwrap().to_string();
+    let data = p("data");
+    ok(&["data", "synth", "--out", &data, "--ids", "8", "--cameras", "2"]);
+    let config = concat!(env!("CARGO_MANIFEST_DIR"), "/configs/synthetic/tiny_transreid.toml");
+    let run = p("run");
+    let common = [
+        "--root", &data, "--output-dir", &run, "--epochs", "2", "--workers", "1",
+    ];
+    let first = [&["train", "--config", config, "--stop-after", "1"][..], &common].concat();
+    ok(&first);
+    let run_dir = Path::new(&run);
+    for file in ["config.toml", "state.safetensors", "metrics.csv", "training.png"] {
+        assert!(run_dir.join(file).exists(), "{file} missing after epoch 1");
+    }
+    assert_eq!(
+        std::fs::read_to_string(run_dir.join("metrics.csv")).unwrap().lines().count(),
+        2
+    );
+    // The resolved configuration holds the overrides.
+    let resolved = std::fs::read_to_string(run_dir.join("config.toml")).unwrap();
+    assert!(resolved.contains("max_epochs = 2"), "{resolved}");
+
+    // A fresh run into the same folder is refused; --resume continues it.
+    fails(&first, "already holds a run");
+    let out = ok(&["train", "--resume", &run, "--workers", "1"]);
+    assert!(out.contains("epoch   2"), "{out}");
+    assert!(out.contains("last evaluation: mAP"), "{out}");
+    assert!(run_dir.join("checkpoint.safetensors").exists());
+    assert_eq!(
+        std::fs::read_to_string(run_dir.join("metrics.csv")).unwrap().lines().count(),
+        3
+    );
+
+    fails(&["train", "--resume", &p("nowhere")], "config.toml");
+    let typo = p("typo.toml");
+    let text = std::fs::read_to_string(config).unwrap().replace("sie_view", "sie_veiw");
+    std::fs::write(&typo, text).unwrap();
+    fails(&["train", "--config", &typo], "sie_veiw");
+    fails(&["train"], "--config");
+    if !cfg!(feature = "cuda") {
+        let cuda = [&["train", "--config", config, "--device", "cuda"][..], &common].concat();
+        fails(&cuda, "without the `cuda` feature");
+    }
 }

@@ -1,0 +1,101 @@
+//! Every shipped configuration parses, validates and carries the reference's values.
+
+use std::path::{Path, PathBuf};
+
+use transreid::config::{Pretrained, RunConfig};
+use transreid::data::{DatasetKind, ImageSize, Normalization};
+use transreid::model::VitPreset;
+
+fn configs() -> Vec<(PathBuf, RunConfig)> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("configs");
+    let mut found = Vec::new();
+    for dir in std::fs::read_dir(&root).unwrap() {
+        for file in std::fs::read_dir(dir.unwrap().path()).unwrap() {
+            let path = file.unwrap().path();
+            if path.extension().is_some_and(|e| e == "toml") {
+                let config = RunConfig::from_file(&path)
+                    .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+                found.push((path, config));
+            }
+        }
+    }
+    found.sort_by(|a, b| a.0.cmp(&b.0));
+    found
+}
+
+fn get<'a>(all: &'a [(PathBuf, RunConfig)], name: &str) -> &'a RunConfig {
+    &all.iter()
+        .find(|(p, _)| p.ends_with(name))
+        .unwrap_or_else(|| panic!("{name} missing"))
+        .1
+}
+
+#[test]
+fn every_reference_configuration_is_shipped_and_valid() {
+    let all = configs();
+    // 42 reference configurations plus the synthetic one.
+    assert_eq!(all.len(), 43);
+    for (path, config) in &all {
+        // The resolved form written into run folders reads back identically.
+        let again: RunConfig = toml::from_str(&config.to_toml()).unwrap();
+        assert_eq!(&again, config, "{}", path.display());
+        if !path.to_string_lossy().contains("synthetic") {
+            assert_eq!(config.solver.max_epochs, 120);
+            assert_eq!(config.solver.num_instance, 4);
+            assert_eq!(config.solver.weight_decay, 1e-4);
+            assert_eq!(config.solver.weight_decay_bias, 1e-4);
+            assert_eq!(config.solver.bias_lr_factor, 2.0);
+            assert_eq!(config.loss.label_smoothing, 0.0);
+            assert_eq!(config.loss.margin, transreid::loss::TripletMargin::Soft);
+            assert_eq!(config.model.drop_path, 0.1);
+            assert_eq!(config.test.ims_per_batch, 256);
+            assert!(matches!(config.model.pretrained, Pretrained::Imagenet { .. }));
+        }
+    }
+}
+
+#[test]
+fn configurations_carry_the_table_of_the_reference() {
+    let all = configs();
+    let occ = get(&all, "occluded_duke/vit_transreid_stride.toml");
+    assert_eq!(occ.dataset.kind, DatasetKind::OccludedDuke);
+    assert_eq!(occ.model.stride, [11, 11]);
+    assert!(occ.model.sie_camera && !occ.model.sie_view);
+    assert_eq!(occ.model.jpm.as_ref().unwrap().shift_num, 5);
+
+    let market384 = get(&all, "market/vit_transreid_stride_384.toml");
+    assert_eq!(market384.input.train_size, ImageSize::new(384, 128));
+    assert_eq!(market384.model.stride, [12, 12]);
+    assert_eq!(market384.solver.base_lr, 0.008);
+
+    let base = get(&all, "market/vit_base.toml");
+    assert!(base.model.jpm.is_none() && !base.model.sie_camera);
+
+    let msmt_deit = get(&all, "msmt17/deit_transreid_stride.toml");
+    assert_eq!(msmt_deit.model.backbone, VitPreset::DeitBase16);
+    assert_eq!(msmt_deit.solver.base_lr, 0.005);
+    assert_eq!(msmt_deit.input.erasing_prob, 0.8);
+    assert_eq!(msmt_deit.input.normalization, Normalization::HALF);
+    assert_eq!(get(&all, "msmt17/vit_small.toml").model.backbone, VitPreset::VitSmallLegacy);
+    assert_eq!(get(&all, "msmt17/deit_small.toml").model.backbone, VitPreset::DeitSmall16);
+
+    let veri = get(&all, "veri776/deit_transreid_stride.toml");
+    assert!(veri.model.sie_camera && veri.model.sie_view);
+    assert_eq!(veri.model.jpm.as_ref().unwrap().shift_num, 8);
+    assert_eq!(veri.input.train_size, ImageSize::new(256, 256));
+    assert_eq!(veri.input.normalization, Normalization::IMAGENET);
+    assert_eq!(veri.solver.base_lr, 0.01);
+
+    let vid = get(&all, "vehicleid/vit_transreid_stride.toml");
+    assert_eq!(vid.solver.ims_per_batch, 256);
+    assert_eq!(vid.solver.base_lr, 0.045);
+    assert!(!vid.model.sie_camera);
+    assert_eq!(get(&all, "vehicleid/vit_transreid.toml").solver.ims_per_batch, 224);
+    assert_eq!(get(&all, "vehicleid/vit_base.toml").solver.base_lr, 0.04);
+    assert_eq!(get(&all, "vehicleid/deit_transreid.toml").solver.base_lr, 0.03);
+
+    // VeRi sizes its SIE table from the training split: 20 cameras x 8 views.
+    let model = veri.model_config(576, 20, 8);
+    assert_eq!(model.sie.table_len(), Some(160));
+    assert_eq!(model.vit.grid(), [21, 21]);
+}
