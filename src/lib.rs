@@ -2,6 +2,7 @@
 //! together. See `docs/api.md`.
 
 pub mod backend;
+pub mod bench;
 pub mod config;
 pub mod embedder;
 pub mod inference;

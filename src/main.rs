@@ -6,7 +6,10 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use burn::module::AutodiffModule;
 use clap::{Parser, Subcommand};
+use burn::backend::Autodiff;
+use burn::tensor::backend::Backend;
 use transreid::backend::CpuBackend;
+use transreid::bench::bench_train_step;
 use transreid::config::{Pretrained, RunConfig};
 use transreid::data::{
     decode_rgb, load_dataset, DatasetKind, EvalLoader, ImageSize, LoadOptions, LoaderConfig,
@@ -54,6 +57,12 @@ enum Command {
     },
     /// Trains a model from a TOML configuration (see `configs/`).
     Train(TrainArgs),
+    /// Benchmarks: `bench train` times ViT-B/16 TransReID training steps at 256x128 and prints
+    /// one JSON line (images/s, peak resident memory).
+    Bench {
+        #[command(subcommand)]
+        command: BenchCommand,
+    },
     /// Dataset tools.
     Data {
         #[command(subcommand)]
@@ -175,6 +184,25 @@ struct SearchArgs {
 }
 
 #[derive(Subcommand)]
+enum BenchCommand {
+    /// Training steps (forward, loss, backward, SGD) on random PK batches.
+    Train {
+        /// Compute backend.
+        #[arg(long, value_enum, default_value = "flex")]
+        device: Device,
+        /// Patch stride.
+        #[arg(long, default_value_t = 16)]
+        stride: usize,
+        /// Images per step.
+        #[arg(long, default_value_t = 64)]
+        batch: usize,
+        /// Timed steps, after one warm-up step.
+        #[arg(long, default_value_t = 3)]
+        steps: usize,
+    },
+}
+
+#[derive(Subcommand)]
 enum DataCommand {
     /// Prints the statistics of a dataset.
     Stats {
@@ -254,6 +282,19 @@ fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Demo { out, epochs, lr } => demo(out, epochs, lr),
         Command::Train(args) => train_command(args),
+        Command::Bench {
+            command:
+                BenchCommand::Train {
+                    device,
+                    stride,
+                    batch,
+                    steps,
+                },
+        } => {
+            anyhow::ensure!(batch >= 8 && batch % 4 == 0, "--batch must be a multiple of 4, at least 8");
+            let name = format!("{device:?}").to_lowercase();
+            on_backend(device, BenchTrain { name, stride, batch, steps })
+        }
         Command::Search(args) => search_command(args),
         Command::Data {
             command:
@@ -514,49 +555,73 @@ fn train_command(args: TrainArgs) -> anyhow::Result<()> {
         config.solver.workers = workers;
     }
     config.validate()?;
-    let resume = args.resume.is_some();
-    match args.device {
-        Device::Flex => train_on::<burn::backend::Flex>(&config, resume, args.stop_after, Default::default()),
-        Device::Ndarray => ndarray_train(&config, resume, args.stop_after),
-        Device::Wgpu => wgpu_train(&config, resume, args.stop_after),
-        Device::Cuda => cuda_train(&config, resume, args.stop_after),
+    let job = TrainOnBackend {
+        config,
+        resume: args.resume.is_some(),
+        stop_after: args.stop_after,
+    };
+    on_backend(args.device, job)
+}
+
+/// Work generic over the backend, run on the one `--device` names.
+trait BackendJob {
+    fn run<B: Backend>(self, device: B::Device) -> anyhow::Result<()>;
+}
+
+fn on_backend(device: Device, job: impl BackendJob) -> anyhow::Result<()> {
+    match device {
+        #[cfg(feature = "flex")]
+        Device::Flex => job.run::<burn::backend::Flex>(Default::default()),
+        #[cfg(feature = "ndarray")]
+        Device::Ndarray => job.run::<burn::backend::NdArray>(Default::default()),
+        #[cfg(feature = "wgpu")]
+        Device::Wgpu => job.run::<burn::backend::Wgpu>(Default::default()),
+        #[cfg(feature = "cuda")]
+        Device::Cuda => job.run::<burn::backend::Cuda>(Default::default()),
+        #[allow(unreachable_patterns)]
+        other => {
+            let name = format!("{other:?}").to_lowercase();
+            anyhow::bail!(
+                "this binary was built without the `{name}` feature: cargo build --release --features {name}"
+            )
+        }
     }
 }
 
-#[cfg(feature = "ndarray")]
-fn ndarray_train(config: &RunConfig, resume: bool, stop_after: Option<usize>) -> anyhow::Result<()> {
-    train_on::<burn::backend::NdArray>(config, resume, stop_after, Default::default())
+struct TrainOnBackend {
+    config: RunConfig,
+    resume: bool,
+    stop_after: Option<usize>,
 }
 
-#[cfg(not(feature = "ndarray"))]
-fn ndarray_train(_: &RunConfig, _: bool, _: Option<usize>) -> anyhow::Result<()> {
-    anyhow::bail!("this binary was built without the `ndarray` feature: cargo build --release --features ndarray")
+impl BackendJob for TrainOnBackend {
+    fn run<B: Backend>(self, device: B::Device) -> anyhow::Result<()> {
+        train_on::<B>(&self.config, self.resume, self.stop_after, device)
+    }
 }
 
-#[cfg(feature = "wgpu")]
-fn wgpu_train(config: &RunConfig, resume: bool, stop_after: Option<usize>) -> anyhow::Result<()> {
-    train_on::<burn::backend::Wgpu>(config, resume, stop_after, Default::default())
+struct BenchTrain {
+    name: String,
+    stride: usize,
+    batch: usize,
+    steps: usize,
 }
 
-#[cfg(not(feature = "wgpu"))]
-fn wgpu_train(_: &RunConfig, _: bool, _: Option<usize>) -> anyhow::Result<()> {
-    anyhow::bail!("this binary was built without the `wgpu` feature: cargo build --release --features wgpu")
-}
-
-#[cfg(feature = "cuda")]
-fn cuda_train(config: &RunConfig, resume: bool, stop_after: Option<usize>) -> anyhow::Result<()> {
-    train_on::<burn::backend::Cuda>(config, resume, stop_after, Default::default())
-}
-
-#[cfg(not(feature = "cuda"))]
-fn cuda_train(_: &RunConfig, _: bool, _: Option<usize>) -> anyhow::Result<()> {
-    anyhow::bail!("this binary was built without the `cuda` feature: cargo build --release --features cuda")
+impl BackendJob for BenchTrain {
+    fn run<B: Backend>(self, device: B::Device) -> anyhow::Result<()> {
+        let result =
+            bench_train_step::<Autodiff<B>>(self.stride, self.batch, self.steps, &device);
+        let mut json = serde_json::to_value(&result)?;
+        json["impl"] = format!("burn-{}", self.name).into();
+        println!("{json}");
+        Ok(())
+    }
 }
 
 /// The run folder's copy of the configuration it was started with.
 const RUN_CONFIG_FILE: &str = "config.toml";
 
-fn train_on<B: burn::tensor::backend::Backend>(
+fn train_on<B: Backend>(
     config: &RunConfig,
     resume: bool,
     stop_after: Option<usize>,
@@ -568,24 +633,31 @@ fn train_on<B: burn::tensor::backend::Backend>(
     let model_config = config.model_config_for(&dataset);
     model_config.validate()?;
     B::seed(&device, config.seed);
-    let mut model = model_config.init::<burn::backend::Autodiff<B>>(&device);
+    let mut model = model_config.init::<Autodiff<B>>(&device);
     let run_dir = &config.output_dir;
     if !resume {
-        let report = match &config.model.pretrained {
+        anyhow::ensure!(
+            !run_dir.join(STATE_FILE).exists(),
+            "{} already holds a run: resume it with --resume {} or choose another --output-dir",
+            run_dir.display(),
+            run_dir.display()
+        );
+        let loaded = match &config.model.pretrained {
             Pretrained::None => None,
-            Pretrained::Imagenet { path } => {
-                Some(load_imagenet(&mut model, path, ImportOptions::default()).with_context(|| format!("loading ImageNet weights {}", path.display()))?)
-            }
-            Pretrained::Reference { path } => {
-                Some(load_reference(&mut model, path, ImportOptions::default()).with_context(|| format!("loading {}", path.display()))?)
-            }
+            Pretrained::Imagenet { path } => Some(
+                load_imagenet(&mut model, path, ImportOptions::default())
+                    .with_context(|| format!("loading ImageNet weights {}", path.display()))?,
+            ),
+            Pretrained::Reference { path } => Some(
+                load_reference(&mut model, path, ImportOptions::default())
+                    .with_context(|| format!("loading {}", path.display()))?,
+            ),
         };
-        if let Some(report) = report {
+        if let Some(report) = loaded {
             println!("pretrained: {} tensors loaded", report.loaded.len());
         }
-        std::fs::create_dir_all(run_dir).with_context(|| format!("creating {}", run_dir.display()))?;
-        let state = run_dir.join(STATE_FILE);
-        anyhow::ensure!(!state.exists(), "{} already holds a run: resume it with --resume {} or choose another --output-dir", run_dir.display(), run_dir.display());
+        std::fs::create_dir_all(run_dir)
+            .with_context(|| format!("creating {}", run_dir.display()))?;
         write_atomic(&run_dir.join(RUN_CONFIG_FILE), config.to_toml().as_bytes())?;
     }
     let settings = config.train_settings();
@@ -653,6 +725,11 @@ fn import(args: ImportArgs) -> anyhow::Result<()> {
 
 fn demo(out: PathBuf, epochs: usize, lr: f64) -> anyhow::Result<()> {
     let data_root = out.join("synthetic");
+    // The demo owns its folder: the set of a previous run is regenerated (it is deterministic).
+    if data_root.exists() {
+        std::fs::remove_dir_all(&data_root)
+            .with_context(|| format!("removing the previous demo set {}", data_root.display()))?;
+    }
     let mut synth = SynthConfig::new(&data_root);
     synth.height = 128;
     synth.width = 64;
@@ -678,8 +755,8 @@ fn demo(out: PathBuf, epochs: usize, lr: f64) -> anyhow::Result<()> {
         )
         .with_jpm(Some(JpmConfig::new()));
     let device = Default::default();
-    <CpuBackend as burn::tensor::backend::Backend>::seed(&device, 0);
-    let model = config.init::<burn::backend::Autodiff<CpuBackend>>(&device);
+    CpuBackend::seed(&device, 0);
+    let model = config.init::<Autodiff<CpuBackend>>(&device);
 
     let eval_loader = EvalLoader::from_dataset(
         &dataset,

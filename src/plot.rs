@@ -133,18 +133,24 @@ fn line_chart(
         .y_label_area_size(70)
         .build_cartesian_2d(x0..x1, y0..y1)
         .map_err(|e| e.to_string())?;
+    let integer_x = series
+        .iter()
+        .all(|s| s.points.iter().all(|(x, _)| x.fract() == 0.0));
+    let x_format = |v: &f64| {
+        if integer_x {
+            format!("{v:.0}")
+        } else {
+            format!("{v:.2}")
+        }
+    };
+    let y_format = |v: &f64| tick_label(*v, y1 - y0);
     chart
         .configure_mesh()
         .x_desc(x_label)
         .y_desc(y_label)
         .label_style((FONT, 13))
-        .y_label_formatter(&|v| {
-            if v.abs() > 0.0 && v.abs() < 1e-2 {
-                format!("{v:.1e}")
-            } else {
-                format!("{v:.3}")
-            }
-        })
+        .x_label_formatter(&x_format)
+        .y_label_formatter(&y_format)
         .draw()
         .map_err(|e| e.to_string())?;
     for s in series {
@@ -171,6 +177,18 @@ fn line_chart(
             .map_err(|e| e.to_string())?;
     }
     Ok(())
+}
+
+/// A tick label with as many decimals as the axis span needs.
+fn tick_label(v: f64, span: f64) -> String {
+    if v == 0.0 {
+        return "0".to_string();
+    }
+    if span < 1e-2 || v.abs() < 1e-3 {
+        return format!("{v:.1e}");
+    }
+    let decimals = (2.0 - span.log10().floor()).clamp(0.0, 4.0) as usize;
+    format!("{v:.decimals$}")
 }
 
 fn cmc_series(cmc: &[f64]) -> Series {
@@ -311,6 +329,15 @@ mod tests {
         plot_cmc(&cmc, &[0.2, 0.5, 1.0], "CMC").unwrap();
         assert!(pixels_not_white(&cmc) > 2_000);
         assert!(!dir.path().join("cmc.png.tmp").exists());
+    }
+
+    #[test]
+    fn tick_labels_follow_the_axis_span() {
+        assert_eq!(tick_label(20.0, 100.0), "20");
+        assert_eq!(tick_label(2.5, 4.0), "2.50");
+        assert_eq!(tick_label(0.015, 0.03), "0.0150");
+        assert_eq!(tick_label(5e-4, 0.03), "5.0e-4");
+        assert_eq!(tick_label(0.0, 1.0), "0");
     }
 
     #[test]

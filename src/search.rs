@@ -144,7 +144,12 @@ pub fn draw_ranked_list(
                 Some(false) => RGBColor(214, 39, 40),
                 None => RGBColor(150, 150, 150),
             };
-            draw(i as u32 + 1, color, format!("#{} {:.3}", hit.rank, hit.distance))?;
+            let distance = if hit.distance < 0.01 {
+                format!("{:.1e}", hit.distance)
+            } else {
+                format!("{:.3}", hit.distance)
+            };
+            draw(i as u32 + 1, color, format!("#{} {distance}", hit.rank))?;
         }
         Ok(())
     })?;

@@ -1,0 +1,101 @@
+//! Training-step throughput of ViT-B/16 TransReID, for `transreid bench train` and
+//! `benches/train.rs`: the step of [`crate::train::train`] (forward, the TransReID objective,
+//! backward, grouped SGD) on random images with PK labels.
+
+use std::time::Instant;
+
+use burn::optim::GradientsParams;
+use burn::prelude::*;
+use burn::tensor::backend::AutodiffBackend;
+use serde::Serialize;
+use transreid_loss::{transreid_loss, ObjectiveConfig};
+use transreid_model::{JpmConfig, SieConfig, SieMode, TransReid, TransReidConfig, VitPreset};
+
+use crate::optim::{Sgd, SolverConfig};
+
+/// One measured case.
+#[derive(Debug, Clone, Serialize)]
+pub struct TrainBench {
+    /// Patch stride.
+    pub stride: usize,
+    /// Images per step.
+    pub batch: usize,
+    /// Timed steps (after one warm-up step).
+    pub steps: usize,
+    /// Training images per second.
+    pub images_per_second: f64,
+    /// Peak resident memory of the process so far, in MiB (Linux; `None` elsewhere).
+    pub peak_rss_mib: Option<f64>,
+}
+
+/// The benchmarked model: ViT-B/16 TransReID (JPM + camera SIE) at 256x128, 751 identities and
+/// 6 cameras (Market-1501's training split).
+pub fn bench_model_config(stride: usize) -> TransReidConfig {
+    TransReidConfig::new(
+        VitPreset::VitBase16.config([256, 128], [stride, stride]),
+        751,
+    )
+    .with_sie(
+        SieConfig::new()
+            .with_mode(SieMode::Camera)
+            .with_camera_num(6),
+    )
+    .with_jpm(Some(JpmConfig::new()))
+}
+
+/// Times `steps` training steps of batch `batch` (PK: 4 images per identity) after one
+/// warm-up step.
+pub fn bench_train_step<B: AutodiffBackend>(
+    stride: usize,
+    batch: usize,
+    steps: usize,
+    device: &B::Device,
+) -> TrainBench {
+    let mut model = bench_model_config(stride).init::<B>(device);
+    let mut sgd = Sgd::<B>::new(SolverConfig::new(0.008));
+    let labels: Vec<i64> = (0..batch as i64).map(|i| i / 4).collect();
+    let cams: Vec<i64> = (0..batch as i64).map(|i| i % 6).collect();
+    let ints = |v: &[i64]| Tensor::<B, 1, Int>::from_data(TensorData::new(v.to_vec(), [batch]), device);
+    let mut step = |model: TransReid<B>| {
+        let images = Tensor::<B, 4>::random(
+            [batch, 3, 256, 128],
+            burn::tensor::Distribution::Normal(0.0, 1.0),
+            device,
+        );
+        let out = model.forward_train(images, Some(ints(&cams)), None);
+        let loss = transreid_loss(
+            &out.scores,
+            &out.feats,
+            ints(&labels),
+            &labels,
+            &ObjectiveConfig::default(),
+        )
+        .expect("PK batch");
+        let grads = GradientsParams::from_grads(loss.total.backward(), &model);
+        let model = sgd.step(model, grads, |lr| lr);
+        // Reading one value waits for the device to finish the step.
+        let _ = model.base.cls_token.val().into_data();
+        model
+    };
+    model = step(model);
+    let started = Instant::now();
+    for _ in 0..steps {
+        model = step(model);
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    TrainBench {
+        stride,
+        batch,
+        steps,
+        images_per_second: (steps * batch) as f64 / seconds,
+        peak_rss_mib: peak_rss_mib(),
+    }
+}
+
+/// `VmHWM` of `/proc/self/status`.
+fn peak_rss_mib() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib / 1024.0)
+}
