@@ -16,4 +16,4 @@ for r in rows:
     ratio = f'{r["images_per_second"] / base["images_per_second"]:.2f}x' if base else "-"
     memory = r.get("peak_gpu_mib", r.get("peak_rss_mib"))
     print(f'| {r["impl"]} | {r["stride"]} | {r["batch"]} | {r["images_per_second"]:.2f} '
-          f'| {ratio} | {memory if memory is not None else "-"} |')
+          f'| {ratio} | {f"{memory:.0f}" if memory is not None else "-"} |')

@@ -25,6 +25,9 @@ parser.add_argument("--steps", type=int, default=3)
 parser.add_argument("--no-amp", action="store_true")
 args = parser.parse_args()
 
+if args.device == "cpu":
+    # The reference's CenterLoss (built by make_loss, unused by the loss) calls .cuda().
+    torch.Tensor.cuda = lambda self, *a, **k: self
 sys.path.insert(0, args.reference)
 sys.modules.setdefault("torch._six", types.SimpleNamespace(container_abcs=collections.abc))
 from config import cfg  # noqa: E402
@@ -49,7 +52,7 @@ for stride in args.strides:
     model = make_model(c, num_class=751, camera_num=6, view_num=1).to(device).train()
     loss_fn, center = make_loss(c, num_classes=751)
     optimizer, _ = make_optimizer(c, model, center)
-    scaler = torch.cuda.amp.GradScaler(enabled=amp)
+    scaler = torch.amp.GradScaler("cuda", enabled=amp)
     target = (torch.arange(args.batch) // 4).to(device)
     cams = (torch.arange(args.batch) % 6).to(device)
 

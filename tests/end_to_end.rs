@@ -218,3 +218,57 @@ fn interrupted_and_resumed_run_equals_uninterrupted_run() {
     ));
     assert!(split_dir.join(STATE_FILE).exists());
 }
+
+#[test]
+fn a_non_finite_loss_stops_the_run_before_the_step() {
+    let dir = tempfile::tempdir().unwrap();
+    let (dataset, model_config) = small_run(&dir.path().join("synthetic"));
+    let transforms = TransformConfig::person().with_size(ImageSize {
+        height: 64,
+        width: 32,
+    });
+    // An infinite ID weight makes the very first loss non-finite.
+    let settings = TrainSettings {
+        epochs: 2,
+        batch_size: 16,
+        instances: 4,
+        solver: SolverConfig::new(0.01),
+        warmup_epochs: 1,
+        objective: ObjectiveConfig {
+            id_weight: f64::INFINITY,
+            ..ObjectiveConfig::default()
+        },
+        eval_period: 1,
+        checkpoint_period: 1,
+        eval_batch_size: 32,
+        seed: 0,
+        workers: 1,
+    };
+    let device = Default::default();
+    let run = dir.path().join("run");
+    let job = TrainJob {
+        model_config: &model_config,
+        dataset: &dataset,
+        transforms: &transforms,
+        settings: &settings,
+        run_dir: &run,
+        resume: false,
+        stop_after: None,
+    };
+    let err = train(model_config.init::<Autodiff<Flex>>(&device), &job, &device).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            TrainError::NonFiniteLoss {
+                epoch: 1,
+                iteration: 0,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert!(err.to_string().contains("non-finite loss"));
+    // Nothing half-trained was written.
+    assert!(!run.join(STATE_FILE).exists());
+    assert!(!run.join("checkpoint.safetensors").exists());
+}
