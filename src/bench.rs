@@ -55,7 +55,8 @@ pub fn bench_train_step<B: AutodiffBackend>(
     let mut sgd = Sgd::<B>::new(SolverConfig::new(0.008));
     let labels: Vec<i64> = (0..batch as i64).map(|i| i / 4).collect();
     let cams: Vec<i64> = (0..batch as i64).map(|i| i % 6).collect();
-    let ints = |v: &[i64]| Tensor::<B, 1, Int>::from_data(TensorData::new(v.to_vec(), [batch]), device);
+    let ints =
+        |v: &[i64]| Tensor::<B, 1, Int>::from_data(TensorData::new(v.to_vec(), [batch]), device);
     let mut step = |model: TransReid<B>| {
         let images = Tensor::<B, 4>::random(
             [batch, 3, 256, 128],

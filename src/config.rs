@@ -232,7 +232,9 @@ impl RunConfig {
         let s = &self.solver;
         let invalid = |m: String| Err(ConfigError::Invalid(m));
         if s.max_epochs == 0 || s.checkpoint_period == 0 || s.eval_period == 0 {
-            return invalid("max_epochs, checkpoint_period and eval_period must be positive".into());
+            return invalid(
+                "max_epochs, checkpoint_period and eval_period must be positive".into(),
+            );
         }
         if s.num_instance == 0 || s.ims_per_batch % s.num_instance != 0 {
             return invalid(format!(
@@ -256,7 +258,12 @@ impl RunConfig {
 
     /// The network for a training split with `num_classes` identities, `cameras` cameras and
     /// `views` views (SIE sizes its table from them, as the reference does).
-    pub fn model_config(&self, num_classes: usize, cameras: usize, views: usize) -> TransReidConfig {
+    pub fn model_config(
+        &self,
+        num_classes: usize,
+        cameras: usize,
+        views: usize,
+    ) -> TransReidConfig {
         let m = &self.model;
         let size = self.input.train_size;
         let vit = m
@@ -378,7 +385,10 @@ margin = "soft"
         assert_eq!(model.vit.drop_path_rate, 0.1);
         assert_eq!(model.jpm.as_ref().unwrap().shift_num, 5);
         let settings = config.train_settings();
-        assert_eq!(settings.solver.group("base.blocks.0.attn.qkv.bias").lr, 0.016);
+        assert_eq!(
+            settings.solver.group("base.blocks.0.attn.qkv.bias").lr,
+            0.016
+        );
     }
 
     #[test]
@@ -392,7 +402,9 @@ margin = "soft"
         let typo = MINIMAL.replace("sie_view", "sie_veiw");
         assert!(parse(&typo).unwrap_err().contains("sie_veiw"));
         let batch = MINIMAL.replace("ims_per_batch = 64", "ims_per_batch = 62");
-        assert!(parse(&batch).unwrap_err().contains("multiple of num_instance"));
+        assert!(parse(&batch)
+            .unwrap_err()
+            .contains("multiple of num_instance"));
         let kind = MINIMAL.replace("\"market1501\"", "\"market\"");
         assert!(parse(&kind).unwrap_err().contains("market"));
         let shift = MINIMAL.replace("shift_num = 5", "shift_num = 500");

@@ -4,10 +4,10 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
-use burn::module::AutodiffModule;
-use clap::{Parser, Subcommand};
 use burn::backend::Autodiff;
+use burn::module::AutodiffModule;
 use burn::tensor::backend::Backend;
+use clap::{Parser, Subcommand};
 use transreid::backend::CpuBackend;
 use transreid::bench::bench_train_step;
 use transreid::config::{Pretrained, RunConfig};
@@ -42,8 +42,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Generates a synthetic set, embeds it with a tiny TransReID (JPM + SIE) on the CPU and
-    /// evaluates it.
+    /// Generates a synthetic set, trains a tiny TransReID (JPM + SIE) on it on the CPU, prints
+    /// the metrics before and after, and writes the plots and a ranked list.
     Demo {
         /// Working folder for the synthetic set and the run.
         #[arg(long, default_value = "demo-run")]
@@ -291,9 +291,20 @@ fn main() -> anyhow::Result<()> {
                     steps,
                 },
         } => {
-            anyhow::ensure!(batch >= 8 && batch % 4 == 0, "--batch must be a multiple of 4, at least 8");
+            anyhow::ensure!(
+                batch >= 8 && batch % 4 == 0,
+                "--batch must be a multiple of 4, at least 8"
+            );
             let name = format!("{device:?}").to_lowercase();
-            on_backend(device, BenchTrain { name, stride, batch, steps })
+            on_backend(
+                device,
+                BenchTrain {
+                    name,
+                    stride,
+                    batch,
+                    steps,
+                },
+            )
         }
         Command::Search(args) => search_command(args),
         Command::Data {
@@ -483,10 +494,8 @@ fn search_command(args: SearchArgs) -> anyhow::Result<()> {
     )?;
     let query_image = decode_rgb(&args.query)?;
     let camera = |n: usize| args.camera.map(|c| vec![c; n]);
-    let query_feature = embedder.embed_images(
-        std::slice::from_ref(&query_image),
-        camera(1).as_deref(),
-    )?;
+    let query_feature =
+        embedder.embed_images(std::slice::from_ref(&query_image), camera(1).as_deref())?;
     let gallery_features = embedder.embed_paths(&gallery, camera(gallery.len()).as_deref())?;
     let result = search(
         &args.query,
@@ -501,14 +510,22 @@ fn search_command(args: SearchArgs) -> anyhow::Result<()> {
     }
     draw_ranked_list(&args.out, &result, &images)?;
     let json_path = args.out.with_extension("json");
-    write_atomic(&json_path, serde_json::to_string_pretty(&result)?.as_bytes())?;
+    write_atomic(
+        &json_path,
+        serde_json::to_string_pretty(&result)?.as_bytes(),
+    )?;
     for hit in &result.hits {
         let mark = match hit.is_match {
             Some(true) => " match",
             Some(false) => " -",
             None => "",
         };
-        println!("{:>3}  {:.4}  {}{mark}", hit.rank, hit.distance, hit.path.display());
+        println!(
+            "{:>3}  {:.4}  {}{mark}",
+            hit.rank,
+            hit.distance,
+            hit.path.display()
+        );
     }
     println!(
         "ranked list -> {}, {}",
@@ -609,8 +626,7 @@ struct BenchTrain {
 
 impl BackendJob for BenchTrain {
     fn run<B: Backend>(self, device: B::Device) -> anyhow::Result<()> {
-        let result =
-            bench_train_step::<Autodiff<B>>(self.stride, self.batch, self.steps, &device);
+        let result = bench_train_step::<Autodiff<B>>(self.stride, self.batch, self.steps, &device);
         let mut json = serde_json::to_value(&result)?;
         json["impl"] = format!("burn-{}", self.name).into();
         println!("{json}");
@@ -627,8 +643,12 @@ fn train_on<B: Backend>(
     stop_after: Option<usize>,
     device: B::Device,
 ) -> anyhow::Result<()> {
-    let dataset = load_dataset(config.dataset.kind, &config.dataset.root, &config.dataset.options)
-        .with_context(|| format!("loading {}", config.dataset.root.display()))?;
+    let dataset = load_dataset(
+        config.dataset.kind,
+        &config.dataset.root,
+        &config.dataset.options,
+    )
+    .with_context(|| format!("loading {}", config.dataset.root.display()))?;
     println!("{}", dataset.stats());
     let model_config = config.model_config_for(&dataset);
     model_config.validate()?;
@@ -819,7 +839,13 @@ fn demo(out: PathBuf, epochs: usize, lr: f64) -> anyhow::Result<()> {
     let dim = features.len() / eval_loader.items().len();
     let nq = eval_loader.num_query();
     let paths: Vec<PathBuf> = eval_loader.items().iter().map(|i| i.path.clone()).collect();
-    let result = search(&paths[0], &features[..dim], &paths[nq..], &features[nq * dim..], 10)?;
+    let result = search(
+        &paths[0],
+        &features[..dim],
+        &paths[nq..],
+        &features[nq * dim..],
+        10,
+    )?;
     let mut images = vec![decode_rgb(&paths[0])?];
     for hit in &result.hits {
         images.push(decode_rgb(&hit.path)?);

@@ -67,8 +67,8 @@ impl Canvas {
         path: &Path,
         f: impl FnOnce(&DrawingArea<BitMapBackend<'_>, Shift>) -> Result<(), String>,
     ) -> Result<(), PlotError> {
-        let root =
-            BitMapBackend::with_buffer(&mut self.pixels, (self.width, self.height)).into_drawing_area();
+        let root = BitMapBackend::with_buffer(&mut self.pixels, (self.width, self.height))
+            .into_drawing_area();
         let result = f(&root).and_then(|()| root.present().map_err(|e| e.to_string()));
         result.map_err(|message| PlotError::Draw {
             path: path.to_path_buf(),
@@ -124,8 +124,16 @@ fn line_chart(
         let span = (hi - lo).abs().max(hi.abs() * 1e-3).max(1e-12);
         (lo - 0.05 * span, hi + 0.05 * span)
     };
-    let (x0, x1) = if x0 == x1 { (x0 - 1.0, x1 + 1.0) } else { (x0, x1) };
-    let (y0, y1) = if y_range.is_some() { (y0, y1) } else { pad(y0, y1) };
+    let (x0, x1) = if x0 == x1 {
+        (x0 - 1.0, x1 + 1.0)
+    } else {
+        (x0, x1)
+    };
+    let (y0, y1) = if y_range.is_some() {
+        (y0, y1)
+    } else {
+        pad(y0, y1)
+    };
     let mut chart = ChartBuilder::on(area)
         .caption(title, (FONT, 20))
         .margin(12)
@@ -156,10 +164,15 @@ fn line_chart(
     for s in series {
         let color = s.color;
         chart
-            .draw_series(LineSeries::new(s.points.iter().copied(), color.stroke_width(2)))
+            .draw_series(LineSeries::new(
+                s.points.iter().copied(),
+                color.stroke_width(2),
+            ))
             .map_err(|e| e.to_string())?
             .label(s.label)
-            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2)));
+            .legend(move |(x, y)| {
+                PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
+            });
         if s.markers {
             chart
                 .draw_series(s.points.iter().map(|&p| Circle::new(p, 3, color.filled())))
@@ -209,7 +222,14 @@ pub fn plot_cmc(path: &Path, cmc: &[f64], title: &str) -> Result<(), PlotError> 
     let mut canvas = Canvas::new(640, 480);
     canvas.draw(path, |root| {
         root.fill(&WHITE).map_err(|e| e.to_string())?;
-        line_chart(root, title, "rank", "matching rate (%)", &[cmc_series(cmc)], None)
+        line_chart(
+            root,
+            title,
+            "rank",
+            "matching rate (%)",
+            &[cmc_series(cmc)],
+            None,
+        )
     })?;
     canvas.save(path)
 }
@@ -227,7 +247,10 @@ pub fn plot_training(path: &Path, records: &[EpochRecord]) -> Result<(), PlotErr
     let per_eval = |f: fn(&transreid_eval::ReidMetrics) -> f64| -> Vec<(f64, f64)> {
         evaluated.iter().map(|(e, m)| (*e, f(m) * 100.0)).collect()
     };
-    let last_cmc = evaluated.last().map(|(_, m)| m.cmc.clone()).unwrap_or_default();
+    let last_cmc = evaluated
+        .last()
+        .map(|(_, m)| m.cmc.clone())
+        .unwrap_or_default();
     let mut canvas = Canvas::new(1280, 960);
     canvas.draw(path, |root| {
         root.fill(&WHITE).map_err(|e| e.to_string())?;
@@ -323,7 +346,10 @@ mod tests {
         plot_training(&figure, &records).unwrap();
         let image = image::open(&figure).unwrap();
         assert_eq!((image.width(), image.height()), (1280, 960));
-        assert!(pixels_not_white(&figure) > 10_000, "axes, text and lines are drawn");
+        assert!(
+            pixels_not_white(&figure) > 10_000,
+            "axes, text and lines are drawn"
+        );
 
         let cmc = dir.path().join("cmc.png");
         plot_cmc(&cmc, &[0.2, 0.5, 1.0], "CMC").unwrap();

@@ -99,7 +99,11 @@ pub fn draw_ranked_list(
     result: &SearchResult,
     images: &[RgbImage],
 ) -> Result<(), PlotError> {
-    assert_eq!(images.len(), result.hits.len() + 1, "query image then one per hit");
+    assert_eq!(
+        images.len(),
+        result.hits.len() + 1,
+        "query image then one per hit"
+    );
     // Tiles keep the query's aspect ratio at a height of 192 pixels.
     let tile_h = 192u32;
     let aspect = images[0].width() as f64 / images[0].height().max(1) as f64;
@@ -108,7 +112,8 @@ pub fn draw_ranked_list(
     let width = 2 * MARGIN + tiles * (tile_w + 2 * FRAME) + (tiles - 1) * MARGIN + QUERY_GAP;
     let height = 2 * MARGIN + tile_h + 2 * FRAME + CAPTION;
     let mut canvas = Canvas::new(width, height);
-    let x_of = |i: u32| MARGIN + i * (tile_w + 2 * FRAME + MARGIN) + if i > 0 { QUERY_GAP } else { 0 };
+    let x_of =
+        |i: u32| MARGIN + i * (tile_w + 2 * FRAME + MARGIN) + if i > 0 { QUERY_GAP } else { 0 };
     for (i, image) in images.iter().enumerate() {
         let tile = image::imageops::resize(image, tile_w, tile_h, FilterType::Triangle);
         let (x0, y0) = (x_of(i as u32) + FRAME, MARGIN + FRAME);
@@ -162,7 +167,10 @@ mod tests {
 
     #[test]
     fn identities_come_from_market_style_names() {
-        assert_eq!(pid_from_name(Path::new("q/0002_c1s1_000451_03.jpg")), Some(2));
+        assert_eq!(
+            pid_from_name(Path::new("q/0002_c1s1_000451_03.jpg")),
+            Some(2)
+        );
         assert_eq!(pid_from_name(Path::new("-1_c3s2_0001.jpg")), Some(-1));
         assert_eq!(pid_from_name(Path::new("0776_c012_00001.jpg")), Some(776));
         assert_eq!(pid_from_name(Path::new("photo_cat.jpg")), None);
@@ -177,8 +185,14 @@ mod tests {
             .collect();
         // Query along x; gallery 0 at 90 degrees, 1 at 180, 2 close to x.
         let gallery = [0.0, 1.0, -1.0, 0.0, 0.9, 0.1];
-        let result = search(Path::new("0001_c1_q.jpg"), &[2.0, 0.0], &gallery_paths, &gallery, 2)
-            .unwrap();
+        let result = search(
+            Path::new("0001_c1_q.jpg"),
+            &[2.0, 0.0],
+            &gallery_paths,
+            &gallery,
+            2,
+        )
+        .unwrap();
         assert_eq!(result.query_pid, Some(1));
         assert_eq!(result.hits.len(), 2);
         assert_eq!(result.hits[0].path, gallery_paths[2]);

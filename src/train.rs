@@ -176,7 +176,8 @@ impl EpochRecord {
 
     fn csv_row(&self) -> String {
         let m = self.metrics.as_ref();
-        let metric = |f: &dyn Fn(&ReidMetrics) -> f64| m.map_or(String::new(), |m| format!("{:.6}", f(m)));
+        let metric =
+            |f: &dyn Fn(&ReidMetrics) -> f64| m.map_or(String::new(), |m| format!("{:.6}", f(m)));
         format!(
             "{},{:.6},{:.6},{:.8},{:.1},{},{},{},{},{}",
             self.epoch,
@@ -347,7 +348,10 @@ pub fn train<B: AutodiffBackend>(
     for record in &records {
         writeln!(csv, "{}", record.csv_row()).map_err(io(&csv_path))?;
     }
-    let last_epoch = job.stop_after.unwrap_or(settings.epochs).min(settings.epochs);
+    let last_epoch = job
+        .stop_after
+        .unwrap_or(settings.epochs)
+        .min(settings.epochs);
 
     for epoch in first_epoch..=last_epoch {
         B::seed(
@@ -451,7 +455,11 @@ pub fn train<B: AutodiffBackend>(
         records.push(record);
         plot_training(&run_dir.join(PLOT_FILE), &records)?;
         if epoch % settings.checkpoint_period.max(1) == 0 || epoch == settings.epochs {
-            save_checkpoint(&model.valid(), job.model_config, &run_dir.join(CHECKPOINT_FILE))?;
+            save_checkpoint(
+                &model.valid(),
+                job.model_config,
+                &run_dir.join(CHECKPOINT_FILE),
+            )?;
         }
         let progress = Progress {
             settings: settings.clone(),

@@ -152,7 +152,10 @@ fn commands_produce_their_files_and_clear_errors() {
         serde_json::from_str(&std::fs::read_to_string(p("ranked.json")).unwrap()).unwrap();
     let hits = json["hits"].as_array().unwrap();
     assert_eq!(hits.len(), 5);
-    let distances: Vec<f64> = hits.iter().map(|h| h["distance"].as_f64().unwrap()).collect();
+    let distances: Vec<f64> = hits
+        .iter()
+        .map(|h| h["distance"].as_f64().unwrap())
+        .collect();
     assert!(distances.windows(2).all(|w| w[0] <= w[1]), "{distances:?}");
     assert!(json["query_pid"].is_i64());
     assert!(hits.iter().all(|h| h["is_match"].is_boolean()));
@@ -228,20 +231,51 @@ fn train_runs_from_a_configuration_and_resumes() {
     let dir = tempfile::tempdir().unwrap();
     let p = |name: &str| dir.path().join(name).to_str().unwrap().to_string();
     let data = p("data");
-    ok(&["data", "synth", "--out", &data, "--ids", "8", "--cameras", "2"]);
-    let config = concat!(env!("CARGO_MANIFEST_DIR"), "/configs/synthetic/tiny_transreid.toml");
+    ok(&[
+        "data",
+        "synth",
+        "--out",
+        &data,
+        "--ids",
+        "8",
+        "--cameras",
+        "2",
+    ]);
+    let config = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/configs/synthetic/tiny_transreid.toml"
+    );
     let run = p("run");
     let common = [
-        "--root", &data, "--output-dir", &run, "--epochs", "2", "--workers", "1",
+        "--root",
+        &data,
+        "--output-dir",
+        &run,
+        "--epochs",
+        "2",
+        "--workers",
+        "1",
     ];
-    let first = [&["train", "--config", config, "--stop-after", "1"][..], &common].concat();
+    let first = [
+        &["train", "--config", config, "--stop-after", "1"][..],
+        &common,
+    ]
+    .concat();
     ok(&first);
     let run_dir = Path::new(&run);
-    for file in ["config.toml", "state.safetensors", "metrics.csv", "training.png"] {
+    for file in [
+        "config.toml",
+        "state.safetensors",
+        "metrics.csv",
+        "training.png",
+    ] {
         assert!(run_dir.join(file).exists(), "{file} missing after epoch 1");
     }
     assert_eq!(
-        std::fs::read_to_string(run_dir.join("metrics.csv")).unwrap().lines().count(),
+        std::fs::read_to_string(run_dir.join("metrics.csv"))
+            .unwrap()
+            .lines()
+            .count(),
         2
     );
     // The resolved configuration holds the overrides.
@@ -255,18 +289,27 @@ fn train_runs_from_a_configuration_and_resumes() {
     assert!(out.contains("last evaluation: mAP"), "{out}");
     assert!(run_dir.join("checkpoint.safetensors").exists());
     assert_eq!(
-        std::fs::read_to_string(run_dir.join("metrics.csv")).unwrap().lines().count(),
+        std::fs::read_to_string(run_dir.join("metrics.csv"))
+            .unwrap()
+            .lines()
+            .count(),
         3
     );
 
     fails(&["train", "--resume", &p("nowhere")], "config.toml");
     let typo = p("typo.toml");
-    let text = std::fs::read_to_string(config).unwrap().replace("sie_view", "sie_veiw");
+    let text = std::fs::read_to_string(config)
+        .unwrap()
+        .replace("sie_view", "sie_veiw");
     std::fs::write(&typo, text).unwrap();
     fails(&["train", "--config", &typo], "sie_veiw");
     fails(&["train"], "--config");
     if !cfg!(feature = "cuda") {
-        let cuda = [&["train", "--config", config, "--device", "cuda"][..], &common].concat();
+        let cuda = [
+            &["train", "--config", config, "--device", "cuda"][..],
+            &common,
+        ]
+        .concat();
         fails(&cuda, "without the `cuda` feature");
     }
 }

@@ -49,7 +49,10 @@ fn every_reference_configuration_is_shipped_and_valid() {
             assert_eq!(config.loss.margin, transreid::loss::TripletMargin::Soft);
             assert_eq!(config.model.drop_path, 0.1);
             assert_eq!(config.test.ims_per_batch, 256);
-            assert!(matches!(config.model.pretrained, Pretrained::Imagenet { .. }));
+            assert!(matches!(
+                config.model.pretrained,
+                Pretrained::Imagenet { .. }
+            ));
         }
     }
 }
@@ -76,8 +79,14 @@ fn configurations_carry_the_table_of_the_reference() {
     assert_eq!(msmt_deit.solver.base_lr, 0.005);
     assert_eq!(msmt_deit.input.erasing_prob, 0.8);
     assert_eq!(msmt_deit.input.normalization, Normalization::HALF);
-    assert_eq!(get(&all, "msmt17/vit_small.toml").model.backbone, VitPreset::VitSmallLegacy);
-    assert_eq!(get(&all, "msmt17/deit_small.toml").model.backbone, VitPreset::DeitSmall16);
+    assert_eq!(
+        get(&all, "msmt17/vit_small.toml").model.backbone,
+        VitPreset::VitSmallLegacy
+    );
+    assert_eq!(
+        get(&all, "msmt17/deit_small.toml").model.backbone,
+        VitPreset::DeitSmall16
+    );
 
     let veri = get(&all, "veri776/deit_transreid_stride.toml");
     assert!(veri.model.sie_camera && veri.model.sie_view);
@@ -90,9 +99,17 @@ fn configurations_carry_the_table_of_the_reference() {
     assert_eq!(vid.solver.ims_per_batch, 256);
     assert_eq!(vid.solver.base_lr, 0.045);
     assert!(!vid.model.sie_camera);
-    assert_eq!(get(&all, "vehicleid/vit_transreid.toml").solver.ims_per_batch, 224);
+    assert_eq!(
+        get(&all, "vehicleid/vit_transreid.toml")
+            .solver
+            .ims_per_batch,
+        224
+    );
     assert_eq!(get(&all, "vehicleid/vit_base.toml").solver.base_lr, 0.04);
-    assert_eq!(get(&all, "vehicleid/deit_transreid.toml").solver.base_lr, 0.03);
+    assert_eq!(
+        get(&all, "vehicleid/deit_transreid.toml").solver.base_lr,
+        0.03
+    );
 
     // VeRi sizes its SIE table from the training split: 20 cameras x 8 views.
     let model = veri.model_config(576, 20, 8);

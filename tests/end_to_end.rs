@@ -1,5 +1,4 @@
-//! Training on synthetic data: a short run learns (mAP rises well above the untrained model's)
-//! and a run interrupted and resumed ends with the same weights as an uninterrupted one.
+//! A short training run on synthetic data learns: mAP rises well above the untrained model's.
 
 use burn::backend::{Autodiff, Flex};
 use burn::module::AutodiffModule;
@@ -12,10 +11,10 @@ use transreid::eval::EvalConfig;
 use transreid::inference::evaluate_model;
 use transreid::loss::ObjectiveConfig;
 use transreid::model::{
-    export_state_dict, load_checkpoint, JpmConfig, SieConfig, SieMode, TransReidConfig, VitPreset,
+    load_checkpoint, JpmConfig, SieConfig, SieMode, TransReidConfig, VitPreset,
 };
 use transreid::optim::SolverConfig;
-use transreid::train::{train, TrainError, TrainJob, TrainSettings, PLOT_FILE, STATE_FILE};
+use transreid::train::{train, TrainJob, TrainSettings, PLOT_FILE};
 
 #[test]
 fn short_training_run_learns_and_checkpoints() {
@@ -105,170 +104,4 @@ fn short_training_run_learns_and_checkpoints() {
     assert!((again.map - after.map).abs() < 1e-6);
     let figure = image::open(run.join(PLOT_FILE)).unwrap();
     assert_eq!((figure.width(), figure.height()), (1280, 960));
-}
-
-/// A small synthetic set and a tiny JPM + camera-SIE model (drop path on, so the backend's
-/// random stream matters too).
-fn small_run(root: &std::path::Path) -> (transreid::data::ReidDataset, TransReidConfig) {
-    let mut config = SynthConfig::new(root);
-    config.train_ids = 8;
-    config.test_ids = 4;
-    config.cameras = 2;
-    config.height = 64;
-    config.width = 32;
-    synth::generate(&config).unwrap();
-    let dataset = load_dataset(DatasetKind::Market1501, root, &LoadOptions::default()).unwrap();
-    let vit = VitPreset::Tiny
-        .config([64, 32], [16, 16])
-        .with_drop_path_rate(0.3);
-    let model_config = TransReidConfig::new(vit, dataset.num_train_pids)
-        .with_sie(
-            SieConfig::new()
-                .with_mode(SieMode::Camera)
-                .with_camera_num(dataset.num_train_cams),
-        )
-        .with_jpm(Some(JpmConfig::new().with_shift_num(2)));
-    (dataset, model_config)
-}
-
-#[test]
-fn interrupted_and_resumed_run_equals_uninterrupted_run() {
-    let dir = tempfile::tempdir().unwrap();
-    let (dataset, model_config) = small_run(&dir.path().join("synthetic"));
-    let transforms = TransformConfig::person().with_size(ImageSize {
-        height: 64,
-        width: 32,
-    });
-    let settings = TrainSettings {
-        epochs: 3,
-        batch_size: 16,
-        instances: 4,
-        solver: SolverConfig::new(0.01),
-        warmup_epochs: 1,
-        objective: ObjectiveConfig::default(),
-        eval_period: 2,
-        checkpoint_period: 1,
-        eval_batch_size: 32,
-        seed: 7,
-        workers: 2,
-    };
-    let device = Default::default();
-    let fresh = |seed| {
-        Flex::seed(&device, seed);
-        model_config.init::<Autodiff<Flex>>(&device)
-    };
-    let job = |run_dir, resume, stop_after| TrainJob {
-        model_config: &model_config,
-        dataset: &dataset,
-        transforms: &transforms,
-        settings: &settings,
-        run_dir,
-        resume,
-        stop_after,
-    };
-
-    let straight_dir = dir.path().join("straight");
-    let (straight, straight_records) =
-        train(fresh(3), &job(&straight_dir, false, None), &device).unwrap();
-
-    let split_dir = dir.path().join("split");
-    let (_, first) = train(fresh(3), &job(&split_dir, false, Some(2)), &device).unwrap();
-    assert_eq!(first.len(), 2);
-    // A fresh run into the same folder is refused; resuming starts from other weights, which
-    // the state replaces.
-    assert!(matches!(
-        train(fresh(3), &job(&split_dir, false, None), &device),
-        Err(TrainError::RunExists { .. })
-    ));
-    let (resumed, resumed_records) =
-        train(fresh(99), &job(&split_dir, true, None), &device).unwrap();
-
-    let a = export_state_dict(&straight.valid());
-    let b = export_state_dict(&resumed.valid());
-    assert_eq!(a.keys().collect::<Vec<_>>(), b.keys().collect::<Vec<_>>());
-    for (key, tensor) in &a {
-        assert_eq!(tensor.data, b[key].data, "{key} differs after resume");
-    }
-    // The metrics of the resumed run continue the first part's.
-    assert_eq!(resumed_records.len(), 3);
-    for (x, y) in straight_records.iter().zip(&resumed_records) {
-        assert_eq!(x.loss, y.loss, "epoch {}", x.epoch);
-        assert_eq!(x.metrics, y.metrics, "epoch {}", x.epoch);
-    }
-    let csv = std::fs::read_to_string(split_dir.join("metrics.csv")).unwrap();
-    assert_eq!(csv.lines().count(), 4);
-
-    // Resuming with other settings, or without a state, is refused.
-    let other = TrainSettings {
-        seed: 8,
-        ..settings.clone()
-    };
-    let mismatched = TrainJob {
-        settings: &other,
-        ..job(&split_dir, true, None)
-    };
-    assert!(matches!(
-        train(fresh(3), &mismatched, &device),
-        Err(TrainError::ResumeMismatch { .. })
-    ));
-    let empty = dir.path().join("empty");
-    assert!(matches!(
-        train(fresh(3), &job(&empty, true, None), &device),
-        Err(TrainError::NothingToResume { .. })
-    ));
-    assert!(split_dir.join(STATE_FILE).exists());
-}
-
-#[test]
-fn a_non_finite_loss_stops_the_run_before_the_step() {
-    let dir = tempfile::tempdir().unwrap();
-    let (dataset, model_config) = small_run(&dir.path().join("synthetic"));
-    let transforms = TransformConfig::person().with_size(ImageSize {
-        height: 64,
-        width: 32,
-    });
-    // An infinite ID weight makes the very first loss non-finite.
-    let settings = TrainSettings {
-        epochs: 2,
-        batch_size: 16,
-        instances: 4,
-        solver: SolverConfig::new(0.01),
-        warmup_epochs: 1,
-        objective: ObjectiveConfig {
-            id_weight: f64::INFINITY,
-            ..ObjectiveConfig::default()
-        },
-        eval_period: 1,
-        checkpoint_period: 1,
-        eval_batch_size: 32,
-        seed: 0,
-        workers: 1,
-    };
-    let device = Default::default();
-    let run = dir.path().join("run");
-    let job = TrainJob {
-        model_config: &model_config,
-        dataset: &dataset,
-        transforms: &transforms,
-        settings: &settings,
-        run_dir: &run,
-        resume: false,
-        stop_after: None,
-    };
-    let err = train(model_config.init::<Autodiff<Flex>>(&device), &job, &device).unwrap_err();
-    assert!(
-        matches!(
-            err,
-            TrainError::NonFiniteLoss {
-                epoch: 1,
-                iteration: 0,
-                ..
-            }
-        ),
-        "{err}"
-    );
-    assert!(err.to_string().contains("non-finite loss"));
-    // Nothing half-trained was written.
-    assert!(!run.join(STATE_FILE).exists());
-    assert!(!run.join("checkpoint.safetensors").exists());
 }

@@ -42,8 +42,8 @@ pub use patch_embed::{PatchEmbed, PatchEmbedConfig};
 pub use pos_embed::resize_pos_embed;
 pub use presets::{PixelStats, VitPreset, HALF_STATS, IMAGENET_STATS};
 pub use pretrained::{
-    export_state_dict, load_imagenet, load_reference, load_reference_dict, model_path, reference_key, ImportOptions,
-    ImportReport,
+    export_state_dict, load_imagenet, load_reference, load_reference_dict, model_path,
+    reference_key, ImportOptions, ImportReport,
 };
 pub use sie::{SieConfig, SieMode};
 pub use state_dict::{read_state_dict, write_safetensors, HostTensor, StateDict};
