@@ -21,9 +21,15 @@ use transreid::train::{train, TrainError, TrainJob, TrainSettings, STATE_FILE};
 
 static BACKEND_RNG: Mutex<()> = Mutex::new(());
 
-/// A small synthetic set and a tiny JPM + camera-SIE model (drop path on, so the backend's
-/// random stream matters too).
-fn small_run(root: &std::path::Path) -> (transreid::data::ReidDataset, TransReidConfig) {
+/// A small synthetic set, a tiny JPM + camera-SIE model (drop path on, so the backend's random
+/// stream matters too) and the transforms at its 64x32 input size.
+fn small_run(
+    root: &std::path::Path,
+) -> (
+    transreid::data::ReidDataset,
+    TransReidConfig,
+    TransformConfig,
+) {
     let mut config = SynthConfig::new(root);
     config.train_ids = 8;
     config.test_ids = 4;
@@ -42,18 +48,18 @@ fn small_run(root: &std::path::Path) -> (transreid::data::ReidDataset, TransReid
                 .with_camera_num(dataset.num_train_cams),
         )
         .with_jpm(Some(JpmConfig::new().with_shift_num(2)));
-    (dataset, model_config)
+    let transforms = TransformConfig::person().with_size(ImageSize {
+        height: 64,
+        width: 32,
+    });
+    (dataset, model_config, transforms)
 }
 
 #[test]
 fn interrupted_and_resumed_run_equals_uninterrupted_run() {
     let _turn = BACKEND_RNG.lock().unwrap_or_else(|e| e.into_inner());
     let dir = tempfile::tempdir().unwrap();
-    let (dataset, model_config) = small_run(&dir.path().join("synthetic"));
-    let transforms = TransformConfig::person().with_size(ImageSize {
-        height: 64,
-        width: 32,
-    });
+    let (dataset, model_config, transforms) = small_run(&dir.path().join("synthetic"));
     let settings = TrainSettings {
         epochs: 3,
         batch_size: 16,
@@ -138,11 +144,7 @@ fn interrupted_and_resumed_run_equals_uninterrupted_run() {
 fn a_non_finite_loss_stops_the_run_before_the_step() {
     let _turn = BACKEND_RNG.lock().unwrap_or_else(|e| e.into_inner());
     let dir = tempfile::tempdir().unwrap();
-    let (dataset, model_config) = small_run(&dir.path().join("synthetic"));
-    let transforms = TransformConfig::person().with_size(ImageSize {
-        height: 64,
-        width: 32,
-    });
+    let (dataset, model_config, transforms) = small_run(&dir.path().join("synthetic"));
     // An infinite ID weight makes the very first loss non-finite.
     let settings = TrainSettings {
         epochs: 2,
