@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use burn::module::AutodiffModule;
 use burn::optim::GradientsParams;
 use burn::prelude::*;
-use transreid::optim::{CosineWarmup, Sgd, SolverConfig};
+use transreid::optim::{CosineWarmup, LossScaler, Sgd, SolverConfig};
 use transreid_loss::{transreid_loss, ObjectiveConfig};
 use transreid_model::{
     export_state_dict, read_state_dict, JpmConfig, SieConfig, SieMode, StateDict, TransReid,
@@ -38,7 +38,8 @@ fn schedule_matches_the_reference_for_every_epoch() {
     }
 }
 
-fn grads_of(model: &TransReid<B>, step: usize) -> GradientsParams {
+/// Gradients of the TransReID loss times `scale` on a fixed batch.
+fn scaled_grads_of(model: &TransReid<B>, step: usize, scale: f64) -> GradientsParams {
     let device = Default::default();
     let n = 8;
     let pixels: Vec<f32> = (0..n * 3 * 64 * 32)
@@ -56,7 +57,11 @@ fn grads_of(model: &TransReid<B>, step: usize) -> GradientsParams {
         &ObjectiveConfig::default(),
     )
     .unwrap();
-    GradientsParams::from_grads(loss.total.backward(), model)
+    GradientsParams::from_grads(loss.total.mul_scalar(scale).backward(), model)
+}
+
+fn grads_of(model: &TransReid<B>, step: usize) -> GradientsParams {
+    scaled_grads_of(model, step, 1.0)
 }
 
 #[test]
@@ -202,4 +207,74 @@ fn momentum_state_round_trips() {
     let mut restored = Sgd::<B>::new(SolverConfig::new(0.008));
     restored.load_state(&state, &device);
     assert_eq!(restored.state(), state);
+}
+
+fn small_model() -> TransReid<B> {
+    let vit = VitPreset::Tiny
+        .config([64, 32], [16, 16])
+        .with_drop_path_rate(0.0);
+    TransReidConfig::new(vit, 4)
+        .with_sie(
+            SieConfig::new()
+                .with_mode(SieMode::Camera)
+                .with_camera_num(3),
+        )
+        .init::<B>(&Default::default())
+}
+
+#[test]
+fn a_scaled_loss_steps_exactly_like_the_unscaled_one() {
+    let model = small_model();
+    let solver = SolverConfig {
+        grad_clip_norm: Some(0.5),
+        ..SolverConfig::new(0.008)
+    };
+    let mut plain = Sgd::<B>::new(solver);
+    let want = plain.step(model.clone(), grads_of(&model, 0), |lr| lr);
+    let mut scaled = Sgd::<B>::new(solver);
+    scaled.set_loss_scaler(Some(LossScaler {
+        scale: 1024.0,
+        ..LossScaler::default()
+    }));
+    let grads = scaled_grads_of(&model, 0, scaled.loss_scale());
+    let got = scaled.step(model, grads, |lr| lr);
+    // A power-of-two scale is exact in floating point, so the two steps agree to rounding.
+    let (want, got) = (
+        export_state_dict(&want.valid()),
+        export_state_dict(&got.valid()),
+    );
+    for (name, w) in &want {
+        for (i, (a, b)) in got[name].data.iter().zip(&w.data).enumerate() {
+            assert!(
+                (a - b).abs() <= 1e-7 * (1.0 + b.abs()),
+                "{name}[{i}]: {a} vs {b}"
+            );
+        }
+    }
+    assert_eq!(plain.state(), scaled.state(), "same momentum");
+    assert_eq!(scaled.loss_scaler().unwrap().good_steps, 1);
+}
+
+#[test]
+fn overflowing_gradients_skip_the_step_and_halve_the_scale() {
+    let model = small_model();
+    let learnable = |model: &TransReid<B>| -> StateDict {
+        let mut dict = export_state_dict(&model.valid());
+        dict.retain(|name, _| !name.contains("running"));
+        dict
+    };
+    let before = learnable(&model);
+    let mut sgd = Sgd::<B>::new(SolverConfig::new(0.008));
+    // Beyond f32's range: the scaled loss and its gradients are infinite.
+    sgd.set_loss_scaler(Some(LossScaler {
+        scale: 1e39,
+        ..LossScaler::default()
+    }));
+    let grads = scaled_grads_of(&model, 0, sgd.loss_scale());
+    let model = sgd.step(model, grads, |lr| lr);
+    // (The forward pass itself moves the BNNeck running statistics.)
+    assert!(learnable(&model) == before, "weights untouched");
+    assert!(sgd.state().is_empty(), "no momentum from a skipped step");
+    let scaler = sgd.loss_scaler().unwrap();
+    assert_eq!((scaler.scale, scaler.skipped_steps), (5e38, 1));
 }

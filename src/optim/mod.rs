@@ -1,7 +1,10 @@
-//! SGD with the reference's parameter groups and its per-epoch warmup + cosine schedule.
+//! SGD with the reference's parameter groups and its per-epoch warmup + cosine schedule, and
+//! the loss scaler of f16 training.
 
+mod loss_scale;
 mod schedule;
 mod sgd;
 
+pub use loss_scale::LossScaler;
 pub use schedule::CosineWarmup;
 pub use sgd::{ParamGroup, Sgd, SolverConfig};

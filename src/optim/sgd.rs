@@ -8,6 +8,8 @@ use burn_store::ModuleSnapshot;
 use serde::{Deserialize, Serialize};
 use transreid_model::{reference_key, HostTensor, StateDict};
 
+use super::LossScaler;
+
 /// `SOLVER.*` settings of the reference.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct SolverConfig {
@@ -75,10 +77,14 @@ pub struct ParamGroup {
 /// `g' = g + wd * p`; `buf = g'` on the first step, else `momentum * buf + g'`; `p -= lr * buf`.
 /// Parameters without a gradient (frozen BNNeck biases, the unused last backbone block with JPM)
 /// are skipped entirely: no decay, no momentum update.
+///
+/// With a [`LossScaler`] (f16 products), gradients are divided by the scale before anything
+/// else, and a step whose gradients are not all finite is skipped.
 pub struct Sgd<B: AutodiffBackend> {
     config: SolverConfig,
     /// Momentum buffers by reference parameter name, flattened.
     momentum: HashMap<String, Tensor<B::InnerBackend, 1>>,
+    scaler: Option<LossScaler>,
 }
 
 impl<B: AutodiffBackend> Sgd<B> {
@@ -87,7 +93,24 @@ impl<B: AutodiffBackend> Sgd<B> {
         Self {
             config,
             momentum: HashMap::new(),
+            scaler: None,
         }
+    }
+
+    /// Turns dynamic loss scaling on (or off with `None`), e.g. with a scaler restored from a
+    /// saved state.
+    pub fn set_loss_scaler(&mut self, scaler: Option<LossScaler>) {
+        self.scaler = scaler;
+    }
+
+    /// The loss scaler, if scaling is on.
+    pub fn loss_scaler(&self) -> Option<&LossScaler> {
+        self.scaler.as_ref()
+    }
+
+    /// What to multiply the loss by before the backward pass: the scaler's scale, else 1.
+    pub fn loss_scale(&self) -> f64 {
+        self.scaler.map_or(1.0, |s| s.scale)
     }
 
     /// The settings.
@@ -96,6 +119,8 @@ impl<B: AutodiffBackend> Sgd<B> {
     }
 
     /// One step. `group_lr` maps a group's initial lr to its lr in this epoch (the schedule).
+    /// `grads` are of the loss times [`Self::loss_scale`]. Returns the model unchanged when the
+    /// loss scaler rejects the gradients.
     pub fn step<M: AutodiffModule<B> + ModuleSnapshot<B>>(
         &mut self,
         model: M,
@@ -107,6 +132,20 @@ impl<B: AutodiffBackend> Sgd<B> {
             .into_iter()
             .filter_map(|s| s.tensor_id.map(|id| (id, reference_key(&s.full_path()))))
             .collect();
+        let loss_scale = self.loss_scale();
+        if let Some(scaler) = &mut self.scaler {
+            let mut check = NonFinite::<B> {
+                grads: &grads,
+                count: None,
+            };
+            model.visit(&mut check);
+            let finite = check
+                .count
+                .is_none_or(|count| count.into_scalar().elem::<i64>() == 0);
+            if !scaler.update(finite) {
+                return model;
+            }
+        }
         let clip_scale = self.config.grad_clip_norm.map(|max_norm| {
             let mut norm = GradNorm::<B> {
                 grads: &grads,
@@ -114,7 +153,7 @@ impl<B: AutodiffBackend> Sgd<B> {
                 backend: std::marker::PhantomData,
             };
             model.visit(&mut norm);
-            let norm = norm.squared.sqrt();
+            let norm = norm.squared.sqrt() / loss_scale;
             if norm > max_norm {
                 max_norm / (norm + 1e-6)
             } else {
@@ -126,7 +165,7 @@ impl<B: AutodiffBackend> Sgd<B> {
             grads,
             names,
             group_lr: &group_lr,
-            clip_scale: clip_scale.unwrap_or(1.0),
+            grad_scale: clip_scale.unwrap_or(1.0) / loss_scale,
         };
         model.map(&mut mapper)
     }
@@ -175,12 +214,31 @@ impl<B: AutodiffBackend> ModuleVisitor<B> for GradNorm<'_, B> {
     }
 }
 
+/// Counts non-finite gradient elements on the device: one read-back per step.
+struct NonFinite<'a, B: AutodiffBackend> {
+    grads: &'a GradientsParams,
+    count: Option<Tensor<B::InnerBackend, 1, Int>>,
+}
+
+impl<B: AutodiffBackend> ModuleVisitor<B> for NonFinite<'_, B> {
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
+        if let Some(g) = self.grads.get::<B::InnerBackend, D>(param.id) {
+            let bad = g.is_finite().bool_not().int().sum();
+            self.count = Some(match self.count.take() {
+                Some(count) => count + bad,
+                None => bad,
+            });
+        }
+    }
+}
+
 struct SgdMapper<'a, B: AutodiffBackend, F: Fn(f64) -> f64> {
     sgd: &'a mut Sgd<B>,
     grads: GradientsParams,
     names: HashMap<ParamId, String>,
     group_lr: &'a F,
-    clip_scale: f64,
+    /// Clipping over loss scale.
+    grad_scale: f64,
 }
 
 impl<B: AutodiffBackend, F: Fn(f64) -> f64> ModuleMapper<B> for SgdMapper<'_, B, F> {
@@ -197,7 +255,7 @@ impl<B: AutodiffBackend, F: Fn(f64) -> f64> ModuleMapper<B> for SgdMapper<'_, B,
         let is_require_grad = tensor.is_require_grad();
         let value = tensor.inner();
         let shape = value.shape();
-        let mut g = grad.mul_scalar(self.clip_scale);
+        let mut g = grad.mul_scalar(self.grad_scale);
         if group.weight_decay != 0.0 {
             g = g + value.clone().mul_scalar(group.weight_decay);
         }

@@ -4,6 +4,8 @@ use burn::nn::{Dropout, DropoutConfig, Initializer, Linear, LinearConfig};
 use burn::prelude::*;
 use burn::tensor::activation::softmax;
 
+use crate::precision::Precision;
+
 /// Multi-head self-attention with a fused `qkv` projection (timm layout: output rows `[q | k | v]`,
 /// each head-major).
 #[derive(Config, Debug)]
@@ -47,6 +49,7 @@ impl AttentionConfig {
             proj_drop: DropoutConfig::new(self.proj_drop).init(),
             num_heads: self.num_heads,
             scale: self.qk_scale.unwrap_or((head_dim as f64).powf(-0.5)),
+            precision: Precision::F32,
         }
     }
 }
@@ -85,6 +88,9 @@ pub struct Attention<B: Backend> {
     num_heads: usize,
     #[module(skip)]
     scale: f64,
+    /// Dtype of the projections and the two attention products.
+    #[module(skip)]
+    pub precision: Precision,
 }
 
 impl<B: Backend> Attention<B> {
@@ -95,8 +101,10 @@ impl<B: Backend> Attention<B> {
     /// - output: `[batch, tokens, dim]`
     pub fn forward(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
         let [b, n, d] = x.dims();
-        let h = self.num_heads;
-        let qkv = self.qkv.forward(x).reshape([b, n, 3, h, d / h]);
+        let (h, p) = (self.num_heads, self.precision);
+        let qkv = p
+            .linear(&self.qkv, p.cast_in(x))
+            .reshape([b, n, 3, h, d / h]);
         let part = |i: usize| {
             qkv.clone()
                 .narrow(2, i, 1)
@@ -104,9 +112,13 @@ impl<B: Backend> Attention<B> {
                 .swap_dims(1, 2)
         };
         let (q, k, v) = (part(0), part(1), part(2));
-        let attn = softmax(q.matmul(k.swap_dims(2, 3)).mul_scalar(self.scale), 3);
-        let attn = self.attn_drop.forward(attn);
-        let out = attn.matmul(v).swap_dims(1, 2).reshape([b, n, d]);
-        self.proj_drop.forward(self.proj.forward(out))
+        // Softmax in f32, the products in the compute dtype.
+        let scores = p
+            .cast_out(q.matmul(k.swap_dims(2, 3)))
+            .mul_scalar(self.scale);
+        let attn = self.attn_drop.forward(softmax(scores, 3));
+        let out = p.cast_in(attn).matmul(v).swap_dims(1, 2).reshape([b, n, d]);
+        self.proj_drop
+            .forward(p.cast_out(p.linear(&self.proj, out)))
     }
 }

@@ -6,6 +6,7 @@ use burn::prelude::*;
 use crate::attention::{Attention, AttentionConfig};
 use crate::drop_path::drop_path;
 use crate::mlp::{Mlp, MlpConfig};
+use crate::precision::Precision;
 
 /// A pre-norm transformer block:
 /// `x = x + DropPath(Attn(LN1(x)))`, `x = x + DropPath(MLP(LN2(x)))`.
@@ -64,6 +65,12 @@ pub struct Block<B: Backend> {
 }
 
 impl<B: Backend> Block<B> {
+    /// Sets the dtype of the attention and MLP products.
+    pub fn set_precision(&mut self, precision: Precision) {
+        self.attn.precision = precision;
+        self.mlp.precision = precision;
+    }
+
     /// # Shapes
     /// - `x`: `[batch, tokens, dim]` -> `[batch, tokens, dim]`
     pub fn forward(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {

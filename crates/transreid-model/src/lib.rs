@@ -23,6 +23,7 @@ mod jpm;
 mod mlp;
 mod patch_embed;
 mod pos_embed;
+mod precision;
 mod presets;
 mod pretrained;
 mod sie;
@@ -40,6 +41,7 @@ pub use jpm::{shuffle_index, JpmBranch, JpmConfig, JpmError};
 pub use mlp::{gelu_exact, Mlp, MlpConfig};
 pub use patch_embed::{PatchEmbed, PatchEmbedConfig};
 pub use pos_embed::resize_pos_embed;
+pub use precision::Precision;
 pub use presets::{PixelStats, VitPreset, HALF_STATS, IMAGENET_STATS};
 pub use pretrained::{
     export_state_dict, load_imagenet, load_reference, load_reference_dict, model_path,

@@ -4,6 +4,7 @@ use burn::nn::{Dropout, DropoutConfig, Linear};
 use burn::prelude::*;
 
 use crate::attention::linear;
+use crate::precision::Precision;
 
 /// The transformer feed-forward network: `fc1 -> GELU (exact erf) -> dropout -> fc2 -> dropout`.
 #[derive(Config, Debug)]
@@ -24,6 +25,7 @@ impl MlpConfig {
             fc1: linear(self.dim, self.hidden, true, device),
             fc2: linear(self.hidden, self.dim, true, device),
             drop: DropoutConfig::new(self.drop).init(),
+            precision: Precision::F32,
         }
     }
 }
@@ -36,14 +38,21 @@ pub struct Mlp<B: Backend> {
     /// `hidden -> dim`.
     pub fc2: Linear<B>,
     drop: Dropout,
+    /// Dtype of the two products (GELU stays f32).
+    #[module(skip)]
+    pub precision: Precision,
 }
 
 impl<B: Backend> Mlp<B> {
     /// # Shapes
     /// - `x`: `[batch, tokens, dim]` -> `[batch, tokens, dim]`
     pub fn forward(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
-        let x = self.drop.forward(gelu_exact(self.fc1.forward(x)));
-        self.drop.forward(self.fc2.forward(x))
+        let p = self.precision;
+        let x = self
+            .drop
+            .forward(gelu_exact(p.cast_out(p.linear(&self.fc1, p.cast_in(x)))));
+        self.drop
+            .forward(p.cast_out(p.linear(&self.fc2, p.cast_in(x))))
     }
 }
 

@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::head::BnNeck;
 use crate::jpm::{JpmBranch, JpmConfig, JpmError};
+use crate::precision::Precision;
 use crate::sie::SieConfig;
 use crate::vit::{cls_of, VisionTransformer, VitConfig};
 
@@ -100,6 +101,10 @@ impl TransReidConfig {
             num_parts: self.jpm.as_ref().map_or(0, |j| j.num_parts),
             neck_feat: self.neck_feat,
         };
+        // Burn initialises parameters lazily, and a clone of an uninitialised parameter draws
+        // its own values: materialise them so that the branch copies equal the last block (and
+        // every later clone equals its source).
+        model.visit(&mut Materialize);
         model.copy_last_block_into_branches();
         model
     }
@@ -140,6 +145,21 @@ pub struct TransReid<B: Backend> {
 }
 
 impl<B: Backend> TransReid<B> {
+    /// Sets the dtype of the transformer products, backbone and JPM branches (see
+    /// [`Precision`]); parameters stay f32. Models start in f32.
+    pub fn set_precision(&mut self, precision: Precision) {
+        self.base.set_precision(precision);
+        for branch in [&mut self.b1, &mut self.b2].into_iter().flatten() {
+            branch.block.set_precision(precision);
+        }
+    }
+
+    /// The model with [`Self::set_precision`] applied.
+    pub fn with_precision(mut self, precision: Precision) -> Self {
+        self.set_precision(precision);
+        self
+    }
+
     /// Sets `b1` and `b2` to copies of the backbone's last block and final norm, as the
     /// reference does right after loading ImageNet weights.
     pub fn copy_last_block_into_branches(&mut self) {
@@ -261,6 +281,14 @@ fn copy_module<B: Backend, M: Module<B>>(module: &M) -> M {
 }
 
 struct FreshIds;
+
+struct Materialize;
+
+impl<B: Backend> burn::module::ModuleVisitor<B> for Materialize {
+    fn visit_float<const D: usize>(&mut self, param: &burn::module::Param<Tensor<B, D>>) {
+        let _ = param.val();
+    }
+}
 
 impl<B: Backend> burn::module::ModuleMapper<B> for FreshIds {
     fn map_float<const D: usize>(

@@ -6,6 +6,7 @@ use burn::prelude::*;
 use crate::attention::AttentionConfig;
 use crate::block::{Block, BlockConfig};
 use crate::patch_embed::{PatchEmbed, PatchEmbedConfig};
+use crate::precision::Precision;
 use crate::sie::SieConfig;
 
 /// The ViT backbone of TransReID (`TransReID` in the reference's `vit_pytorch.py`).
@@ -140,6 +141,13 @@ pub struct VisionTransformer<B: Backend> {
 }
 
 impl<B: Backend> VisionTransformer<B> {
+    /// Sets the dtype of every block's products (see [`Precision`]).
+    pub fn set_precision(&mut self, precision: Precision) {
+        for block in &mut self.blocks {
+            block.set_precision(precision);
+        }
+    }
+
     /// Patch tokens with the cls token prepended, position and side information added.
     ///
     /// `x = [cls; patches] + pos_embed + lambda * sie_embed[index]` (SIE on every token).

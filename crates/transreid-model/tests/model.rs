@@ -8,8 +8,8 @@ use burn::module::AutodiffModule;
 use burn::prelude::*;
 use transreid_model::{
     export_reference, load_checkpoint, load_reference, read_state_dict, save_checkpoint,
-    write_safetensors, HostTensor, ImportError, ImportOptions, JpmConfig, NeckFeat, SieConfig,
-    SieMode, TransReidConfig, VitPreset,
+    write_safetensors, HostTensor, ImportError, ImportOptions, JpmConfig, NeckFeat, Precision,
+    SieConfig, SieMode, TransReidConfig, VitPreset,
 };
 
 type Train = Autodiff<NdArray>;
@@ -87,6 +87,31 @@ fn every_preset_at_its_real_resolution() {
 }
 
 #[test]
+fn jpm_branches_start_as_copies_of_the_last_block() {
+    let device = Default::default();
+    let model = tiny(true, SieMode::None).init::<Flex>(&device);
+    let last = model.base.blocks.last().unwrap();
+    for branch in [&model.b1, &model.b2] {
+        let block = &branch.as_ref().unwrap().block;
+        assert_eq!(
+            values(block.attn.qkv.weight.val()),
+            values(last.attn.qkv.weight.val())
+        );
+        assert_eq!(
+            values(block.mlp.fc2.weight.val()),
+            values(last.mlp.fc2.weight.val())
+        );
+        assert_ne!(block.attn.qkv.weight.id, last.attn.qkv.weight.id);
+    }
+    // A clone holds the same values, not a fresh draw.
+    let clone = model.clone();
+    assert_eq!(
+        values(clone.classifiers[0].weight.val()),
+        values(model.classifiers[0].weight.val())
+    );
+}
+
+#[test]
 fn training_outputs_one_entry_per_branch() {
     let device = Default::default();
     let model = tiny(true, SieMode::CameraView).init::<Train>(&device);
@@ -104,6 +129,82 @@ fn training_outputs_one_entry_per_branch() {
     let baseline = tiny(false, SieMode::None).init::<Train>(&device);
     let out = baseline.forward_train(images(2, 64, 32, &device), None, None);
     assert_eq!((out.scores.len(), out.feats.len()), (1, 1));
+}
+
+/// `|a - b| / |b|` over all elements.
+fn relative_error(a: &[f32], b: &[f32]) -> f64 {
+    let diff: f64 = a.iter().zip(b).map(|(x, y)| ((x - y) as f64).powi(2)).sum();
+    let norm: f64 = b.iter().map(|y| (*y as f64).powi(2)).sum();
+    (diff / norm).sqrt()
+}
+
+#[test]
+fn reduced_precision_products_track_f32_and_keep_f32_parameters() {
+    type Mixed = Autodiff<Flex>;
+    let device = Default::default();
+    let model = tiny(true, SieMode::Camera).init::<Mixed>(&device);
+    // Everything the loss sees, and one weight gradient in every kind of layer.
+    let run = |model: &transreid_model::TransReid<Mixed>| {
+        let out = model.forward_train(
+            images(4, 64, 32, &device),
+            labels(&[0, 1, 2, 0], &device),
+            None,
+        );
+        for t in out.scores.iter().chain(&out.feats) {
+            assert_eq!(t.dtype(), burn::tensor::DType::F32, "outputs leave in f32");
+        }
+        let outputs: Vec<f32> = out
+            .scores
+            .iter()
+            .chain(&out.feats)
+            .flat_map(|t| values(t.clone()))
+            .collect();
+        let loss = out
+            .scores
+            .into_iter()
+            .chain(out.feats)
+            .map(|t| t.powf_scalar(2.0).sum())
+            .reduce(|a, b| a + b)
+            .unwrap();
+        let grads = loss.backward();
+        let block = &model.base.blocks[1];
+        let b2 = &model.b2.as_ref().unwrap().block;
+        let grads: Vec<Vec<f32>> = [
+            block.attn.qkv.weight.grad(&grads).unwrap(),
+            block.attn.proj.weight.grad(&grads).unwrap(),
+            block.mlp.fc2.weight.grad(&grads).unwrap(),
+            b2.mlp.fc1.weight.grad(&grads).unwrap(),
+        ]
+        .into_iter()
+        .map(|g| {
+            assert_eq!(g.dtype(), burn::tensor::DType::F32, "f32 master gradients");
+            values(g)
+        })
+        .collect();
+        (outputs, grads)
+    };
+    let (want_out, want_grads) = run(&model);
+    // bf16 keeps 8 significant bits, f16 11: errors of a few ulp through four blocks.
+    for (precision, tolerance) in [(Precision::Bf16, 1.5e-2), (Precision::F16, 2e-3)] {
+        let mixed = model.clone().with_precision(precision);
+        assert_eq!(
+            mixed.base.blocks[0].attn.qkv.weight.val().dtype(),
+            burn::tensor::DType::F32
+        );
+        let (out, grads) = run(&mixed);
+        let error = relative_error(&out, &want_out);
+        assert!(
+            error > 0.0 && error < tolerance,
+            "{precision:?} outputs: relative error {error}"
+        );
+        for (i, (g, want)) in grads.iter().zip(&want_grads).enumerate() {
+            let error = relative_error(g, want);
+            assert!(
+                error > 0.0 && error < 2.0 * tolerance,
+                "{precision:?} gradient {i}: relative error {error}"
+            );
+        }
+    }
 }
 
 #[test]
