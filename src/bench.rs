@@ -4,14 +4,15 @@
 
 use std::time::Instant;
 
-use burn::optim::GradientsParams;
 use burn::prelude::*;
 use burn::tensor::backend::AutodiffBackend;
 use serde::Serialize;
 use transreid_loss::{transreid_loss, ObjectiveConfig};
-use transreid_model::{JpmConfig, SieConfig, SieMode, TransReid, TransReidConfig, VitPreset};
+use transreid_model::{
+    JpmConfig, Precision, SieConfig, SieMode, TransReid, TransReidConfig, VitPreset,
+};
 
-use crate::optim::{Sgd, SolverConfig};
+use crate::optim::{LossScaler, Sgd, SolverConfig};
 
 /// One measured case.
 #[derive(Debug, Clone, Serialize)]
@@ -22,6 +23,8 @@ pub struct TrainBench {
     pub batch: usize,
     /// Timed steps (after one warm-up step).
     pub steps: usize,
+    /// Dtype of the products.
+    pub precision: Precision,
     /// Training images per second.
     pub images_per_second: f64,
     /// Peak resident memory of the process so far, in MiB (Linux; `None` elsewhere).
@@ -44,15 +47,19 @@ pub fn bench_model_config(stride: usize) -> TransReidConfig {
 }
 
 /// Times `steps` training steps of batch `batch` (PK: 4 images per identity) after one
-/// warm-up step.
+/// warm-up step, with the products in `precision` (f16 with loss scaling).
 pub fn bench_train_step<B: AutodiffBackend>(
     stride: usize,
     batch: usize,
     steps: usize,
+    precision: Precision,
     device: &B::Device,
 ) -> TrainBench {
-    let mut model = bench_model_config(stride).init::<B>(device);
+    let mut model = bench_model_config(stride)
+        .init::<B>(device)
+        .with_precision(precision);
     let mut sgd = Sgd::<B>::new(SolverConfig::new(0.008));
+    sgd.set_loss_scaler(precision.needs_loss_scaling().then(LossScaler::default));
     let labels: Vec<i64> = (0..batch as i64).map(|i| i / 4).collect();
     let cams: Vec<i64> = (0..batch as i64).map(|i| i % 6).collect();
     let ints =
@@ -72,7 +79,7 @@ pub fn bench_train_step<B: AutodiffBackend>(
             &ObjectiveConfig::default(),
         )
         .expect("PK batch");
-        let grads = GradientsParams::from_grads(loss.total.backward(), &model);
+        let grads = sgd.gradients(loss.total, &model);
         let model = sgd.step(model, grads, |lr| lr);
         // Reading one value waits for the device to finish the step.
         let _ = model.base.cls_token.val().into_data();
@@ -88,6 +95,7 @@ pub fn bench_train_step<B: AutodiffBackend>(
         stride,
         batch,
         steps,
+        precision,
         images_per_second: (steps * batch) as f64 / seconds,
         peak_rss_mib: peak_rss_mib(),
     }

@@ -7,7 +7,9 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use transreid_data::{DatasetKind, LoadOptions, ReidDataset, TransformConfig};
 use transreid_loss::ObjectiveConfig;
-use transreid_model::{JpmConfig, NeckFeat, SieConfig, SieMode, TransReidConfig, VitPreset};
+use transreid_model::{
+    JpmConfig, NeckFeat, Precision, SieConfig, SieMode, TransReidConfig, VitPreset,
+};
 
 use crate::optim::SolverConfig;
 use crate::train::TrainSettings;
@@ -148,6 +150,37 @@ pub struct SolverSection {
     /// Loader threads (`NUM_WORKERS`). Default: 8.
     #[serde(default = "default_workers")]
     pub workers: usize,
+    /// Dtype of the transformer's products (the reference trains with f16 autocast on the
+    /// GPU). Default: `auto`.
+    #[serde(default)]
+    pub precision: PrecisionSetting,
+}
+
+/// `solver.precision`: the compute dtype of training, see [`Precision`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum PrecisionSetting {
+    /// bf16 on CUDA, f32 on every other backend.
+    #[default]
+    Auto,
+    /// f32 everywhere.
+    F32,
+    /// bf16 products (needs a backend with bf16 matmuls: CUDA, flex).
+    Bf16,
+    /// f16 products with dynamic loss scaling, as the reference's AMP.
+    F16,
+}
+
+impl PrecisionSetting {
+    /// The precision on a CUDA (`cuda == true`) or another backend.
+    pub fn resolve(self, cuda: bool) -> Precision {
+        match self {
+            Self::Auto if cuda => Precision::Bf16,
+            Self::Auto | Self::F32 => Precision::F32,
+            Self::Bf16 => Precision::Bf16,
+            Self::F16 => Precision::F16,
+        }
+    }
 }
 
 fn default_momentum() -> f64 {
@@ -297,8 +330,9 @@ impl RunConfig {
         )
     }
 
-    /// The training loop's settings.
-    pub fn train_settings(&self) -> TrainSettings {
+    /// The training loop's settings, with `solver.precision` resolved for a CUDA (`cuda ==
+    /// true`) or another backend.
+    pub fn train_settings(&self, cuda: bool) -> TrainSettings {
         let s = &self.solver;
         TrainSettings {
             epochs: s.max_epochs,
@@ -320,6 +354,7 @@ impl RunConfig {
             eval_batch_size: self.test.ims_per_batch,
             seed: self.seed,
             workers: s.workers,
+            precision: s.precision.resolve(cuda),
         }
     }
 }
@@ -371,6 +406,25 @@ margin = "soft"
     }
 
     #[test]
+    fn precision_is_auto_by_default_and_resolves_per_backend() {
+        let config = parse(MINIMAL).unwrap();
+        assert_eq!(config.solver.precision, PrecisionSetting::Auto);
+        assert_eq!(config.train_settings(true).precision, Precision::Bf16);
+        assert_eq!(config.train_settings(false).precision, Precision::F32);
+        let f16 = MINIMAL.replace(
+            "eval_period = 120",
+            "eval_period = 120\nprecision = \"f16\"",
+        );
+        let config = parse(&f16).unwrap();
+        assert_eq!(config.train_settings(false).precision, Precision::F16);
+        let bad = MINIMAL.replace(
+            "eval_period = 120",
+            "eval_period = 120\nprecision = \"fp8\"",
+        );
+        assert!(parse(&bad).unwrap_err().contains("unknown variant `fp8`"));
+    }
+
+    #[test]
     fn defaults_fill_the_reference_values() {
         let config = parse(MINIMAL).unwrap();
         assert_eq!(config.seed, 1234);
@@ -384,7 +438,7 @@ margin = "soft"
         assert_eq!(model.vit.img_size, [256, 128]);
         assert_eq!(model.vit.drop_path_rate, 0.1);
         assert_eq!(model.jpm.as_ref().unwrap().shift_num, 5);
-        let settings = config.train_settings();
+        let settings = config.train_settings(false);
         assert_eq!(
             settings.solver.group("base.blocks.0.attn.qkv.bias").lr,
             0.016

@@ -10,7 +10,7 @@ use burn::tensor::backend::Backend;
 use clap::{Parser, Subcommand};
 use transreid::backend::CpuBackend;
 use transreid::bench::bench_train_step;
-use transreid::config::{Pretrained, RunConfig};
+use transreid::config::{PrecisionSetting, Pretrained, RunConfig};
 use transreid::data::{
     decode_rgb, load_dataset, DatasetKind, EvalLoader, ImageSize, LoadOptions, LoaderConfig,
     Normalization, SynthConfig, TestTransform, TransformConfig,
@@ -22,7 +22,7 @@ use transreid::inference::{embed_items, evaluate_features, model_transforms};
 use transreid::loss::ObjectiveConfig;
 use transreid::model::{
     load_checkpoint, load_imagenet, load_reference, save_checkpoint, write_safetensors, HostTensor,
-    ImportOptions, JpmConfig, SieConfig, SieMode, StateDict, TransReidConfig, VitPreset,
+    ImportOptions, JpmConfig, Precision, SieConfig, SieMode, StateDict, TransReidConfig, VitPreset,
 };
 use transreid::optim::SolverConfig;
 use transreid::plot::plot_cmc;
@@ -156,6 +156,9 @@ struct TrainArgs {
     /// Stop after this epoch (resume later with `--resume`).
     #[arg(long)]
     stop_after: Option<usize>,
+    /// Override `solver.precision` (`auto`: bf16 on CUDA, f32 elsewhere).
+    #[arg(long, value_enum)]
+    precision: Option<PrecisionSetting>,
 }
 
 #[derive(clap::Args)]
@@ -199,6 +202,9 @@ enum BenchCommand {
         /// Timed steps, after one warm-up step.
         #[arg(long, default_value_t = 3)]
         steps: usize,
+        /// Dtype of the products (`auto`: bf16 on CUDA, f32 elsewhere).
+        #[arg(long, value_enum, default_value = "auto")]
+        precision: PrecisionSetting,
     },
 }
 
@@ -289,6 +295,7 @@ fn main() -> anyhow::Result<()> {
                     stride,
                     batch,
                     steps,
+                    precision,
                 },
         } => {
             anyhow::ensure!(
@@ -303,6 +310,7 @@ fn main() -> anyhow::Result<()> {
                     stride,
                     batch,
                     steps,
+                    precision: precision.resolve(device == Device::Cuda),
                 },
             )
         }
@@ -571,11 +579,15 @@ fn train_command(args: TrainArgs) -> anyhow::Result<()> {
     if let Some(workers) = args.workers {
         config.solver.workers = workers;
     }
+    if let Some(precision) = args.precision {
+        config.solver.precision = precision;
+    }
     config.validate()?;
     let job = TrainOnBackend {
         config,
         resume: args.resume.is_some(),
         stop_after: args.stop_after,
+        cuda: args.device == Device::Cuda,
     };
     on_backend(args.device, job)
 }
@@ -609,11 +621,20 @@ struct TrainOnBackend {
     config: RunConfig,
     resume: bool,
     stop_after: Option<usize>,
+    /// Resolves `precision = "auto"`.
+    cuda: bool,
 }
 
 impl BackendJob for TrainOnBackend {
     fn run<B: Backend>(self, device: B::Device) -> anyhow::Result<()> {
-        train_on::<B>(&self.config, self.resume, self.stop_after, device)
+        let settings = self.config.train_settings(self.cuda);
+        train_on::<B>(
+            &self.config,
+            &settings,
+            self.resume,
+            self.stop_after,
+            device,
+        )
     }
 }
 
@@ -622,11 +643,18 @@ struct BenchTrain {
     stride: usize,
     batch: usize,
     steps: usize,
+    precision: Precision,
 }
 
 impl BackendJob for BenchTrain {
     fn run<B: Backend>(self, device: B::Device) -> anyhow::Result<()> {
-        let result = bench_train_step::<Autodiff<B>>(self.stride, self.batch, self.steps, &device);
+        let result = bench_train_step::<Autodiff<B>>(
+            self.stride,
+            self.batch,
+            self.steps,
+            self.precision,
+            &device,
+        );
         let mut json = serde_json::to_value(&result)?;
         json["impl"] = format!("burn-{}", self.name).into();
         println!("{json}");
@@ -639,6 +667,7 @@ const RUN_CONFIG_FILE: &str = "config.toml";
 
 fn train_on<B: Backend>(
     config: &RunConfig,
+    settings: &TrainSettings,
     resume: bool,
     stop_after: Option<usize>,
     device: B::Device,
@@ -680,12 +709,12 @@ fn train_on<B: Backend>(
             .with_context(|| format!("creating {}", run_dir.display()))?;
         write_atomic(&run_dir.join(RUN_CONFIG_FILE), config.to_toml().as_bytes())?;
     }
-    let settings = config.train_settings();
+    println!("precision: {:?}", settings.precision);
     let job = TrainJob {
         model_config: &model_config,
         dataset: &dataset,
         transforms: &config.input,
-        settings: &settings,
+        settings,
         run_dir,
         resume,
         stop_after,
@@ -802,6 +831,7 @@ fn demo(out: PathBuf, epochs: usize, lr: f64) -> anyhow::Result<()> {
         eval_batch_size: 64,
         seed: 0,
         workers: 2,
+        precision: Precision::F32,
     };
     let run_dir = out.join("run");
     // The demo owns its folder: a previous demo run is replaced.

@@ -8,7 +8,6 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use burn::module::AutodiffModule;
-use burn::optim::GradientsParams;
 use burn::prelude::*;
 use burn::tensor::backend::AutodiffBackend;
 use indicatif::{ProgressBar, ProgressStyle};
@@ -21,11 +20,11 @@ use transreid_eval::{EvalConfig, ReidMetrics};
 use transreid_loss::{transreid_loss, ObjectiveConfig};
 use transreid_model::{
     export_state_dict, load_reference_dict, read_state_dict, save_checkpoint, write_safetensors,
-    ImportOptions, StateDict, TransReid, TransReidConfig, CONFIG_METADATA_KEY,
+    ImportOptions, Precision, StateDict, TransReid, TransReidConfig, CONFIG_METADATA_KEY,
 };
 
 use crate::inference::{evaluate_model, InferenceError};
-use crate::optim::{CosineWarmup, Sgd, SolverConfig};
+use crate::optim::{CosineWarmup, LossScaler, Sgd, SolverConfig};
 use crate::plot::{plot_training, PlotError};
 
 /// The model checkpoint of a run folder (what `eval`, `embed` and `search` read).
@@ -67,6 +66,10 @@ pub struct TrainSettings {
     pub seed: u64,
     /// Loader worker threads (the batches do not depend on it).
     pub workers: usize,
+    /// Dtype of the transformer's products; f16 turns loss scaling on. Evaluation always runs
+    /// in f32, as the reference's.
+    #[serde(default)]
+    pub precision: Precision,
 }
 
 /// What to train on and where, besides the model.
@@ -201,16 +204,20 @@ struct Progress {
     settings: TrainSettings,
     /// Every finished epoch's record, in order: the run resumes after the last.
     records: Vec<EpochRecord>,
+    /// The loss scaler of f16 runs.
+    #[serde(default)]
+    loss_scaler: Option<LossScaler>,
 }
 
+/// Whether `b` continues the run `a`. Worker count and precision may change (a run started on
+/// a GPU can finish on a CPU); the resume is exact only with the same precision.
 fn same_run(a: &TrainSettings, b: &TrainSettings) -> bool {
-    TrainSettings {
+    let key = |s: &TrainSettings| TrainSettings {
         workers: 0,
-        ..a.clone()
-    } == TrainSettings {
-        workers: 0,
-        ..b.clone()
-    }
+        precision: Precision::F32,
+        ..s.clone()
+    };
+    key(a) == key(b)
 }
 
 /// Writes model, momentum buffers and progress into one file, atomically, so the three always
@@ -323,6 +330,8 @@ pub fn train<B: AutodiffBackend>(
         ..CosineWarmup::new(settings.solver.base_lr, settings.epochs)
     };
     let mut sgd = Sgd::<B>::new(settings.solver);
+    let scaling = settings.precision.needs_loss_scaling();
+    sgd.set_loss_scaler(scaling.then(LossScaler::default));
     let state_path = run_dir.join(STATE_FILE);
     let mut records = Vec::new();
     match (job.resume, state_path.exists()) {
@@ -336,11 +345,15 @@ pub fn train<B: AutodiffBackend>(
                 device,
             )?;
             records = progress.records;
+            if scaling && progress.loss_scaler.is_some() {
+                sgd.set_loss_scaler(progress.loss_scaler);
+            }
         }
         (true, false) => return Err(TrainError::NothingToResume { path: state_path }),
         (false, true) => return Err(TrainError::RunExists { path: state_path }),
         (false, false) => {}
     }
+    model.set_precision(settings.precision);
     let first_epoch = records.len() + 1;
     let csv_path = run_dir.join(METRICS_FILE);
     let mut csv = std::fs::File::create(&csv_path).map_err(io(&csv_path))?;
@@ -404,7 +417,7 @@ pub fn train<B: AutodiffBackend>(
                 .sum()
                 .into_scalar()
                 .elem();
-            let grads = GradientsParams::from_grads(loss.total.backward(), &model);
+            let grads = sgd.gradients(loss.total, &model);
             model = sgd.step(model, grads, |group_lr| schedule.lr(epoch, group_lr));
             loss_sum += value as f64;
             correct += hits as usize;
@@ -421,9 +434,15 @@ pub fn train<B: AutodiffBackend>(
         }
         bar.finish_and_clear();
         let seconds = started.elapsed().as_secs_f64();
+        if let Some(scaler) = sgd.loss_scaler() {
+            println!(
+                "epoch {epoch:>3}  loss scale {}  {} steps skipped so far",
+                scaler.scale, scaler.skipped_steps
+            );
+        }
         let metrics = if epoch % settings.eval_period.max(1) == 0 || epoch == settings.epochs {
             Some(evaluate_model(
-                &model.valid(),
+                &model.valid().with_precision(Precision::F32),
                 &eval_loader,
                 device,
                 &EvalConfig::default(),
@@ -464,6 +483,7 @@ pub fn train<B: AutodiffBackend>(
         let progress = Progress {
             settings: settings.clone(),
             records: records.clone(),
+            loss_scaler: sgd.loss_scaler().copied(),
         };
         save_state(&state_path, &model, job.model_config, &sgd, &progress)?;
     }

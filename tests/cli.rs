@@ -259,9 +259,11 @@ fn train_runs_from_a_configuration_and_resumes() {
     let first = [
         &["train", "--config", config, "--stop-after", "1"][..],
         &common,
+        &["--precision", "bf16"],
     ]
     .concat();
-    ok(&first);
+    let out = ok(&first);
+    assert!(out.contains("precision: Bf16"), "{out}");
     let run_dir = Path::new(&run);
     for file in [
         "config.toml",
@@ -281,11 +283,13 @@ fn train_runs_from_a_configuration_and_resumes() {
     // The resolved configuration holds the overrides.
     let resolved = std::fs::read_to_string(run_dir.join("config.toml")).unwrap();
     assert!(resolved.contains("max_epochs = 2"), "{resolved}");
+    assert!(resolved.contains("precision = \"bf16\""), "{resolved}");
 
     // A fresh run into the same folder is refused; --resume continues it.
     fails(&first, "already holds a run");
     let out = ok(&["train", "--resume", &run, "--workers", "1"]);
     assert!(out.contains("epoch   2"), "{out}");
+    assert!(out.contains("precision: Bf16"), "{out}");
     assert!(out.contains("last evaluation: mAP"), "{out}");
     assert!(run_dir.join("checkpoint.safetensors").exists());
     assert_eq!(
@@ -304,6 +308,10 @@ fn train_runs_from_a_configuration_and_resumes() {
     std::fs::write(&typo, text).unwrap();
     fails(&["train", "--config", &typo], "sie_veiw");
     fails(&["train"], "--config");
+    fails(
+        &["train", "--config", config, "--precision", "fp8"],
+        "possible values",
+    );
     if !cfg!(feature = "cuda") {
         let cuda = [
             &["train", "--config", config, "--device", "cuda"][..],

@@ -11,7 +11,7 @@ use transreid::eval::EvalConfig;
 use transreid::inference::evaluate_model;
 use transreid::loss::ObjectiveConfig;
 use transreid::model::{
-    load_checkpoint, JpmConfig, SieConfig, SieMode, TransReidConfig, VitPreset,
+    load_checkpoint, JpmConfig, Precision, SieConfig, SieMode, TransReidConfig, VitPreset,
 };
 use transreid::optim::SolverConfig;
 use transreid::train::{train, TrainJob, TrainSettings, PLOT_FILE};
@@ -73,6 +73,7 @@ fn short_training_run_learns_and_checkpoints() {
         eval_batch_size: 64,
         seed: 0,
         workers: 2,
+        precision: Precision::F32,
     };
     let run = dir.path().join("run");
     let job = TrainJob {

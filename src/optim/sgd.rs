@@ -118,6 +118,19 @@ impl<B: AutodiffBackend> Sgd<B> {
         &self.config
     }
 
+    /// Gradients of `loss`, scaled by [`Self::loss_scale`] when loss scaling is on.
+    pub fn gradients<M: AutodiffModule<B>>(
+        &self,
+        loss: Tensor<B, 1>,
+        model: &M,
+    ) -> GradientsParams {
+        let loss = match self.scaler {
+            Some(scaler) => loss.mul_scalar(scaler.scale),
+            None => loss,
+        };
+        GradientsParams::from_grads(loss.backward(), model)
+    }
+
     /// One step. `group_lr` maps a group's initial lr to its lr in this epoch (the schedule).
     /// `grads` are of the loss times [`Self::loss_scale`]. Returns the model unchanged when the
     /// loss scaler rejects the gradients.
