@@ -8,8 +8,8 @@
 #   scripts/gpu-bench.sh run <reference checkout> [steps]
 #       On the GPU machine (CUDA driver, PyTorch): a short CUDA training run on synthetic data,
 #       then ViT-B/16 TransReID training steps (256x128, JPM + camera SIE, batch 64, stride 16
-#       and 12) with Burn and with the reference PyTorch implementation (AMP, as its training
-#       script, and f32), one process per case. Prints a Markdown table for
+#       and 12) with Burn (bf16 and f16 mixed precision, and f32) and with the reference PyTorch
+#       implementation (AMP, as its training script, and f32), one process per case. Prints a Markdown table for
 #       docs/performance.md; peak GPU memory is PyTorch's max_memory_allocated for PyTorch and
 #       the largest `nvidia-smi` reading during the case for Burn.
 #
@@ -43,19 +43,21 @@ run)
   # 2. Throughput and memory, one process per case.
   out="$work/bench.jsonl"; : > "$out"
   for stride in 16 12; do
-    nvidia-smi --query-gpu=memory.used --format=csv,noheader,nounits -lms 100 > "$work/smi.txt" &
-    smi=$!
-    base=$(nvidia-smi --query-gpu=memory.used --format=csv,noheader,nounits | head -n1)
-    "$bin" bench train --device cuda --stride "$stride" --batch 64 --steps "$steps" \
-      | grep '^{' > "$work/burn.json"
-    kill "$smi"; wait "$smi" 2>/dev/null || true
-    peak=$(sort -n "$work/smi.txt" | tail -n1)
-    python3 - "$work/burn.json" "$base" "$peak" >> "$out" <<'PY'
+    for precision in bf16 f16 f32; do
+      nvidia-smi --query-gpu=memory.used --format=csv,noheader,nounits -lms 100 > "$work/smi.txt" &
+      smi=$!
+      base=$(nvidia-smi --query-gpu=memory.used --format=csv,noheader,nounits | head -n1)
+      "$bin" bench train --device cuda --stride "$stride" --batch 64 --steps "$steps" \
+        --precision "$precision" | grep '^{' > "$work/burn.json"
+      kill "$smi"; wait "$smi" 2>/dev/null || true
+      peak=$(sort -n "$work/smi.txt" | tail -n1)
+      python3 - "$work/burn.json" "$base" "$peak" >> "$out" <<'PY'
 import json, sys
 row = json.load(open(sys.argv[1]))
 row["peak_gpu_mib"] = float(sys.argv[3]) - float(sys.argv[2])
 print(json.dumps(row))
 PY
+    done
     python3 scripts/bench_train_torch.py "$ref" --device cuda --strides "$stride" \
       --steps "$steps" 2>/dev/null | grep '^{' >> "$out"
     python3 scripts/bench_train_torch.py "$ref" --device cuda --strides "$stride" \

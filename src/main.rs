@@ -656,7 +656,11 @@ impl BackendJob for BenchTrain {
             &device,
         );
         let mut json = serde_json::to_value(&result)?;
-        json["impl"] = format!("burn-{}", self.name).into();
+        json["impl"] = match self.precision {
+            Precision::F32 => format!("burn-{}", self.name),
+            p => format!("burn-{}-{}", self.name, p.name()),
+        }
+        .into();
         println!("{json}");
         Ok(())
     }
@@ -709,7 +713,7 @@ fn train_on<B: Backend>(
             .with_context(|| format!("creating {}", run_dir.display()))?;
         write_atomic(&run_dir.join(RUN_CONFIG_FILE), config.to_toml().as_bytes())?;
     }
-    println!("precision: {:?}", settings.precision);
+    println!("precision: {}", settings.precision.name());
     let job = TrainJob {
         model_config: &model_config,
         dataset: &dataset,

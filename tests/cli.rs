@@ -263,7 +263,7 @@ fn train_runs_from_a_configuration_and_resumes() {
     ]
     .concat();
     let out = ok(&first);
-    assert!(out.contains("precision: Bf16"), "{out}");
+    assert!(out.contains("precision: bf16"), "{out}");
     let run_dir = Path::new(&run);
     for file in [
         "config.toml",
@@ -289,7 +289,7 @@ fn train_runs_from_a_configuration_and_resumes() {
     fails(&first, "already holds a run");
     let out = ok(&["train", "--resume", &run, "--workers", "1"]);
     assert!(out.contains("epoch   2"), "{out}");
-    assert!(out.contains("precision: Bf16"), "{out}");
+    assert!(out.contains("precision: bf16"), "{out}");
     assert!(out.contains("last evaluation: mAP"), "{out}");
     assert!(run_dir.join("checkpoint.safetensors").exists());
     assert_eq!(

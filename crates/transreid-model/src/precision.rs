@@ -25,6 +25,15 @@ pub enum Precision {
 }
 
 impl Precision {
+    /// `f32`, `bf16` or `f16`, as in configurations.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::F32 => "f32",
+            Self::Bf16 => "bf16",
+            Self::F16 => "f16",
+        }
+    }
+
     /// The reduced dtype, `None` for f32.
     pub fn compute_dtype(self) -> Option<FloatDType> {
         match self {
