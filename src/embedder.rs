@@ -47,6 +47,17 @@ impl<B: Backend> Embedder<B> {
         device: &B::Device,
     ) -> Result<Self, EmbedderError> {
         let (model, config) = load_checkpoint::<B>(checkpoint, device)?;
+        Self::new(model, config, normalization, batch_size, device)
+    }
+
+    /// Wraps a model already in memory (e.g. `model.valid()` right after training).
+    pub fn new(
+        model: TransReid<B>,
+        config: TransReidConfig,
+        normalization: Normalization,
+        batch_size: usize,
+        device: &B::Device,
+    ) -> Result<Self, EmbedderError> {
         let transform = TestTransform::new(&model_transforms(&config, normalization))
             .map_err(InferenceError::from)?;
         Ok(Self {

@@ -66,18 +66,27 @@ impl Precision {
 
     /// `layer(x)` with the product in the compute dtype; `x` and the result are in the compute
     /// dtype, the layer's parameters are cast per call.
+    ///
+    /// The leading dimensions are flattened into one, so that the product is a single GEMM
+    /// over every token: Burn's linear on a `[batch, tokens, dim]` input runs one GEMM per
+    /// batch entry, and its weight gradient builds a `[batch, d_in, d_out]` tensor before
+    /// summing it.
     pub(crate) fn linear<B: Backend, const D: usize>(
         self,
         layer: &Linear<B>,
         x: Tensor<B, D>,
     ) -> Tensor<B, D> {
-        match self.compute_dtype() {
-            None => layer.forward(x),
+        let mut dims = x.dims();
+        let rows: Tensor<B, 2> = x.flatten(0, D - 2);
+        let y = match self.compute_dtype() {
+            None => layer.forward(rows),
             Some(dtype) => linear(
-                x,
+                rows,
                 layer.weight.val().cast(dtype),
                 layer.bias.as_ref().map(|b| b.val().cast(dtype)),
             ),
-        }
+        };
+        dims[D - 1] = y.dims()[1];
+        y.reshape(dims)
     }
 }
