@@ -103,8 +103,11 @@ fn commands_produce_their_files_and_clear_errors() {
         "--root",
         &data,
         "--rerank",
+        "--cmc-plot",
+        &p("cmc_reranked.png"),
     ]);
     assert!(reranked.contains("valid queries"));
+    assert!(image::open(p("cmc_reranked.png")).unwrap().width() > 0);
 
     let features = p("features.safetensors");
     let query = format!("{data}/query");
