@@ -43,6 +43,7 @@ fn bench<B: Backend>(backend: &str, stride: usize, batch: usize, iters: usize) {
 }
 
 fn main() {
+    transreid::allocator::keep_freed_memory();
     let iters: usize = std::env::args()
         .skip_while(|a| a != "--iters")
         .nth(1)

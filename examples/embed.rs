@@ -9,6 +9,7 @@ use transreid::data::Normalization;
 use transreid::embedder::Embedder;
 
 fn main() -> anyhow::Result<()> {
+    transreid::allocator::keep_freed_memory();
     let mut args = std::env::args().skip(1);
     let checkpoint = PathBuf::from(args.next().expect("usage: embed <checkpoint> <image>..."));
     let paths: Vec<PathBuf> = args.map(PathBuf::from).collect();

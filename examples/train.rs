@@ -9,15 +9,15 @@
 use std::path::PathBuf;
 
 use anyhow::Context;
-use burn::backend::Autodiff;
 use burn::module::AutodiffModule;
-use transreid::backend::CpuBackend;
+use transreid::backend::{CpuBackend, TrainBackend};
 use transreid::config::RunConfig;
 use transreid::data::{load_dataset, SynthConfig};
 use transreid::embedder::Embedder;
 use transreid::train::{train, TrainJob};
 
 fn main() -> anyhow::Result<()> {
+    transreid::allocator::keep_freed_memory();
     let mut args = std::env::args().skip(1);
     let path = args.next().map_or_else(
         || PathBuf::from("configs/synthetic/tiny_transreid.toml"),
@@ -55,7 +55,7 @@ fn main() -> anyhow::Result<()> {
     // Classes, cameras and views come from the training split, as in the reference.
     let model_config = config.model_config_for(&dataset);
     let device = Default::default();
-    let model = model_config.init::<Autodiff<CpuBackend>>(&device);
+    let model = model_config.init::<TrainBackend<CpuBackend>>(&device);
     // (For ViT-B: `transreid::model::load_imagenet(&mut model, path, Default::default())`.)
     let settings = config.train_settings(false);
     let job = TrainJob {

@@ -1,12 +1,11 @@
 #!/usr/bin/env bash
 # ViT-B/16 TransReID training steps (256x128, JPM + camera SIE, stride 16 and 12) on the CPU:
 # Burn (flex) and the reference PyTorch implementation, one process per case so that each
-# peak-memory figure is its own. Batch 32 by default: batch 64 at stride 12 needs more than the
-# 24 GiB of the machine the numbers in docs/performance.md come from.
+# peak-memory figure is its own. Batch 64 (the configurations' IMS_PER_BATCH) by default.
 # Usage: scripts/bench-train.sh <reference checkout> [steps] [batch]
 set -euo pipefail
 cd "$(dirname "$0")/.."
-ref="$1"; steps="${2:-1}"; batch="${3:-32}"
+ref="$1"; steps="${2:-1}"; batch="${3:-64}"
 cargo build --release --bin transreid
 out=/tmp/bench-train.jsonl; : > "$out"
 for stride in 16 12; do

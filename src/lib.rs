@@ -1,6 +1,7 @@
 //! TransReID object re-identification: the model, data, losses and evaluation crates wired
 //! together. See `docs/api.md`.
 
+pub mod allocator;
 pub mod backend;
 pub mod bench;
 pub mod config;

@@ -4,11 +4,10 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
-use burn::backend::Autodiff;
 use burn::module::AutodiffModule;
 use burn::tensor::backend::Backend;
 use clap::{Parser, Subcommand};
-use transreid::backend::CpuBackend;
+use transreid::backend::{CpuBackend, TrainBackend};
 use transreid::bench::bench_train_step;
 use transreid::config::{PrecisionSetting, Pretrained, RunConfig};
 use transreid::data::{
@@ -49,7 +48,7 @@ enum Command {
         #[arg(long, default_value = "demo-run")]
         out: PathBuf,
         /// Training epochs.
-        #[arg(long, default_value_t = 40)]
+        #[arg(long, default_value_t = 120)]
         epochs: usize,
         /// Base learning rate (higher than the reference's 0.008: the demo trains from scratch).
         #[arg(long, default_value_t = 0.03)]
@@ -285,6 +284,7 @@ struct ImportArgs {
 }
 
 fn main() -> anyhow::Result<()> {
+    transreid::allocator::keep_freed_memory();
     match Cli::parse().command {
         Command::Demo { out, epochs, lr } => demo(out, epochs, lr),
         Command::Train(args) => train_command(args),
@@ -648,7 +648,7 @@ struct BenchTrain {
 
 impl BackendJob for BenchTrain {
     fn run<B: Backend>(self, device: B::Device) -> anyhow::Result<()> {
-        let result = bench_train_step::<Autodiff<B>>(
+        let result = bench_train_step::<TrainBackend<B>>(
             self.stride,
             self.batch,
             self.steps,
@@ -686,7 +686,7 @@ fn train_on<B: Backend>(
     let model_config = config.model_config_for(&dataset);
     model_config.validate()?;
     B::seed(&device, config.seed);
-    let mut model = model_config.init::<Autodiff<B>>(&device);
+    let mut model = model_config.init::<TrainBackend<B>>(&device);
     let run_dir = &config.output_dir;
     if !resume {
         anyhow::ensure!(
@@ -809,7 +809,7 @@ fn demo(out: PathBuf, epochs: usize, lr: f64) -> anyhow::Result<()> {
         .with_jpm(Some(JpmConfig::new()));
     let device = Default::default();
     CpuBackend::seed(&device, 0);
-    let model = config.init::<Autodiff<CpuBackend>>(&device);
+    let model = config.init::<TrainBackend<CpuBackend>>(&device);
 
     let eval_loader = EvalLoader::from_dataset(
         &dataset,
