@@ -209,6 +209,52 @@ struct Progress {
     loss_scaler: Option<LossScaler>,
 }
 
+/// A step's loss and number of correct global-branch predictions, still on the device.
+struct StepValues<B: Backend> {
+    loss: Tensor<B, 1>,
+    hits: Tensor<B, 1, Int>,
+    images: usize,
+}
+
+/// Running sums of an epoch's steps.
+#[derive(Default)]
+struct EpochTally {
+    loss_sum: f64,
+    correct: usize,
+    seen: usize,
+    iterations: usize,
+}
+
+impl EpochTally {
+    /// Reads a step's values (waiting for the device); a non-finite loss is an error naming
+    /// the step.
+    fn add<B: Backend>(&mut self, step: StepValues<B>, epoch: usize) -> Result<(), TrainError> {
+        let loss: f32 = step.loss.into_scalar().elem();
+        if !loss.is_finite() {
+            return Err(TrainError::NonFiniteLoss {
+                epoch,
+                iteration: self.iterations,
+                loss,
+            });
+        }
+        self.loss_sum += loss as f64;
+        self.correct += step.hits.into_scalar().elem::<i64>() as usize;
+        self.seen += step.images;
+        self.iterations += 1;
+        Ok(())
+    }
+
+    /// Mean loss per step.
+    fn loss(&self) -> f64 {
+        self.loss_sum / self.iterations.max(1) as f64
+    }
+
+    /// Training accuracy of the global branch.
+    fn accuracy(&self) -> f64 {
+        self.correct as f64 / self.seen.max(1) as f64
+    }
+}
+
 /// Whether `b` continues the run `a`. Worker count and precision may change (a run started on
 /// a GPU can finish on a CPU); the resume is exact only with the same precision.
 fn same_run(a: &TrainSettings, b: &TrainSettings) -> bool {
@@ -378,8 +424,20 @@ pub fn train<B: AutodiffBackend>(
         );
         bar.set_prefix(epoch.to_string());
         let started = Instant::now();
-        let (mut loss_sum, mut correct, mut seen, mut iterations) =
-            (0.0f64, 0usize, 0usize, 0usize);
+        let mut tally = EpochTally::default();
+        let lr = schedule.lr(epoch, settings.solver.base_lr);
+        let read = |tally: &mut EpochTally, step: StepValues<B::InnerBackend>| {
+            tally.add(step, epoch).inspect_err(|_| bar.abandon())?;
+            bar.inc(1);
+            bar.set_message(format!(
+                "loss {:.4}  acc {:.3}  lr {lr:.2e}  {:.0} img/s",
+                tally.loss(),
+                tally.accuracy(),
+                tally.seen as f64 / started.elapsed().as_secs_f64()
+            ));
+            Ok::<_, TrainError>(())
+        };
+        let mut pending = None;
         for batch in train_loader.epoch(epoch as u64) {
             let batch = batch?;
             let [n, c, h, w] = batch.shape;
@@ -399,38 +457,29 @@ pub fn train<B: AutodiffBackend>(
                 &labels,
                 &settings.objective,
             )?;
-            let value: f32 = loss.total.clone().into_scalar().elem();
-            if !value.is_finite() {
-                bar.abandon();
-                return Err(TrainError::NonFiniteLoss {
-                    epoch,
-                    iteration: iterations,
-                    loss: value,
-                });
-            }
-            let hits: i64 = out.scores[0]
-                .clone()
-                .argmax(1)
-                .reshape([n])
-                .equal(targets)
-                .int()
-                .sum()
-                .into_scalar()
-                .elem();
+            let step = StepValues {
+                loss: loss.total.clone().inner(),
+                hits: out.scores[0]
+                    .clone()
+                    .inner()
+                    .argmax(1)
+                    .reshape([n])
+                    .equal(targets.inner())
+                    .int()
+                    .sum(),
+                images: n,
+            };
             let grads = sgd.gradients(loss.total, &model);
             model = sgd.step(model, grads, |group_lr| schedule.lr(epoch, group_lr));
-            loss_sum += value as f64;
-            correct += hits as usize;
-            seen += n;
-            iterations += 1;
-            bar.inc(1);
-            bar.set_message(format!(
-                "loss {:.4}  acc {:.3}  lr {:.2e}  {:.0} img/s",
-                loss_sum / iterations as f64,
-                correct as f64 / seen as f64,
-                schedule.lr(epoch, settings.solver.base_lr),
-                seen as f64 / started.elapsed().as_secs_f64()
-            ));
+            // The previous step's values are read only now, with this step queued, so the host
+            // never waits for the device in the middle of a step. A non-finite loss is caught
+            // one step late, before anything is written.
+            if let Some(previous) = pending.replace(step) {
+                read(&mut tally, previous)?;
+            }
+        }
+        if let Some(last) = pending {
+            read(&mut tally, last)?;
         }
         bar.finish_and_clear();
         let seconds = started.elapsed().as_secs_f64();
@@ -452,10 +501,10 @@ pub fn train<B: AutodiffBackend>(
         };
         let record = EpochRecord {
             epoch,
-            loss: loss_sum / iterations.max(1) as f64,
-            accuracy: correct as f64 / seen.max(1) as f64,
-            lr: schedule.lr(epoch, settings.solver.base_lr),
-            images_per_second: seen as f64 / seconds,
+            loss: tally.loss(),
+            accuracy: tally.accuracy(),
+            lr,
+            images_per_second: tally.seen as f64 / seconds,
             metrics,
         };
         writeln!(csv, "{}", record.csv_row()).map_err(io(&csv_path))?;

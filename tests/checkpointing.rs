@@ -7,40 +7,24 @@ use burn::optim::GradientsParams;
 use burn::prelude::*;
 use burn::tensor::backend::AutodiffBackend;
 use transreid::backend::TrainBackend;
-use transreid_loss::{transreid_loss, ObjectiveConfig};
 use transreid_model::{
     load_checkpoint, save_checkpoint, JpmConfig, SieConfig, SieMode, TransReidConfig, VitPreset,
 };
 
 mod common;
-use common::grads_by_name;
+use common::{batch_loss, grads_by_name};
 
-/// Loss and every parameter's gradient of one training forward.
+/// Loss and every parameter's gradient of one training step's forward and backward.
 fn loss_and_grads<A: AutodiffBackend>(
     checkpoint: &std::path::Path,
 ) -> (f32, std::collections::HashMap<String, Vec<f32>>) {
     let device = Default::default();
     let (model, _) = load_checkpoint::<A>(checkpoint, &device).unwrap();
-    let n = 8;
-    let pixels: Vec<f32> = (0..n * 3 * 64 * 32)
-        .map(|i| ((i * 2654435761usize) % 2001) as f32 / 1000.0 - 1.0)
-        .collect();
-    let images = Tensor::<A, 4>::from_data(TensorData::new(pixels, [n, 3, 64, 32]), &device);
-    let labels: Vec<i64> = vec![0, 0, 0, 0, 1, 1, 1, 1];
-    let ints = |v: Vec<i64>| Tensor::<A, 1, Int>::from_data(TensorData::new(v, [n]), &device);
     // The same generator state before each forward: the same drop-path masks.
     A::seed(&device, 7);
-    let out = model.forward_train(images, Some(ints(vec![0, 1, 2, 0, 1, 2, 0, 1])), None);
-    let loss = transreid_loss(
-        &out.scores,
-        &out.feats,
-        ints(labels.clone()),
-        &labels,
-        &ObjectiveConfig::default(),
-    )
-    .unwrap();
-    let value = loss.total.clone().into_scalar().elem::<f32>();
-    let grads = GradientsParams::from_grads(loss.total.backward(), &model);
+    let loss = batch_loss(&model, 0);
+    let value = loss.clone().into_scalar().elem::<f32>();
+    let grads = GradientsParams::from_grads(loss.backward(), &model);
     (value, grads_by_name(&model, &grads))
 }
 

@@ -4,16 +4,14 @@ use std::collections::HashMap;
 
 use burn::module::AutodiffModule;
 use burn::optim::GradientsParams;
-use burn::prelude::*;
 use transreid::optim::{CosineWarmup, LossScaler, Sgd, SolverConfig};
-use transreid_loss::{transreid_loss, ObjectiveConfig};
 use transreid_model::{
     export_state_dict, read_state_dict, JpmConfig, SieConfig, SieMode, StateDict, TransReid,
     TransReidConfig, VitPreset,
 };
 
 mod common;
-use common::{grads_by_name, B};
+use common::{batch_loss, grads_by_name, B};
 
 #[test]
 fn schedule_matches_the_reference_for_every_epoch() {
@@ -40,24 +38,7 @@ fn schedule_matches_the_reference_for_every_epoch() {
 
 /// Gradients of the TransReID loss times `scale` on a fixed batch.
 fn scaled_grads_of(model: &TransReid<B>, step: usize, scale: f64) -> GradientsParams {
-    let device = Default::default();
-    let n = 8;
-    let pixels: Vec<f32> = (0..n * 3 * 64 * 32)
-        .map(|i| ((i * 31 + step * 7) % 97) as f32 / 48.0 - 1.0)
-        .collect();
-    let images = Tensor::<B, 4>::from_data(TensorData::new(pixels, [n, 3, 64, 32]), &device);
-    let labels = vec![0i64, 0, 1, 1, 2, 2, 3, 3];
-    let ints = |v: Vec<i64>| Tensor::<B, 1, Int>::from_data(TensorData::new(v, [n]), &device);
-    let out = model.forward_train(images, Some(ints(vec![0, 1, 2, 0, 1, 2, 0, 1])), None);
-    let loss = transreid_loss(
-        &out.scores,
-        &out.feats,
-        ints(labels.clone()),
-        &labels,
-        &ObjectiveConfig::default(),
-    )
-    .unwrap();
-    GradientsParams::from_grads(loss.total.mul_scalar(scale).backward(), model)
+    GradientsParams::from_grads(batch_loss(model, step).mul_scalar(scale).backward(), model)
 }
 
 fn grads_of(model: &TransReid<B>, step: usize) -> GradientsParams {

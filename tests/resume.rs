@@ -1,5 +1,5 @@
 //! Resume and failure: a run interrupted and resumed ends with the same weights as an
-//! uninterrupted one; a non-finite loss stops the run before the step.
+//! uninterrupted one; a non-finite loss stops the run and writes nothing.
 //!
 //! The backend's random generator is process-wide, so the tests here take turns: two trainings
 //! drawing from it at once would not be reproducible.
@@ -14,7 +14,8 @@ use transreid::data::{
 };
 use transreid::loss::ObjectiveConfig;
 use transreid::model::{
-    export_state_dict, JpmConfig, Precision, SieConfig, SieMode, TransReidConfig, VitPreset,
+    export_state_dict, read_state_dict, write_safetensors, JpmConfig, Precision, SieConfig,
+    SieMode, TransReidConfig, VitPreset,
 };
 use transreid::optim::SolverConfig;
 use transreid::train::{train, TrainError, TrainJob, TrainSettings, STATE_FILE};
@@ -158,21 +159,17 @@ fn assert_resume_is_exact(precision: Precision) -> Vec<f64> {
 }
 
 #[test]
-fn a_non_finite_loss_stops_the_run_before_the_step() {
+fn a_non_finite_loss_stops_the_run_and_keeps_the_last_good_files() {
     let _turn = BACKEND_RNG.lock().unwrap_or_else(|e| e.into_inner());
     let dir = tempfile::tempdir().unwrap();
     let (dataset, model_config, transforms) = small_run(&dir.path().join("synthetic"));
-    // An infinite ID weight makes the very first loss non-finite.
-    let settings = TrainSettings {
+    let good = TrainSettings {
         epochs: 2,
         batch_size: 16,
         instances: 4,
         solver: SolverConfig::new(0.01),
         warmup_epochs: 1,
-        objective: ObjectiveConfig {
-            id_weight: f64::INFINITY,
-            ..ObjectiveConfig::default()
-        },
+        objective: ObjectiveConfig::default(),
         eval_period: 1,
         checkpoint_period: 1,
         eval_batch_size: 32,
@@ -180,31 +177,51 @@ fn a_non_finite_loss_stops_the_run_before_the_step() {
         workers: 1,
         precision: Precision::F32,
     };
+    // An infinite ID weight makes the very first loss non-finite.
+    let infinite = TrainSettings {
+        objective: ObjectiveConfig {
+            id_weight: f64::INFINITY,
+            ..ObjectiveConfig::default()
+        },
+        ..good.clone()
+    };
     let device = Default::default();
     let run = dir.path().join("run");
-    let job = TrainJob {
+    let job = |settings, resume, stop_after| TrainJob {
         model_config: &model_config,
         dataset: &dataset,
         transforms: &transforms,
-        settings: &settings,
+        settings,
         run_dir: &run,
-        resume: false,
-        stop_after: None,
+        resume,
+        stop_after,
     };
-    let err = train(model_config.init::<Autodiff<Flex>>(&device), &job, &device).unwrap_err();
-    assert!(
-        matches!(
-            err,
-            TrainError::NonFiniteLoss {
-                epoch: 1,
-                iteration: 0,
-                ..
-            }
-        ),
-        "{err}"
-    );
-    assert!(err.to_string().contains("non-finite loss"));
+    let fresh = || model_config.init::<Autodiff<Flex>>(&device);
+    let stopped_at = |err: TrainError| match err {
+        TrainError::NonFiniteLoss {
+            epoch, iteration, ..
+        } => (epoch, iteration),
+        other => panic!("{other}"),
+    };
+    let err = train(fresh(), &job(&infinite, false, None), &device).unwrap_err();
+    assert!(err.to_string().contains("non-finite loss"), "{err}");
+    assert_eq!(stopped_at(err), (1, 0));
     // Nothing half-trained was written.
     assert!(!run.join(STATE_FILE).exists());
     assert!(!run.join("checkpoint.safetensors").exists());
+
+    // A good first epoch, then a state whose weights hold a NaN: the resumed epoch 2 stops at
+    // its first step and leaves the files of epoch 1 as they were.
+    std::fs::remove_dir_all(&run).unwrap();
+    train(fresh(), &job(&good, false, Some(1)), &device).unwrap();
+    let state = run.join(STATE_FILE);
+    let (mut dict, metadata) = read_state_dict(&state).unwrap();
+    dict.get_mut("base.cls_token").unwrap().data[0] = f32::NAN;
+    write_safetensors(&state, &dict, metadata).unwrap();
+    let files =
+        || [STATE_FILE, "checkpoint.safetensors"].map(|f| std::fs::read(run.join(f)).unwrap());
+    let before = files();
+    let err = train(fresh(), &job(&good, true, None), &device).unwrap_err();
+    assert_eq!(stopped_at(err), (2, 0));
+    assert!(files() == before, "state and checkpoint untouched");
 }

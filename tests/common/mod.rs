@@ -8,6 +8,7 @@ use burn::optim::GradientsParams;
 use burn::prelude::*;
 use burn::tensor::backend::AutodiffBackend;
 use burn_store::ModuleSnapshot;
+use transreid_loss::{transreid_loss, ObjectiveConfig};
 use transreid_model::{reference_key, TransReid};
 
 /// The training backend of the tests.
@@ -46,4 +47,28 @@ impl<A: AutodiffBackend> ModuleVisitor<A> for CollectGrads<'_> {
             self.out.insert(self.names[&param.id].clone(), values);
         }
     }
+}
+
+/// The TransReID loss of a fixed PK batch (8 images of 64x32, 4 identities x 2, cameras 0..3)
+/// on a model with camera SIE; `step` varies the pixels.
+#[allow(dead_code)] // not every test binary uses it
+pub fn batch_loss<A: AutodiffBackend>(model: &TransReid<A>, step: usize) -> Tensor<A, 1> {
+    let device = model.base.cls_token.val().device();
+    let n = 8;
+    let pixels: Vec<f32> = (0..n * 3 * 64 * 32)
+        .map(|i| ((i * 31 + step * 7) % 97) as f32 / 48.0 - 1.0)
+        .collect();
+    let images = Tensor::<A, 4>::from_data(TensorData::new(pixels, [n, 3, 64, 32]), &device);
+    let labels = vec![0i64, 0, 1, 1, 2, 2, 3, 3];
+    let ints = |v: Vec<i64>| Tensor::<A, 1, Int>::from_data(TensorData::new(v, [n]), &device);
+    let out = model.forward_train(images, Some(ints(vec![0, 1, 2, 0, 1, 2, 0, 1])), None);
+    transreid_loss(
+        &out.scores,
+        &out.feats,
+        ints(labels.clone()),
+        &labels,
+        &ObjectiveConfig::default(),
+    )
+    .unwrap()
+    .total
 }

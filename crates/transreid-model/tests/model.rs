@@ -9,7 +9,7 @@ use burn::prelude::*;
 use transreid_model::{
     export_reference, load_checkpoint, load_reference, read_state_dict, save_checkpoint,
     write_safetensors, HostTensor, ImportError, ImportOptions, JpmConfig, NeckFeat, Precision,
-    SieConfig, SieMode, TransReidConfig, VitPreset,
+    SieConfig, SieMode, TrainOutput, TransReidConfig, VitPreset,
 };
 
 type Train = Autodiff<NdArray>;
@@ -41,6 +41,16 @@ fn labels<B: Backend>(values: &[i64], device: &B::Device) -> Option<Tensor<B, 1,
         TensorData::new(values.to_vec(), [values.len()]),
         device,
     ))
+}
+
+/// A loss touching every training output: the sum of their squares.
+fn squared_sum<B: Backend>(out: TrainOutput<B>) -> Tensor<B, 1> {
+    out.scores
+        .into_iter()
+        .chain(out.feats)
+        .map(|t| t.powf_scalar(2.0).sum())
+        .reduce(|a, b| a + b)
+        .unwrap()
 }
 
 fn values<B: Backend, const D: usize>(t: Tensor<B, D>) -> Vec<f32> {
@@ -159,13 +169,7 @@ fn reduced_precision_products_track_f32_and_keep_f32_parameters() {
             .chain(&out.feats)
             .flat_map(|t| values(t.clone()))
             .collect();
-        let loss = out
-            .scores
-            .into_iter()
-            .chain(out.feats)
-            .map(|t| t.powf_scalar(2.0).sum())
-            .reduce(|a, b| a + b)
-            .unwrap();
+        let loss = squared_sum(out);
         let grads = loss.backward();
         let block = &model.base.blocks[1];
         let b2 = &model.b2.as_ref().unwrap().block;
@@ -251,13 +255,7 @@ fn frozen_neck_bias_gets_no_gradient_and_unused_last_block_neither() {
         labels(&[0, 1, 2, 0], &device),
         None,
     );
-    let loss = out
-        .scores
-        .into_iter()
-        .chain(out.feats)
-        .map(|t| t.powf_scalar(2.0).sum())
-        .reduce(|a, b| a + b)
-        .unwrap();
+    let loss = squared_sum(out);
     let grads = loss.backward();
     assert!(model.bottlenecks[0].bias.grad(&grads).is_none());
     assert!(model.bottlenecks[0].weight.grad(&grads).is_some());
