@@ -70,46 +70,58 @@ enum Command {
     /// Converts timm / `.pth` / reference weights into a TransReID checkpoint.
     Import(ImportArgs),
     /// Evaluates a checkpoint on a dataset's query / gallery split.
-    Eval {
-        /// Checkpoint written by `train`, `demo` or `import`.
-        #[arg(long)]
-        checkpoint: PathBuf,
-        /// Dataset kind.
-        #[arg(long)]
-        dataset: DatasetKind,
-        /// Dataset folder.
-        #[arg(long)]
-        root: PathBuf,
-        /// k-reciprocal re-ranking (k1 20, k2 6, lambda 0.3).
-        #[arg(long)]
-        rerank: bool,
-        /// ImageNet normalisation (the DeiT configs of VeRi / VehicleID) instead of 0.5 / 0.5.
-        #[arg(long)]
-        imagenet_norm: bool,
-        /// Where to write the CMC curve.
-        #[arg(long, default_value = "cmc.png")]
-        cmc_plot: PathBuf,
-    },
+    Eval(EvalArgs),
     /// Ranks a gallery folder against a query image: a ranked-list picture and JSON.
     Search(SearchArgs),
     /// Embeds image files (or every image of folders) into a safetensors file.
-    Embed {
-        /// Checkpoint.
-        #[arg(long)]
-        checkpoint: PathBuf,
-        /// Image files or folders.
-        #[arg(long, num_args = 1.., required = true)]
-        images: Vec<PathBuf>,
-        /// Output `.safetensors`: `features` [N, dim]; the paths in the metadata key `paths`.
-        #[arg(long)]
-        out: PathBuf,
-        /// Camera id of every image (needed by camera SIE models; default 0).
-        #[arg(long)]
-        camera: Option<i64>,
-        /// ImageNet normalisation instead of 0.5 / 0.5.
-        #[arg(long)]
-        imagenet_norm: bool,
-    },
+    Embed(EmbedArgs),
+}
+
+#[derive(clap::Args)]
+struct EvalArgs {
+    /// Checkpoint written by `train`, `demo` or `import`.
+    #[arg(long)]
+    checkpoint: PathBuf,
+    /// Dataset kind.
+    #[arg(long)]
+    dataset: DatasetKind,
+    /// Dataset folder.
+    #[arg(long)]
+    root: PathBuf,
+    /// k-reciprocal re-ranking (k1 20, k2 6, lambda 0.3).
+    #[arg(long)]
+    rerank: bool,
+    /// ImageNet normalisation (the DeiT configs of VeRi / VehicleID) instead of 0.5 / 0.5.
+    #[arg(long)]
+    imagenet_norm: bool,
+    /// Where to write the CMC curve.
+    #[arg(long, default_value = "cmc.png")]
+    cmc_plot: PathBuf,
+    /// Compute backend.
+    #[arg(long, value_enum, default_value = "flex")]
+    device: Device,
+}
+
+#[derive(clap::Args)]
+struct EmbedArgs {
+    /// Checkpoint.
+    #[arg(long)]
+    checkpoint: PathBuf,
+    /// Image files or folders.
+    #[arg(long, num_args = 1.., required = true)]
+    images: Vec<PathBuf>,
+    /// Output `.safetensors`: `features` [N, dim]; the paths in the metadata key `paths`.
+    #[arg(long)]
+    out: PathBuf,
+    /// Camera id of every image (needed by camera SIE models; default 0).
+    #[arg(long)]
+    camera: Option<i64>,
+    /// ImageNet normalisation instead of 0.5 / 0.5.
+    #[arg(long)]
+    imagenet_norm: bool,
+    /// Compute backend.
+    #[arg(long, value_enum, default_value = "flex")]
+    device: Device,
 }
 
 /// A compute backend.
@@ -183,6 +195,9 @@ struct SearchArgs {
     /// ImageNet normalisation instead of 0.5 / 0.5.
     #[arg(long)]
     imagenet_norm: bool,
+    /// Compute backend.
+    #[arg(long, value_enum, default_value = "flex")]
+    device: Device,
 }
 
 #[derive(Subcommand)]
@@ -314,7 +329,7 @@ fn main() -> anyhow::Result<()> {
                 },
             )
         }
-        Command::Search(args) => search_command(args),
+        Command::Search(args) => on_backend(args.device, ForwardJob::Search(args)),
         Command::Data {
             command:
                 DataCommand::Stats {
@@ -350,34 +365,8 @@ fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::Import(args) => import(args),
-        Command::Eval {
-            checkpoint,
-            dataset,
-            root,
-            rerank,
-            imagenet_norm,
-            cmc_plot,
-        } => eval(
-            checkpoint,
-            dataset,
-            root,
-            rerank,
-            normalization(imagenet_norm),
-            &cmc_plot,
-        ),
-        Command::Embed {
-            checkpoint,
-            images,
-            out,
-            camera,
-            imagenet_norm,
-        } => embed(
-            checkpoint,
-            images,
-            out,
-            camera,
-            normalization(imagenet_norm),
-        ),
+        Command::Eval(args) => on_backend(args.device, ForwardJob::Eval(args)),
+        Command::Embed(args) => on_backend(args.device, ForwardJob::Embed(args)),
     }
 }
 
@@ -389,26 +378,27 @@ fn normalization(imagenet: bool) -> Normalization {
     }
 }
 
-fn eval(
-    checkpoint: PathBuf,
-    kind: DatasetKind,
-    root: PathBuf,
-    rerank: bool,
-    normalization: Normalization,
-    cmc_plot: &Path,
-) -> anyhow::Result<()> {
-    let device = Default::default();
-    let (model, config) = load_checkpoint::<CpuBackend>(&checkpoint, &device)
+fn eval<B: Backend>(args: EvalArgs, device: &B::Device) -> anyhow::Result<()> {
+    let EvalArgs {
+        checkpoint,
+        dataset: kind,
+        root,
+        rerank,
+        imagenet_norm,
+        cmc_plot,
+        ..
+    } = args;
+    let (model, config) = load_checkpoint::<B>(&checkpoint, device)
         .with_context(|| format!("loading {}", checkpoint.display()))?;
     let dataset = load_dataset(kind, &root, &LoadOptions::default())?;
-    let transforms = model_transforms(&config, normalization);
+    let transforms = model_transforms(&config, normalization(imagenet_norm));
     let loader = EvalLoader::from_dataset(
         &dataset,
         TestTransform::new(&transforms)?,
         64,
         LoaderConfig::default(),
     )?;
-    let features = embed_items(&model, &loader, &device)?;
+    let features = embed_items(&model, &loader, device)?;
     let rerank = rerank.then(RerankConfig::default);
     let metrics = evaluate_features(
         &features,
@@ -431,22 +421,23 @@ fn eval(
         "{} valid queries, {} skipped",
         metrics.num_valid_queries, metrics.num_skipped_queries
     );
-    plot_cmc(cmc_plot, &metrics.cmc, &format!("CMC, {}", kind.title()))?;
+    plot_cmc(&cmc_plot, &metrics.cmc, &format!("CMC, {}", kind.title()))?;
     println!("CMC curve -> {}", cmc_plot.display());
     Ok(())
 }
 
-fn embed(
-    checkpoint: PathBuf,
-    inputs: Vec<PathBuf>,
-    out: PathBuf,
-    camera: Option<i64>,
-    normalization: Normalization,
-) -> anyhow::Result<()> {
-    let paths = list_images(&inputs)?;
-    let device = Default::default();
+fn embed<B: Backend>(args: EmbedArgs, device: &B::Device) -> anyhow::Result<()> {
+    let EmbedArgs {
+        checkpoint,
+        images,
+        out,
+        camera,
+        imagenet_norm,
+        ..
+    } = args;
+    let paths = list_images(&images)?;
     let embedder =
-        Embedder::<CpuBackend>::from_checkpoint(&checkpoint, normalization, 32, &device)?;
+        Embedder::<B>::from_checkpoint(&checkpoint, normalization(imagenet_norm), 32, device)?;
     let cameras = camera.map(|c| vec![c; paths.len()]);
     let features = embedder.embed_paths(&paths, cameras.as_deref())?;
     let dim = embedder.dim();
@@ -490,15 +481,14 @@ fn list_images(inputs: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
     Ok(paths)
 }
 
-fn search_command(args: SearchArgs) -> anyhow::Result<()> {
+fn search_command<B: Backend>(args: SearchArgs, device: &B::Device) -> anyhow::Result<()> {
     let gallery = list_images(&args.gallery)?;
     anyhow::ensure!(args.top_k > 0, "--top-k must be positive");
-    let device = Default::default();
-    let embedder = Embedder::<CpuBackend>::from_checkpoint(
+    let embedder = Embedder::<B>::from_checkpoint(
         &args.checkpoint,
         normalization(args.imagenet_norm),
         32,
-        &device,
+        device,
     )?;
     let query_image = decode_rgb(&args.query)?;
     let camera = |n: usize| args.camera.map(|c| vec![c; n]);
@@ -613,6 +603,23 @@ fn on_backend(device: Device, job: impl BackendJob) -> anyhow::Result<()> {
             anyhow::bail!(
                 "this binary was built without the `{name}` feature: cargo build --release --features {name}"
             )
+        }
+    }
+}
+
+/// The commands that only run the model forward.
+enum ForwardJob {
+    Eval(EvalArgs),
+    Embed(EmbedArgs),
+    Search(SearchArgs),
+}
+
+impl BackendJob for ForwardJob {
+    fn run<B: Backend>(self, device: B::Device) -> anyhow::Result<()> {
+        match self {
+            Self::Eval(args) => eval::<B>(args, &device),
+            Self::Embed(args) => embed::<B>(args, &device),
+            Self::Search(args) => search_command::<B>(args, &device),
         }
     }
 }

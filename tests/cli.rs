@@ -126,6 +126,52 @@ fn commands_produce_their_files_and_clear_errors() {
     let file = safetensors::SafeTensors::deserialize(&bytes).unwrap();
     let queries = std::fs::read_dir(&query).unwrap().count();
     assert_eq!(file.tensor("features").unwrap().shape(), &[queries, 5 * 64]);
+    // The same features on another backend.
+    let embed_on = |device: &str, out: &str| {
+        [
+            "embed",
+            "--checkpoint",
+            &checkpoint,
+            "--images",
+            &query,
+            "--out",
+            out,
+            "--camera",
+            "1",
+            "--device",
+            device,
+        ]
+        .map(String::from)
+    };
+    if cfg!(feature = "wgpu") {
+        let on_wgpu = p("features_wgpu.safetensors");
+        ok(&embed_on("wgpu", &on_wgpu).each_ref().map(String::as_str));
+        let read = |path: &str| -> Vec<f32> {
+            let bytes = std::fs::read(path).unwrap();
+            let file = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+            file.tensor("features")
+                .unwrap()
+                .data()
+                .chunks_exact(4)
+                .map(|b| f32::from_le_bytes(b.try_into().unwrap()))
+                .collect()
+        };
+        let (flex, wgpu) = (read(&features), read(&on_wgpu));
+        assert_eq!(flex.len(), wgpu.len());
+        for (i, (a, b)) in flex.iter().zip(&wgpu).enumerate() {
+            assert!(
+                (a - b).abs() <= 1e-4 * (1.0 + a.abs()),
+                "feature {i}: {a} vs {b}"
+            );
+        }
+    }
+    if !cfg!(feature = "cuda") {
+        let args = embed_on("cuda", &p("never.safetensors"));
+        fails(
+            &args.each_ref().map(String::as_str),
+            "without the `cuda` feature",
+        );
+    }
 
     // Search: the picture and the JSON, nearest first, identities read from the names.
     let mut queries: Vec<_> = std::fs::read_dir(&query)
