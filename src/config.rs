@@ -269,7 +269,7 @@ impl RunConfig {
                 "max_epochs, checkpoint_period and eval_period must be positive".into(),
             );
         }
-        if s.num_instance == 0 || s.ims_per_batch % s.num_instance != 0 {
+        if s.num_instance == 0 || !s.ims_per_batch.is_multiple_of(s.num_instance) {
             return invalid(format!(
                 "ims_per_batch {} is not a multiple of num_instance {}",
                 s.ims_per_batch, s.num_instance

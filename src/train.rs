@@ -363,7 +363,7 @@ pub fn train<B: AutodiffBackend>(
         settings.batch_size,
         settings.instances,
         TrainTransform::new(job.transforms)?,
-        loader_config.clone(),
+        loader_config,
     )?;
     let eval_loader = EvalLoader::from_dataset(
         job.dataset,

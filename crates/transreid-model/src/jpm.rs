@@ -75,11 +75,11 @@ pub fn shuffle_index(
         });
     }
     let mut x: Vec<usize> = (0..n).map(|i| 1 + (i + shift - 1) % n).collect();
-    if n % groups != 0 {
+    if !n.is_multiple_of(groups) {
         x.push(x[n - 2]);
     }
     let len = x.len();
-    if groups == 0 || len % groups != 0 {
+    if groups == 0 || !len.is_multiple_of(groups) {
         return Err(JpmError::Groups {
             num_patches: n,
             padded: len,
