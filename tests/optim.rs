@@ -165,8 +165,8 @@ fn gradient_clipping_scales_to_the_global_norm() {
     let after = export_state_dict(&model.valid());
     let name = "base.pos_embed";
     let grad = &collected[name];
-    for i in 0..grad.len() {
-        let want = before[name].data[i] - (0.1 * grad[i] as f64 * max_norm / norm) as f32;
+    for (i, &g) in grad.iter().enumerate() {
+        let want = before[name].data[i] - (0.1 * g as f64 * max_norm / norm) as f32;
         assert!((after[name].data[i] - want).abs() < 1e-6, "{i}");
     }
 }

@@ -239,7 +239,14 @@ fn gradients_match_finite_differences() {
             label_smoothing: 0.1,
             ..Default::default()
         };
-        let out = transreid_loss(&[s.clone()], &[f.clone()], t.clone(), &labels, &config).unwrap();
+        let out = transreid_loss(
+            std::slice::from_ref(&s),
+            std::slice::from_ref(&f),
+            t.clone(),
+            &labels,
+            &config,
+        )
+        .unwrap();
         (out.total, f, s)
     };
     let (loss, f, s) = loss_of(&base, &scores_base, true);
@@ -283,15 +290,11 @@ fn gradients_match_finite_differences() {
             .unwrap()[0];
         (lp - lm) / (2.0 * h)
     };
-    for i in 0..base.len() {
-        assert!(
-            (gf[i] - numeric(0, i)).abs() < 1e-6,
-            "feat grad {i}: {} vs {}",
-            gf[i],
-            numeric(0, i)
-        );
+    for (i, g) in gf.iter().enumerate() {
+        let want = numeric(0, i);
+        assert!((g - want).abs() < 1e-6, "feat grad {i}: {g} vs {want}");
     }
-    for i in 0..scores_base.len() {
-        assert!((gs[i] - numeric(1, i)).abs() < 1e-6, "score grad {i}");
+    for (i, g) in gs.iter().enumerate() {
+        assert!((g - numeric(1, i)).abs() < 1e-6, "score grad {i}");
     }
 }
