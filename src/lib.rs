@@ -6,6 +6,7 @@ pub mod backend;
 pub mod bench;
 pub mod config;
 pub mod embedder;
+pub mod file_name;
 pub mod inference;
 pub mod optim;
 pub mod plot;

@@ -15,6 +15,7 @@ use transreid::data::{
     Normalization, SynthConfig, TestTransform, TransformConfig,
 };
 use transreid::embedder::Embedder;
+use transreid::file_name::CameraSource;
 use transreid::eval::{EvalConfig, RerankConfig};
 use transreid::inference::evaluate_model;
 use transreid::inference::{embed_items, evaluate_features, model_transforms};
@@ -113,9 +114,10 @@ struct EmbedArgs {
     /// Output `.safetensors`: `features` [N, dim]; the paths in the metadata key `paths`.
     #[arg(long)]
     out: PathBuf,
-    /// Camera id of every image (needed by camera SIE models; default 0).
+    /// Camera of every image, for camera SIE models: a 0-based id, or `name` to read each from
+    /// its `<pid>_c<camera>…` file name (default: 0).
     #[arg(long)]
-    camera: Option<i64>,
+    camera: Option<CameraSource>,
     /// ImageNet normalisation instead of 0.5 / 0.5.
     #[arg(long)]
     imagenet_norm: bool,
@@ -189,9 +191,10 @@ struct SearchArgs {
     /// The ranked-list picture (`.png`); the JSON goes beside it (`.json`).
     #[arg(long)]
     out: PathBuf,
-    /// Camera id of every image (needed by camera SIE models; default 0).
+    /// Camera of every image, for camera SIE models: a 0-based id, or `name` to read each from
+    /// its `<pid>_c<camera>…` file name (default: 0).
     #[arg(long)]
-    camera: Option<i64>,
+    camera: Option<CameraSource>,
     /// ImageNet normalisation instead of 0.5 / 0.5.
     #[arg(long)]
     imagenet_norm: bool,
@@ -438,7 +441,7 @@ fn embed<B: Backend>(args: EmbedArgs, device: &B::Device) -> anyhow::Result<()> 
     let paths = list_images(&images)?;
     let embedder =
         Embedder::<B>::from_checkpoint(&checkpoint, normalization(imagenet_norm), 32, device)?;
-    let cameras = camera.map(|c| vec![c; paths.len()]);
+    let cameras = camera.map(|c| c.camera_ids(&paths)).transpose()?;
     let features = embedder.embed_paths(&paths, cameras.as_deref())?;
     let dim = embedder.dim();
     let names: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
@@ -491,10 +494,11 @@ fn search_command<B: Backend>(args: SearchArgs, device: &B::Device) -> anyhow::R
         device,
     )?;
     let query_image = decode_rgb(&args.query)?;
-    let camera = |n: usize| args.camera.map(|c| vec![c; n]);
+    let cameras = |paths: &[PathBuf]| args.camera.map(|c| c.camera_ids(paths)).transpose();
+    let query_cameras = cameras(std::slice::from_ref(&args.query))?;
     let query_feature =
-        embedder.embed_images(std::slice::from_ref(&query_image), camera(1).as_deref())?;
-    let gallery_features = embedder.embed_paths(&gallery, camera(gallery.len()).as_deref())?;
+        embedder.embed_images(std::slice::from_ref(&query_image), query_cameras.as_deref())?;
+    let gallery_features = embedder.embed_paths(&gallery, cameras(&gallery)?.as_deref())?;
     let result = search(
         &args.query,
         &query_feature,

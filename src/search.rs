@@ -8,6 +8,7 @@ use plotters::prelude::*;
 use serde::{Deserialize, Serialize};
 use transreid_eval::{rank_gallery, Distance, FeatureDistances, FeatureNorm, Features};
 
+use crate::file_name::pid_from_name;
 use crate::plot::{Canvas, PlotError, FONT};
 
 /// One gallery image of a ranked list.
@@ -34,17 +35,6 @@ pub struct SearchResult {
     pub query_pid: Option<i64>,
     /// The best `top_k` gallery images, nearest first (ties by gallery order).
     pub hits: Vec<SearchHit>,
-}
-
-/// The identity in a Market-1501 / DukeMTMC / VeRi style file name (`0002_c1s1_000451_03.jpg`,
-/// `-1_c3...` for junk): the integer before the first `_c<digit>`.
-pub fn pid_from_name(path: &Path) -> Option<i64> {
-    let name = path.file_name()?.to_str()?;
-    let at = name.find("_c")?;
-    if !name[at + 2..].starts_with(|c: char| c.is_ascii_digit()) {
-        return None;
-    }
-    name[..at].parse().ok()
 }
 
 /// Ranks `gallery` (`[n, dim]` row-major, paths in `gallery_paths`) by distance to one query
@@ -164,18 +154,6 @@ pub fn draw_ranked_list(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn identities_come_from_market_style_names() {
-        assert_eq!(
-            pid_from_name(Path::new("q/0002_c1s1_000451_03.jpg")),
-            Some(2)
-        );
-        assert_eq!(pid_from_name(Path::new("-1_c3s2_0001.jpg")), Some(-1));
-        assert_eq!(pid_from_name(Path::new("0776_c012_00001.jpg")), Some(776));
-        assert_eq!(pid_from_name(Path::new("photo_cat.jpg")), None);
-        assert_eq!(pid_from_name(Path::new("crop.png")), None);
-    }
 
     #[test]
     fn search_ranks_by_distance_and_marks_matches() {

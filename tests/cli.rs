@@ -143,19 +143,19 @@ fn commands_produce_their_files_and_clear_errors() {
         ]
         .map(String::from)
     };
+    let read = |path: &str| -> Vec<f32> {
+        let bytes = std::fs::read(path).unwrap();
+        let file = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+        file.tensor("features")
+            .unwrap()
+            .data()
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes(b.try_into().unwrap()))
+            .collect()
+    };
     if cfg!(feature = "wgpu") {
         let on_wgpu = p("features_wgpu.safetensors");
         ok(&embed_on("wgpu", &on_wgpu).each_ref().map(String::as_str));
-        let read = |path: &str| -> Vec<f32> {
-            let bytes = std::fs::read(path).unwrap();
-            let file = safetensors::SafeTensors::deserialize(&bytes).unwrap();
-            file.tensor("features")
-                .unwrap()
-                .data()
-                .chunks_exact(4)
-                .map(|b| f32::from_le_bytes(b.try_into().unwrap()))
-                .collect()
-        };
         let (flex, wgpu) = (read(&features), read(&on_wgpu));
         assert_eq!(flex.len(), wgpu.len());
         for (i, (a, b)) in flex.iter().zip(&wgpu).enumerate() {
@@ -165,6 +165,73 @@ fn commands_produce_their_files_and_clear_errors() {
             );
         }
     }
+    // Cameras read from the file names: `_c1` embeds as camera 0, `_c2` as camera 1.
+    let embed_with_camera = |camera: &str, out: &str| {
+        ok(&[
+            "embed",
+            "--checkpoint",
+            &checkpoint,
+            "--images",
+            &query,
+            "--out",
+            out,
+            "--camera",
+            camera,
+        ]);
+        read(out)
+    };
+    let by_name = embed_with_camera("name", &p("features_by_name.safetensors"));
+    let camera0 = embed_with_camera("0", &p("features_camera0.safetensors"));
+    let camera1 = read(&features);
+    let mut names: Vec<String> = std::fs::read_dir(&query)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    names.sort();
+    let dim = 5 * 64;
+    let rows = |f: &[f32], i: usize| f[i * dim..(i + 1) * dim].to_vec();
+    let close = |a: &[f32], b: &[f32]| a.iter().zip(b).all(|(x, y)| (x - y).abs() <= 1e-5);
+    let mut seen = [false; 2];
+    for (i, name) in names.iter().enumerate() {
+        let camera = usize::from(name.contains("_c2"));
+        assert!(name.contains(["_c1", "_c2"][camera]), "{name}");
+        seen[camera] = true;
+        let (same, other) = [(&camera0, &camera1), (&camera1, &camera0)][camera];
+        assert!(close(&rows(&by_name, i), &rows(same, i)), "{name}");
+        assert!(!close(&rows(&by_name, i), &rows(other, i)), "{name}");
+    }
+    assert_eq!(seen, [true, true], "queries from both cameras");
+    let unnamed = p("crop.jpg");
+    std::fs::copy(Path::new(&query).join(&names[0]), &unnamed).unwrap();
+    fails(
+        &[
+            "embed",
+            "--checkpoint",
+            &checkpoint,
+            "--images",
+            &unnamed,
+            "--out",
+            &p("never.safetensors"),
+            "--camera",
+            "name",
+        ],
+        "crop.jpg: no camera in the file name",
+    );
+    fails(
+        &[
+            "embed",
+            "--checkpoint",
+            &checkpoint,
+            "--images",
+            &query,
+            "--out",
+            &p("never.safetensors"),
+            "--camera",
+            "first",
+        ],
+        "neither a 0-based id nor `name`",
+    );
+
     if !cfg!(feature = "cuda") {
         let args = embed_on("cuda", &p("never.safetensors"));
         fails(
@@ -193,7 +260,7 @@ fn commands_produce_their_files_and_clear_errors() {
         "--out",
         &ranked,
         "--camera",
-        "0",
+        "name",
     ]);
     let picture = image::open(&ranked).unwrap();
     assert!(picture.width() > 6 * 64, "query and five tiles");
