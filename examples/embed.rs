@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use transreid::backend::CpuBackend;
 use transreid::data::Normalization;
 use transreid::embedder::Embedder;
+use transreid::file_name::CameraSource;
 
 fn main() -> anyhow::Result<()> {
     transreid::allocator::keep_freed_memory();
@@ -17,7 +18,10 @@ fn main() -> anyhow::Result<()> {
     let embedder =
         Embedder::<CpuBackend>::from_checkpoint(&checkpoint, Normalization::HALF, 32, &device)?;
     let dim = embedder.dim();
-    let feats = embedder.embed_paths(&paths, None)?;
+    // Camera SIE models embed each image with its camera: read it from `<pid>_c<camera>` names
+    // when they carry one.
+    let cameras = CameraSource::FileName.camera_ids(&paths).ok();
+    let feats = embedder.embed_paths(&paths, cameras.as_deref(), None)?;
     let norm = |v: &[f32]| v.iter().map(|x| x * x).sum::<f32>().sqrt().max(1e-12);
     for (i, a) in feats.chunks(dim).enumerate() {
         let best = feats

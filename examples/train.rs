@@ -84,13 +84,10 @@ fn main() -> anyhow::Result<()> {
         32,
         &device,
     )?;
-    let query: Vec<PathBuf> = dataset
-        .query
-        .iter()
-        .take(2)
-        .map(|i| i.path.clone())
-        .collect();
-    let feats = embedder.embed_paths(&query, Some(&[0, 0]))?;
+    let items = &dataset.query[..2];
+    let query: Vec<PathBuf> = items.iter().map(|i| i.path.clone()).collect();
+    let cameras: Vec<i64> = items.iter().map(|i| i.camid as i64).collect();
+    let feats = embedder.embed_paths(&query, Some(&cameras), None)?;
     println!(
         "embedded {} query images into {}-d features; the run folder is {}",
         query.len(),

@@ -18,14 +18,34 @@ pub enum EmbedderError {
     /// An image could not be read or transformed, or a label is out of range.
     #[error(transparent)]
     Inference(#[from] InferenceError),
-    /// Camera ids given for some images but not all.
-    #[error("{images} images but {cameras} camera ids")]
-    CameraCount {
+    /// Camera or view ids given, but not one per image.
+    #[error("{images} images but {given} {label} ids")]
+    LabelCount {
+        /// Which ids.
+        label: SideLabel,
         /// Images to embed.
         images: usize,
-        /// Camera ids given.
-        cameras: usize,
+        /// Ids given.
+        given: usize,
     },
+}
+
+/// The side information an SIE model embeds with each image.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SideLabel {
+    /// Camera ids (0-based).
+    Camera,
+    /// Viewpoint ids (as the dataset stores them, e.g. VeRi-776's 0..7).
+    View,
+}
+
+impl std::fmt::Display for SideLabel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Camera => "camera",
+            Self::View => "view",
+        })
+    }
 }
 
 /// A loaded model with its test transform (bilinear resize to the model's input, normalise).
@@ -79,18 +99,21 @@ impl<B: Backend> Embedder<B> {
         self.config.embed_dim()
     }
 
-    /// Embeds decoded images; `cameras` (0-based) is needed by a model with camera SIE.
-    /// Returns `[images, dim]` row-major.
+    /// Embeds decoded images. Models with camera or view SIE need `cameras` (0-based) or
+    /// `views`, one per image; `None` embeds every image with id 0. Returns `[images, dim]`
+    /// row-major.
     pub fn embed_images(
         &self,
         images: &[RgbImage],
         cameras: Option<&[i64]>,
+        views: Option<&[i64]>,
     ) -> Result<Vec<f32>, EmbedderError> {
-        if let Some(c) = cameras {
-            if c.len() != images.len() {
-                return Err(EmbedderError::CameraCount {
+        for (label, ids) in [(SideLabel::Camera, cameras), (SideLabel::View, views)] {
+            if let Some(ids) = ids.filter(|ids| ids.len() != images.len()) {
+                return Err(EmbedderError::LabelCount {
+                    label,
                     images: images.len(),
-                    cameras: c.len(),
+                    given: ids.len(),
                 });
             }
         }
@@ -103,13 +126,14 @@ impl<B: Backend> Embedder<B> {
                 self.transform.apply(image, slot);
             }
             let first = chunk_index * self.batch_size;
-            let cams: Vec<i64> = cameras.map_or(vec![0; n], |c| c[first..first + n].to_vec());
+            let ids =
+                |ids: Option<&[i64]>| ids.map_or(vec![0; n], |c| c[first..first + n].to_vec());
             let feats = embed_batch(
                 &self.model,
                 pixels,
                 [n, 3, h, w],
-                &cams,
-                &vec![0; n],
+                &ids(cameras),
+                &ids(views),
                 &self.device,
             )
             .map_err(InferenceError::from)?;
@@ -118,16 +142,18 @@ impl<B: Backend> Embedder<B> {
         Ok(out)
     }
 
-    /// Decodes and embeds image files. Returns `[paths, dim]` row-major.
+    /// Decodes and embeds image files, as [`Embedder::embed_images`]. Returns `[paths, dim]`
+    /// row-major.
     pub fn embed_paths(
         &self,
         paths: &[PathBuf],
         cameras: Option<&[i64]>,
+        views: Option<&[i64]>,
     ) -> Result<Vec<f32>, EmbedderError> {
         let images = paths
             .iter()
             .map(|p| decode_rgb(p).map_err(|e| EmbedderError::Inference(e.into())))
             .collect::<Result<Vec<_>, _>>()?;
-        self.embed_images(&images, cameras)
+        self.embed_images(&images, cameras, views)
     }
 }

@@ -15,8 +15,8 @@ use transreid::data::{
     Normalization, SynthConfig, TestTransform, TransformConfig,
 };
 use transreid::embedder::Embedder;
-use transreid::file_name::CameraSource;
 use transreid::eval::{EvalConfig, RerankConfig};
+use transreid::file_name::CameraSource;
 use transreid::inference::evaluate_model;
 use transreid::inference::{embed_items, evaluate_features, model_transforms};
 use transreid::loss::ObjectiveConfig;
@@ -118,6 +118,9 @@ struct EmbedArgs {
     /// its `<pid>_c<camera>…` file name (default: 0).
     #[arg(long)]
     camera: Option<CameraSource>,
+    /// View id of every image, for view SIE models (VeRi-776 TransReID; default 0).
+    #[arg(long)]
+    view: Option<i64>,
     /// ImageNet normalisation instead of 0.5 / 0.5.
     #[arg(long)]
     imagenet_norm: bool,
@@ -195,6 +198,9 @@ struct SearchArgs {
     /// its `<pid>_c<camera>…` file name (default: 0).
     #[arg(long)]
     camera: Option<CameraSource>,
+    /// View id of every image, for view SIE models (VeRi-776 TransReID; default 0).
+    #[arg(long)]
+    view: Option<i64>,
     /// ImageNet normalisation instead of 0.5 / 0.5.
     #[arg(long)]
     imagenet_norm: bool,
@@ -435,6 +441,7 @@ fn embed<B: Backend>(args: EmbedArgs, device: &B::Device) -> anyhow::Result<()> 
         images,
         out,
         camera,
+        view,
         imagenet_norm,
         ..
     } = args;
@@ -442,7 +449,8 @@ fn embed<B: Backend>(args: EmbedArgs, device: &B::Device) -> anyhow::Result<()> 
     let embedder =
         Embedder::<B>::from_checkpoint(&checkpoint, normalization(imagenet_norm), 32, device)?;
     let cameras = camera.map(|c| c.camera_ids(&paths)).transpose()?;
-    let features = embedder.embed_paths(&paths, cameras.as_deref())?;
+    let views = view.map(|v| vec![v; paths.len()]);
+    let features = embedder.embed_paths(&paths, cameras.as_deref(), views.as_deref())?;
     let dim = embedder.dim();
     let names: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
     let tensors = StateDict::from([(
@@ -495,10 +503,17 @@ fn search_command<B: Backend>(args: SearchArgs, device: &B::Device) -> anyhow::R
     )?;
     let query_image = decode_rgb(&args.query)?;
     let cameras = |paths: &[PathBuf]| args.camera.map(|c| c.camera_ids(paths)).transpose();
-    let query_cameras = cameras(std::slice::from_ref(&args.query))?;
-    let query_feature =
-        embedder.embed_images(std::slice::from_ref(&query_image), query_cameras.as_deref())?;
-    let gallery_features = embedder.embed_paths(&gallery, cameras(&gallery)?.as_deref())?;
+    let views = |n: usize| args.view.map(|v| vec![v; n]);
+    let query_feature = embedder.embed_images(
+        std::slice::from_ref(&query_image),
+        cameras(std::slice::from_ref(&args.query))?.as_deref(),
+        views(1).as_deref(),
+    )?;
+    let gallery_features = embedder.embed_paths(
+        &gallery,
+        cameras(&gallery)?.as_deref(),
+        views(gallery.len()).as_deref(),
+    )?;
     let result = search(
         &args.query,
         &query_feature,
