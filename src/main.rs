@@ -105,15 +105,22 @@ struct EvalArgs {
 
 #[derive(clap::Args)]
 struct EmbedArgs {
-    /// Checkpoint.
-    #[arg(long)]
-    checkpoint: PathBuf,
     /// Image files or folders.
     #[arg(long, num_args = 1.., required = true)]
     images: Vec<PathBuf>,
     /// Output `.safetensors`: `features` [N, dim]; the paths in the metadata key `paths`.
     #[arg(long)]
     out: PathBuf,
+    #[command(flatten)]
+    model: EmbedModelArgs,
+}
+
+/// The model of `embed` and `search` and the camera / view ids its images get.
+#[derive(clap::Args)]
+struct EmbedModelArgs {
+    /// Checkpoint.
+    #[arg(long)]
+    checkpoint: PathBuf,
     /// Camera of every image, for camera SIE models: a 0-based id, or `name` to read each from
     /// its `<pid>_c<camera>…` file name (default: 0).
     #[arg(long)]
@@ -127,6 +134,29 @@ struct EmbedArgs {
     /// Compute backend.
     #[arg(long, value_enum, default_value = "flex")]
     device: Device,
+}
+
+impl EmbedModelArgs {
+    fn embedder<B: Backend>(&self, device: &B::Device) -> anyhow::Result<Embedder<B>> {
+        let normalization = normalization(self.imagenet_norm);
+        Ok(Embedder::from_checkpoint(
+            &self.checkpoint,
+            normalization,
+            32,
+            device,
+        )?)
+    }
+
+    /// Embeds the image files at `paths` with their camera and view ids.
+    fn embed_paths<B: Backend>(
+        &self,
+        embedder: &Embedder<B>,
+        paths: &[PathBuf],
+    ) -> anyhow::Result<Vec<f32>> {
+        let cameras = self.camera.map(|c| c.camera_ids(paths)).transpose()?;
+        let views = self.view.map(|v| vec![v; paths.len()]);
+        Ok(embedder.embed_paths(paths, cameras.as_deref(), views.as_deref())?)
+    }
 }
 
 /// A compute backend.
@@ -179,9 +209,6 @@ struct TrainArgs {
 
 #[derive(clap::Args)]
 struct SearchArgs {
-    /// Checkpoint.
-    #[arg(long)]
-    checkpoint: PathBuf,
     /// The query image.
     #[arg(long)]
     query: PathBuf,
@@ -194,19 +221,8 @@ struct SearchArgs {
     /// The ranked-list picture (`.png`); the JSON goes beside it (`.json`).
     #[arg(long)]
     out: PathBuf,
-    /// Camera of every image, for camera SIE models: a 0-based id, or `name` to read each from
-    /// its `<pid>_c<camera>…` file name (default: 0).
-    #[arg(long)]
-    camera: Option<CameraSource>,
-    /// View id of every image, for view SIE models (VeRi-776 TransReID; default 0).
-    #[arg(long)]
-    view: Option<i64>,
-    /// ImageNet normalisation instead of 0.5 / 0.5.
-    #[arg(long)]
-    imagenet_norm: bool,
-    /// Compute backend.
-    #[arg(long, value_enum, default_value = "flex")]
-    device: Device,
+    #[command(flatten)]
+    model: EmbedModelArgs,
 }
 
 #[derive(Subcommand)]
@@ -338,7 +354,7 @@ fn main() -> anyhow::Result<()> {
                 },
             )
         }
-        Command::Search(args) => on_backend(args.device, ForwardJob::Search(args)),
+        Command::Search(args) => on_backend(args.model.device, ForwardJob::Search(args)),
         Command::Data {
             command:
                 DataCommand::Stats {
@@ -375,7 +391,7 @@ fn main() -> anyhow::Result<()> {
         }
         Command::Import(args) => import(args),
         Command::Eval(args) => on_backend(args.device, ForwardJob::Eval(args)),
-        Command::Embed(args) => on_backend(args.device, ForwardJob::Embed(args)),
+        Command::Embed(args) => on_backend(args.model.device, ForwardJob::Embed(args)),
     }
 }
 
@@ -436,21 +452,10 @@ fn eval<B: Backend>(args: EvalArgs, device: &B::Device) -> anyhow::Result<()> {
 }
 
 fn embed<B: Backend>(args: EmbedArgs, device: &B::Device) -> anyhow::Result<()> {
-    let EmbedArgs {
-        checkpoint,
-        images,
-        out,
-        camera,
-        view,
-        imagenet_norm,
-        ..
-    } = args;
+    let EmbedArgs { images, out, model } = args;
     let paths = list_images(&images)?;
-    let embedder =
-        Embedder::<B>::from_checkpoint(&checkpoint, normalization(imagenet_norm), 32, device)?;
-    let cameras = camera.map(|c| c.camera_ids(&paths)).transpose()?;
-    let views = view.map(|v| vec![v; paths.len()]);
-    let features = embedder.embed_paths(&paths, cameras.as_deref(), views.as_deref())?;
+    let embedder = model.embedder::<B>(device)?;
+    let features = model.embed_paths(&embedder, &paths)?;
     let dim = embedder.dim();
     let names: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
     let tensors = StateDict::from([(
@@ -495,25 +500,12 @@ fn list_images(inputs: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
 fn search_command<B: Backend>(args: SearchArgs, device: &B::Device) -> anyhow::Result<()> {
     let gallery = list_images(&args.gallery)?;
     anyhow::ensure!(args.top_k > 0, "--top-k must be positive");
-    let embedder = Embedder::<B>::from_checkpoint(
-        &args.checkpoint,
-        normalization(args.imagenet_norm),
-        32,
-        device,
-    )?;
+    let embedder = args.model.embedder::<B>(device)?;
     let query_image = decode_rgb(&args.query)?;
-    let cameras = |paths: &[PathBuf]| args.camera.map(|c| c.camera_ids(paths)).transpose();
-    let views = |n: usize| args.view.map(|v| vec![v; n]);
-    let query_feature = embedder.embed_images(
-        std::slice::from_ref(&query_image),
-        cameras(std::slice::from_ref(&args.query))?.as_deref(),
-        views(1).as_deref(),
-    )?;
-    let gallery_features = embedder.embed_paths(
-        &gallery,
-        cameras(&gallery)?.as_deref(),
-        views(gallery.len()).as_deref(),
-    )?;
+    let query_feature = args
+        .model
+        .embed_paths(&embedder, std::slice::from_ref(&args.query))?;
+    let gallery_features = args.model.embed_paths(&embedder, &gallery)?;
     let result = search(
         &args.query,
         &query_feature,
