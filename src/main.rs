@@ -92,9 +92,10 @@ struct EvalArgs {
     /// k-reciprocal re-ranking (k1 20, k2 6, lambda 0.3).
     #[arg(long)]
     rerank: bool,
-    /// ImageNet normalisation (the DeiT configs of VeRi / VehicleID) instead of 0.5 / 0.5.
-    #[arg(long)]
-    imagenet_norm: bool,
+    /// Input normalisation. Default: the one of the run's `config.toml` beside the checkpoint,
+    /// else `half`.
+    #[arg(long, value_enum)]
+    normalization: Option<NormalizationChoice>,
     /// Where to write the CMC curve.
     #[arg(long, default_value = "cmc.png")]
     cmc_plot: PathBuf,
@@ -128,9 +129,10 @@ struct EmbedModelArgs {
     /// View id of every image, for view SIE models (VeRi-776 TransReID; default 0).
     #[arg(long)]
     view: Option<i64>,
-    /// ImageNet normalisation instead of 0.5 / 0.5.
-    #[arg(long)]
-    imagenet_norm: bool,
+    /// Input normalisation. Default: the one of the run's `config.toml` beside the checkpoint,
+    /// else `half`.
+    #[arg(long, value_enum)]
+    normalization: Option<NormalizationChoice>,
     /// Compute backend.
     #[arg(long, value_enum, default_value = "flex")]
     device: Device,
@@ -138,7 +140,7 @@ struct EmbedModelArgs {
 
 impl EmbedModelArgs {
     fn embedder<B: Backend>(&self, device: &B::Device) -> anyhow::Result<Embedder<B>> {
-        let normalization = normalization(self.imagenet_norm);
+        let normalization = input_normalization(&self.checkpoint, self.normalization)?;
         Ok(Embedder::from_checkpoint(
             &self.checkpoint,
             normalization,
@@ -395,11 +397,37 @@ fn main() -> anyhow::Result<()> {
     }
 }
 
-fn normalization(imagenet: bool) -> Normalization {
-    if imagenet {
-        Normalization::IMAGENET
-    } else {
-        Normalization::HALF
+/// The input normalisation a model was trained with.
+#[derive(clap::ValueEnum, Clone, Copy, PartialEq, Eq, Debug)]
+enum NormalizationChoice {
+    /// Mean and std 0.5 (the ViT configs).
+    Half,
+    /// ImageNet mean and std (the DeiT configs of VeRi-776 / VehicleID).
+    Imagenet,
+}
+
+/// The input normalisation for `checkpoint`: `chosen`, else the one of the run's `config.toml`
+/// beside it (what `train` writes), else 0.5 / 0.5.
+fn input_normalization(
+    checkpoint: &Path,
+    chosen: Option<NormalizationChoice>,
+) -> anyhow::Result<Normalization> {
+    match chosen {
+        Some(NormalizationChoice::Half) => Ok(Normalization::HALF),
+        Some(NormalizationChoice::Imagenet) => Ok(Normalization::IMAGENET),
+        None => {
+            let run_config = checkpoint.with_file_name(RUN_CONFIG_FILE);
+            if !run_config.is_file() {
+                return Ok(Normalization::HALF);
+            }
+            let config = RunConfig::from_file(&run_config).with_context(|| {
+                format!(
+                    "reading the input normalisation from {} (or give --normalization)",
+                    run_config.display()
+                )
+            })?;
+            Ok(config.input.normalization)
+        }
     }
 }
 
@@ -409,14 +437,14 @@ fn eval<B: Backend>(args: EvalArgs, device: &B::Device) -> anyhow::Result<()> {
         dataset: kind,
         root,
         rerank,
-        imagenet_norm,
+        normalization,
         cmc_plot,
         ..
     } = args;
     let (model, config) = load_checkpoint::<B>(&checkpoint, device)
         .with_context(|| format!("loading {}", checkpoint.display()))?;
     let dataset = load_dataset(kind, &root, &LoadOptions::default())?;
-    let transforms = model_transforms(&config, normalization(imagenet_norm));
+    let transforms = model_transforms(&config, input_normalization(&checkpoint, normalization)?);
     let loader = EvalLoader::from_dataset(
         &dataset,
         TestTransform::new(&transforms)?,

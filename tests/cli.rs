@@ -8,6 +8,12 @@ use transreid::model::{
     save_checkpoint, JpmConfig, SieConfig, SieMode, TransReidConfig, VitPreset,
 };
 
+/// The demo's configuration.
+const TINY_CONFIG: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/configs/synthetic/tiny_transreid.toml"
+);
+
 fn transreid(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_transreid"))
         .args(args)
@@ -232,6 +238,59 @@ fn commands_produce_their_files_and_clear_errors() {
         "neither a 0-based id nor `name`",
     );
 
+    // The input normalisation: --normalization, else the run's config.toml beside the
+    // checkpoint.
+    let run = p("run");
+    std::fs::create_dir(&run).unwrap();
+    let run_checkpoint = format!("{run}/checkpoint.safetensors");
+    std::fs::copy(&checkpoint, &run_checkpoint).unwrap();
+    let preset = std::fs::read_to_string(TINY_CONFIG).unwrap();
+    let half = "normalization = { mean = [0.5, 0.5, 0.5], std = [0.5, 0.5, 0.5] }";
+    assert!(preset.contains(half));
+    let imagenet = "normalization = { mean = [0.485, 0.456, 0.406], std = [0.229, 0.224, 0.225] }";
+    std::fs::write(format!("{run}/config.toml"), preset.replace(half, imagenet)).unwrap();
+    let embed_normalized = |choice: &[&str], out: &str| {
+        let mut args = vec![
+            "embed",
+            "--checkpoint",
+            &run_checkpoint,
+            "--images",
+            &query,
+            "--out",
+            out,
+            "--camera",
+            "name",
+        ];
+        args.extend_from_slice(choice);
+        ok(&args);
+        read(out)
+    };
+    let from_config = embed_normalized(&[], &p("features_from_config.safetensors"));
+    let as_imagenet = embed_normalized(
+        &["--normalization", "imagenet"],
+        &p("features_imagenet.safetensors"),
+    );
+    let as_half = embed_normalized(
+        &["--normalization", "half"],
+        &p("features_half.safetensors"),
+    );
+    assert_eq!(from_config, as_imagenet);
+    assert_eq!(as_half, by_name);
+    assert!(!close(&from_config, &as_half));
+    std::fs::write(format!("{run}/config.toml"), "output_dir = 3").unwrap();
+    fails(
+        &[
+            "embed",
+            "--checkpoint",
+            &run_checkpoint,
+            "--images",
+            &query,
+            "--out",
+            &p("never.safetensors"),
+        ],
+        "or give --normalization",
+    );
+
     if !cfg!(feature = "cuda") {
         let args = embed_on("cuda", &p("never.safetensors"));
         fails(
@@ -357,10 +416,7 @@ fn train_runs_from_a_configuration_and_resumes() {
         "--cameras",
         "2",
     ]);
-    let config = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/configs/synthetic/tiny_transreid.toml"
-    );
+    let config = TINY_CONFIG;
     let run = p("run");
     let common = [
         "--root",
