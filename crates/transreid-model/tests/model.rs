@@ -8,54 +8,15 @@ use burn::module::AutodiffModule;
 use burn::prelude::*;
 use transreid_model::{
     export_reference, load_checkpoint, load_reference, read_state_dict, save_checkpoint,
-    write_safetensors, HostTensor, ImportError, ImportOptions, JpmConfig, NeckFeat, Precision,
-    SieConfig, SieMode, TrainOutput, TransReidConfig, VitPreset,
+    write_safetensors, HostTensor, ImportError, ImportOptions, JpmConfig, NeckFeat, SieConfig,
+    SieMode, TransReidConfig, VitPreset,
 };
 
+mod common;
+
+use common::{images, labels, squared_sum, tiny, values};
+
 type Train = Autodiff<NdArray>;
-
-fn tiny(jpm: bool, sie: SieMode) -> TransReidConfig {
-    let vit = VitPreset::Tiny
-        .config([64, 32], [12, 12])
-        .with_drop_path_rate(0.0);
-    TransReidConfig::new(vit, 7)
-        .with_sie(
-            SieConfig::new()
-                .with_mode(sie)
-                .with_camera_num(3)
-                .with_view_num(2),
-        )
-        .with_jpm(jpm.then(JpmConfig::new))
-}
-
-fn images<B: Backend>(batch: usize, h: usize, w: usize, device: &B::Device) -> Tensor<B, 4> {
-    let n = batch * 3 * h * w;
-    let data: Vec<f32> = (0..n)
-        .map(|i| ((i * 7919 % 1000) as f32 / 500.0) - 1.0)
-        .collect();
-    Tensor::from_data(TensorData::new(data, [batch, 3, h, w]), device)
-}
-
-fn labels<B: Backend>(values: &[i64], device: &B::Device) -> Option<Tensor<B, 1, Int>> {
-    Some(Tensor::from_data(
-        TensorData::new(values.to_vec(), [values.len()]),
-        device,
-    ))
-}
-
-/// A loss touching every training output: the sum of their squares.
-fn squared_sum<B: Backend>(out: TrainOutput<B>) -> Tensor<B, 1> {
-    out.scores
-        .into_iter()
-        .chain(out.feats)
-        .map(|t| t.powf_scalar(2.0).sum())
-        .reduce(|a, b| a + b)
-        .unwrap()
-}
-
-fn values<B: Backend, const D: usize>(t: Tensor<B, D>) -> Vec<f32> {
-    t.into_data().convert::<f32>().to_vec().unwrap()
-}
 
 #[test]
 fn every_preset_at_its_real_resolution() {
@@ -139,76 +100,6 @@ fn training_outputs_one_entry_per_branch() {
     let baseline = tiny(false, SieMode::None).init::<Train>(&device);
     let out = baseline.forward_train(images(2, 64, 32, &device), None, None);
     assert_eq!((out.scores.len(), out.feats.len()), (1, 1));
-}
-
-/// `|a - b| / |b|` over all elements.
-fn relative_error(a: &[f32], b: &[f32]) -> f64 {
-    let diff: f64 = a.iter().zip(b).map(|(x, y)| ((x - y) as f64).powi(2)).sum();
-    let norm: f64 = b.iter().map(|y| (*y as f64).powi(2)).sum();
-    (diff / norm).sqrt()
-}
-
-#[test]
-fn reduced_precision_products_track_f32_and_keep_f32_parameters() {
-    type Mixed = Autodiff<Flex>;
-    let device = Default::default();
-    let model = tiny(true, SieMode::Camera).init::<Mixed>(&device);
-    // Everything the loss sees, and one weight gradient in every kind of layer.
-    let run = |model: &transreid_model::TransReid<Mixed>| {
-        let out = model.forward_train(
-            images(4, 64, 32, &device),
-            labels(&[0, 1, 2, 0], &device),
-            None,
-        );
-        for t in out.scores.iter().chain(&out.feats) {
-            assert_eq!(t.dtype(), burn::tensor::DType::F32, "outputs leave in f32");
-        }
-        let outputs: Vec<f32> = out
-            .scores
-            .iter()
-            .chain(&out.feats)
-            .flat_map(|t| values(t.clone()))
-            .collect();
-        let loss = squared_sum(out);
-        let grads = loss.backward();
-        let block = &model.base.blocks[1];
-        let b2 = &model.b2.as_ref().unwrap().block;
-        let grads: Vec<Vec<f32>> = [
-            block.attn.qkv.weight.grad(&grads).unwrap(),
-            block.attn.proj.weight.grad(&grads).unwrap(),
-            block.mlp.fc2.weight.grad(&grads).unwrap(),
-            b2.mlp.fc1.weight.grad(&grads).unwrap(),
-        ]
-        .into_iter()
-        .map(|g| {
-            assert_eq!(g.dtype(), burn::tensor::DType::F32, "f32 master gradients");
-            values(g)
-        })
-        .collect();
-        (outputs, grads)
-    };
-    let (want_out, want_grads) = run(&model);
-    // bf16 keeps 8 significant bits, f16 11: errors of a few ulp through four blocks.
-    for (precision, tolerance) in [(Precision::Bf16, 1.5e-2), (Precision::F16, 2e-3)] {
-        let mixed = model.clone().with_precision(precision);
-        assert_eq!(
-            mixed.base.blocks[0].attn.qkv.weight.val().dtype(),
-            burn::tensor::DType::F32
-        );
-        let (out, grads) = run(&mixed);
-        let error = relative_error(&out, &want_out);
-        assert!(
-            error > 0.0 && error < tolerance,
-            "{precision:?} outputs: relative error {error}"
-        );
-        for (i, (g, want)) in grads.iter().zip(&want_grads).enumerate() {
-            let error = relative_error(g, want);
-            assert!(
-                error > 0.0 && error < 2.0 * tolerance,
-                "{precision:?} gradient {i}: relative error {error}"
-            );
-        }
-    }
 }
 
 #[test]
