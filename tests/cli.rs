@@ -1,5 +1,7 @@
 //! The `transreid` binary on a tiny checkpoint and synthetic data: files produced, clear errors.
 
+use std::ffi::OsStr;
+use std::fmt::Debug;
 use std::path::Path;
 use std::process::{Command, Output};
 
@@ -14,7 +16,7 @@ const TINY_CONFIG: &str = concat!(
     "/configs/synthetic/tiny_transreid.toml"
 );
 
-fn transreid(args: &[&str]) -> Output {
+fn transreid<S: AsRef<OsStr>>(args: &[S]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_transreid"))
         .args(args)
         .env("RUST_BACKTRACE", "0")
@@ -22,7 +24,7 @@ fn transreid(args: &[&str]) -> Output {
         .unwrap()
 }
 
-fn ok(args: &[&str]) -> String {
+fn ok<S: AsRef<OsStr> + Debug>(args: &[S]) -> String {
     let out = transreid(args);
     assert!(
         out.status.success(),
@@ -32,7 +34,7 @@ fn ok(args: &[&str]) -> String {
     String::from_utf8(out.stdout).unwrap()
 }
 
-fn fails(args: &[&str], message: &str) {
+fn fails<S: AsRef<OsStr> + Debug>(args: &[S], message: &str) {
     let out = transreid(args);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "{args:?} should fail");
@@ -40,6 +42,32 @@ fn fails(args: &[&str], message: &str) {
         stderr.contains(message),
         "{args:?}: `{stderr}` lacks `{message}`"
     );
+}
+
+/// `transreid embed` of `images` with `checkpoint` into `out`, then `extra`.
+fn embed_args(checkpoint: &str, images: &str, out: &str, extra: &[&str]) -> Vec<String> {
+    let args = [
+        "embed",
+        "--checkpoint",
+        checkpoint,
+        "--images",
+        images,
+        "--out",
+        out,
+    ];
+    args.iter().chain(extra).map(|a| a.to_string()).collect()
+}
+
+/// The `features` of an `embed` output file.
+fn read_features(path: &str) -> Vec<f32> {
+    let bytes = std::fs::read(path).unwrap();
+    let file = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    file.tensor("features")
+        .unwrap()
+        .data()
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes(b.try_into().unwrap()))
+        .collect()
 }
 
 #[test]
@@ -117,52 +145,27 @@ fn commands_produce_their_files_and_clear_errors() {
 
     let features = p("features.safetensors");
     let query = format!("{data}/query");
-    ok(&[
-        "embed",
-        "--checkpoint",
+    ok(&embed_args(
         &checkpoint,
-        "--images",
         &query,
-        "--out",
         &features,
-        "--camera",
-        "1",
-    ]);
+        &["--camera", "1"],
+    ));
     let bytes = std::fs::read(&features).unwrap();
     let file = safetensors::SafeTensors::deserialize(&bytes).unwrap();
     let queries = std::fs::read_dir(&query).unwrap().count();
     assert_eq!(file.tensor("features").unwrap().shape(), &[queries, 5 * 64]);
+    // Embeds the queries with `checkpoint` into `out` and reads the features back.
+    let embedded = |checkpoint: &str, out: &str, extra: &[&str]| {
+        ok(&embed_args(checkpoint, &query, out, extra));
+        read_features(out)
+    };
     // The same features on another backend.
-    let embed_on = |device: &str, out: &str| {
-        [
-            "embed",
-            "--checkpoint",
-            &checkpoint,
-            "--images",
-            &query,
-            "--out",
-            out,
-            "--camera",
-            "1",
-            "--device",
-            device,
-        ]
-        .map(String::from)
-    };
-    let read = |path: &str| -> Vec<f32> {
-        let bytes = std::fs::read(path).unwrap();
-        let file = safetensors::SafeTensors::deserialize(&bytes).unwrap();
-        file.tensor("features")
-            .unwrap()
-            .data()
-            .chunks_exact(4)
-            .map(|b| f32::from_le_bytes(b.try_into().unwrap()))
-            .collect()
-    };
+    let on_device = |device| ["--camera", "1", "--device", device];
     if cfg!(feature = "wgpu") {
         let on_wgpu = p("features_wgpu.safetensors");
-        ok(&embed_on("wgpu", &on_wgpu).each_ref().map(String::as_str));
-        let (flex, wgpu) = (read(&features), read(&on_wgpu));
+        let wgpu = embedded(&checkpoint, &on_wgpu, &on_device("wgpu"));
+        let flex = read_features(&features);
         assert_eq!(flex.len(), wgpu.len());
         for (i, (a, b)) in flex.iter().zip(&wgpu).enumerate() {
             assert!(
@@ -172,23 +175,17 @@ fn commands_produce_their_files_and_clear_errors() {
         }
     }
     // Cameras read from the file names: `_c1` embeds as camera 0, `_c2` as camera 1.
-    let embed_with_camera = |camera: &str, out: &str| {
-        ok(&[
-            "embed",
-            "--checkpoint",
-            &checkpoint,
-            "--images",
-            &query,
-            "--out",
-            out,
-            "--camera",
-            camera,
-        ]);
-        read(out)
-    };
-    let by_name = embed_with_camera("name", &p("features_by_name.safetensors"));
-    let camera0 = embed_with_camera("0", &p("features_camera0.safetensors"));
-    let camera1 = read(&features);
+    let by_name = embedded(
+        &checkpoint,
+        &p("features_by_name.safetensors"),
+        &["--camera", "name"],
+    );
+    let camera0 = embedded(
+        &checkpoint,
+        &p("features_camera0.safetensors"),
+        &["--camera", "0"],
+    );
+    let camera1 = read_features(&features);
     let mut names: Vec<String> = std::fs::read_dir(&query)
         .unwrap()
         .map(|e| e.unwrap().file_name().into_string().unwrap())
@@ -209,32 +206,13 @@ fn commands_produce_their_files_and_clear_errors() {
     assert_eq!(seen, [true, true], "queries from both cameras");
     let unnamed = p("crop.jpg");
     std::fs::copy(Path::new(&query).join(&names[0]), &unnamed).unwrap();
+    let never = p("never.safetensors");
     fails(
-        &[
-            "embed",
-            "--checkpoint",
-            &checkpoint,
-            "--images",
-            &unnamed,
-            "--out",
-            &p("never.safetensors"),
-            "--camera",
-            "name",
-        ],
+        &embed_args(&checkpoint, &unnamed, &never, &["--camera", "name"]),
         "crop.jpg: no camera in the file name",
     );
     fails(
-        &[
-            "embed",
-            "--checkpoint",
-            &checkpoint,
-            "--images",
-            &query,
-            "--out",
-            &p("never.safetensors"),
-            "--camera",
-            "first",
-        ],
+        &embed_args(&checkpoint, &query, &never, &["--camera", "first"]),
         "neither a 0-based id nor `name`",
     );
 
@@ -249,28 +227,19 @@ fn commands_produce_their_files_and_clear_errors() {
     assert!(preset.contains(half));
     let imagenet = "normalization = { mean = [0.485, 0.456, 0.406], std = [0.229, 0.224, 0.225] }";
     std::fs::write(format!("{run}/config.toml"), preset.replace(half, imagenet)).unwrap();
-    let embed_normalized = |choice: &[&str], out: &str| {
-        let mut args = vec![
-            "embed",
-            "--checkpoint",
+    let normalized = |choice: &[&str], out: &str| {
+        embedded(
             &run_checkpoint,
-            "--images",
-            &query,
-            "--out",
             out,
-            "--camera",
-            "name",
-        ];
-        args.extend_from_slice(choice);
-        ok(&args);
-        read(out)
+            &[&["--camera", "name"], choice].concat(),
+        )
     };
-    let from_config = embed_normalized(&[], &p("features_from_config.safetensors"));
-    let as_imagenet = embed_normalized(
+    let from_config = normalized(&[], &p("features_from_config.safetensors"));
+    let as_imagenet = normalized(
         &["--normalization", "imagenet"],
         &p("features_imagenet.safetensors"),
     );
-    let as_half = embed_normalized(
+    let as_half = normalized(
         &["--normalization", "half"],
         &p("features_half.safetensors"),
     );
@@ -279,22 +248,13 @@ fn commands_produce_their_files_and_clear_errors() {
     assert!(!close(&from_config, &as_half));
     std::fs::write(format!("{run}/config.toml"), "output_dir = 3").unwrap();
     fails(
-        &[
-            "embed",
-            "--checkpoint",
-            &run_checkpoint,
-            "--images",
-            &query,
-            "--out",
-            &p("never.safetensors"),
-        ],
+        &embed_args(&run_checkpoint, &query, &never, &[]),
         "or give --normalization",
     );
 
     if !cfg!(feature = "cuda") {
-        let args = embed_on("cuda", &p("never.safetensors"));
         fails(
-            &args.each_ref().map(String::as_str),
+            &embed_args(&checkpoint, &query, &never, &on_device("cuda")),
             "without the `cuda` feature",
         );
     }
@@ -374,17 +334,7 @@ fn commands_produce_their_files_and_clear_errors() {
         "missing directory",
     );
     fails(
-        &[
-            "embed",
-            "--checkpoint",
-            &checkpoint,
-            "--images",
-            &query,
-            "--out",
-            &features,
-            "--camera",
-            "7",
-        ],
+        &embed_args(&checkpoint, &query, &features, &["--camera", "7"]),
         "camera id 7 out of range",
     );
     fails(
