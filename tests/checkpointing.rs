@@ -7,12 +7,10 @@ use burn::optim::GradientsParams;
 use burn::prelude::*;
 use burn::tensor::backend::AutodiffBackend;
 use transreid::backend::TrainBackend;
-use transreid_model::{
-    load_checkpoint, save_checkpoint, JpmConfig, SieConfig, SieMode, TransReidConfig, VitPreset,
-};
+use transreid_model::{load_checkpoint, save_checkpoint};
 
 mod common;
-use common::{batch_loss, grads_by_name};
+use common::{batch_loss, batch_model_config, grads_by_name};
 
 /// Loss and every parameter's gradient of one training step's forward and backward.
 fn loss_and_grads<A: AutodiffBackend>(
@@ -30,16 +28,7 @@ fn loss_and_grads<A: AutodiffBackend>(
 
 #[test]
 fn recomputing_memory_bound_operations_keeps_loss_and_gradients() {
-    let vit = VitPreset::Tiny
-        .config([64, 32], [16, 16])
-        .with_drop_path_rate(0.3);
-    let config = TransReidConfig::new(vit, 4)
-        .with_sie(
-            SieConfig::new()
-                .with_mode(SieMode::Camera)
-                .with_camera_num(3),
-        )
-        .with_jpm(Some(JpmConfig::new()));
+    let config = batch_model_config(0.3, true);
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("model.safetensors");
     save_checkpoint(&config.init::<Flex>(&Default::default()), &config, &path).unwrap();

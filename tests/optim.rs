@@ -6,12 +6,11 @@ use burn::module::AutodiffModule;
 use burn::optim::GradientsParams;
 use transreid::optim::{CosineWarmup, LossScaler, Sgd, SolverConfig};
 use transreid_model::{
-    export_state_dict, read_state_dict, JpmConfig, SieConfig, SieMode, StateDict, TransReid,
-    TransReidConfig, VitPreset,
+    export_state_dict, read_state_dict, JpmConfig, StateDict, TransReid, TransReidConfig, VitPreset,
 };
 
 mod common;
-use common::{batch_loss, grads_by_name, B};
+use common::{batch_loss, batch_model_config, grads_by_name, B};
 
 #[test]
 fn schedule_matches_the_reference_for_every_epoch() {
@@ -48,16 +47,7 @@ fn grads_of(model: &TransReid<B>, step: usize) -> GradientsParams {
 #[test]
 fn sgd_steps_move_every_parameter_by_the_formula() {
     let device = Default::default();
-    let vit = VitPreset::Tiny
-        .config([64, 32], [16, 16])
-        .with_drop_path_rate(0.0);
-    let config = TransReidConfig::new(vit, 4)
-        .with_sie(
-            SieConfig::new()
-                .with_mode(SieMode::Camera)
-                .with_camera_num(3),
-        )
-        .with_jpm(Some(JpmConfig::new()));
+    let config = batch_model_config(0.0, true);
     let mut model = config.init::<B>(&device);
     let solver = SolverConfig::new(0.008);
     let schedule = CosineWarmup::new(0.008, 120);
@@ -191,16 +181,7 @@ fn momentum_state_round_trips() {
 }
 
 fn small_model() -> TransReid<B> {
-    let vit = VitPreset::Tiny
-        .config([64, 32], [16, 16])
-        .with_drop_path_rate(0.0);
-    TransReidConfig::new(vit, 4)
-        .with_sie(
-            SieConfig::new()
-                .with_mode(SieMode::Camera)
-                .with_camera_num(3),
-        )
-        .init::<B>(&Default::default())
+    batch_model_config(0.0, false).init::<B>(&Default::default())
 }
 
 #[test]

@@ -9,7 +9,9 @@ use burn::prelude::*;
 use burn::tensor::backend::AutodiffBackend;
 use burn_store::ModuleSnapshot;
 use transreid_loss::{transreid_loss, ObjectiveConfig};
-use transreid_model::{reference_key, TransReid};
+use transreid_model::{
+    reference_key, JpmConfig, SieConfig, SieMode, TransReid, TransReidConfig, VitPreset,
+};
 
 /// The training backend of the tests.
 #[allow(dead_code)] // not every test binary uses it
@@ -47,6 +49,22 @@ impl<A: AutodiffBackend> ModuleVisitor<A> for CollectGrads<'_> {
             self.out.insert(self.names[&param.id].clone(), values);
         }
     }
+}
+
+/// The tiny model [`batch_loss`] runs on: 64x32 input, patch stride 16, 4 identities, camera
+/// SIE over 3 cameras, JPM when `jpm`.
+#[allow(dead_code)] // not every test binary uses it
+pub fn batch_model_config(drop_path: f64, jpm: bool) -> TransReidConfig {
+    let vit = VitPreset::Tiny
+        .config([64, 32], [16, 16])
+        .with_drop_path_rate(drop_path);
+    TransReidConfig::new(vit, 4)
+        .with_sie(
+            SieConfig::new()
+                .with_mode(SieMode::Camera)
+                .with_camera_num(3),
+        )
+        .with_jpm(jpm.then(JpmConfig::new))
 }
 
 /// The TransReID loss of a fixed PK batch (8 images of 64x32, 4 identities x 2, cameras 0..3)
