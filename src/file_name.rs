@@ -1,34 +1,15 @@
-//! Identity and camera read from `<pid>_c<camera>…` file names, and where the camera ids of
-//! images to embed come from.
+//! Identity and camera read from `<pid>_c<camera>…` file names (parsed as the datasets parse
+//! them, [`transreid_data::pid_cam_from_name`]), and where the camera ids of images to embed
+//! come from.
 
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
-/// What a Market-1501 / DukeMTMC / VeRi style file name tells (`0002_c1s1_000451_03.jpg`,
-/// `0776_c012_00001.jpg`, `-1_c3…` for junk).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct NameLabels {
-    /// The integer before the first `_c<digit>`.
-    pub pid: i64,
-    /// The digits after that `_c`: the camera number, 1-based as in the datasets.
-    pub camera: i64,
-}
-
-/// Reads the labels of a `<pid>_c<camera>…` file name; `None` for other names.
-pub fn labels_from_name(path: &Path) -> Option<NameLabels> {
-    let name = path.file_name()?.to_str()?;
-    let at = name.find("_c")?;
-    let rest = &name[at + 2..];
-    let digits = rest.len() - rest.trim_start_matches(|c: char| c.is_ascii_digit()).len();
-    Some(NameLabels {
-        pid: name[..at].parse().ok()?,
-        camera: rest[..digits].parse().ok()?,
-    })
-}
+use transreid_data::pid_cam_from_name;
 
 /// The identity of a `<pid>_c<camera>…` file name.
 pub fn pid_from_name(path: &Path) -> Option<i64> {
-    labels_from_name(path).map(|l| l.pid)
+    pid_cam_from_name(path).map(|l| l.pid)
 }
 
 /// Where the camera ids of images to embed come from (camera SIE models need them).
@@ -80,7 +61,7 @@ impl CameraSource {
             Self::Fixed(id) => Ok(vec![id; paths.len()]),
             Self::FileName => paths
                 .iter()
-                .map(|path| match labels_from_name(path) {
+                .map(|path| match pid_cam_from_name(path) {
                     Some(labels) if labels.camera >= 1 => Ok(labels.camera - 1),
                     _ => Err(CameraSourceError::NoCameraInName { path: path.clone() }),
                 })
@@ -92,28 +73,29 @@ impl CameraSource {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use transreid_data::PidCam;
 
     #[test]
     fn labels_come_from_market_duke_and_veri_names() {
-        let labels = |name: &str| labels_from_name(Path::new(name));
+        let labels = |name: &str| pid_cam_from_name(Path::new(name));
         assert_eq!(
             labels("q/0002_c1s1_000451_03.jpg"),
-            Some(NameLabels { pid: 2, camera: 1 })
+            Some(PidCam { pid: 2, camera: 1 })
         );
         assert_eq!(
             labels("-1_c3s2_0001.jpg"),
-            Some(NameLabels { pid: -1, camera: 3 })
+            Some(PidCam { pid: -1, camera: 3 })
         );
         assert_eq!(
             labels("0776_c012_00001.jpg"),
-            Some(NameLabels {
+            Some(PidCam {
                 pid: 776,
                 camera: 12
             })
         );
         assert_eq!(
             labels("0005_c8_f0051234.jpg"),
-            Some(NameLabels { pid: 5, camera: 8 })
+            Some(PidCam { pid: 5, camera: 8 })
         );
         assert_eq!(labels("photo_cat.jpg"), None);
         assert_eq!(labels("crop.png"), None);

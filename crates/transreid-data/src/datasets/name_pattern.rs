@@ -2,6 +2,7 @@
 
 use std::ops::RangeInclusive;
 use std::path::Path;
+use std::sync::LazyLock;
 
 use regex::Regex;
 
@@ -26,9 +27,19 @@ pub(crate) struct PidCamRules {
 
 /// A file name's identity and 1-based camera number.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct PidCam {
+pub struct PidCam {
+    /// The identity (−1 for junk in Market-1501).
     pub pid: i64,
+    /// The camera number, 1-based as the datasets write it.
     pub camera: i64,
+}
+
+/// The identity and camera of a `<pid>_c<camera>…` file name as the datasets parse it
+/// (Market-1501, DukeMTMC-reID and VeRi-776 names: `0002_c1s1_000451_03.jpg`,
+/// `0776_c017_00086250_0.jpg`); `None` for other names.
+pub fn pid_cam_from_name(path: &Path) -> Option<PidCam> {
+    static PATTERN: LazyLock<PidCamPattern> = LazyLock::new(PidCamPattern::vehicle);
+    PATTERN.parse(path).ok()
 }
 
 impl PidCamPattern {
