@@ -10,6 +10,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use burn::module::AutodiffModule;
+use burn::tensor::backend::Backend;
 use transreid::backend::{CpuBackend, TrainBackend};
 use transreid::config::RunConfig;
 use transreid::data::{load_dataset, SynthConfig};
@@ -55,6 +56,8 @@ fn main() -> anyhow::Result<()> {
     // Classes, cameras and views come from the training split, as in the reference.
     let model_config = config.model_config_for(&dataset);
     let device = Default::default();
+    // The initial weights from the run's seed, as `transreid train` draws them.
+    CpuBackend::seed(&device, config.seed);
     let model = model_config.init::<TrainBackend<CpuBackend>>(&device);
     // (For ViT-B: `transreid::model::load_imagenet(&mut model, path, Default::default())`.)
     let settings = config.train_settings(false);
@@ -86,8 +89,10 @@ fn main() -> anyhow::Result<()> {
     )?;
     let items = &dataset.query[..2];
     let query: Vec<PathBuf> = items.iter().map(|i| i.path.clone()).collect();
+    // Each image with its camera and view, as evaluation embeds it.
     let cameras: Vec<i64> = items.iter().map(|i| i.camid as i64).collect();
-    let feats = embedder.embed_paths(&query, Some(&cameras), None)?;
+    let views: Vec<i64> = items.iter().map(|i| i.viewid as i64).collect();
+    let feats = embedder.embed_paths(&query, Some(&cameras), Some(&views))?;
     println!(
         "embedded {} query images into {}-d features; the run folder is {}",
         query.len(),
