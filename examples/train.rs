@@ -58,8 +58,11 @@ fn main() -> anyhow::Result<()> {
     let device = Default::default();
     // The initial weights from the run's seed, as `transreid train` draws them.
     CpuBackend::seed(&device, config.seed);
-    let model = model_config.init::<TrainBackend<CpuBackend>>(&device);
-    // (For ViT-B: `transreid::model::load_imagenet(&mut model, path, Default::default())`.)
+    let mut model = model_config.init::<TrainBackend<CpuBackend>>(&device);
+    // `[model] pretrained` (ImageNet, PersonViT / TransReID-SSL or a trained TransReID).
+    if let Some(report) = config.load_pretrained(&mut model)? {
+        println!("pretrained: {} tensors loaded", report.loaded.len());
+    }
     let settings = config.train_settings(false);
     let job = TrainJob {
         model_config: &model_config,

@@ -4,11 +4,13 @@
 
 use std::path::{Path, PathBuf};
 
+use burn::prelude::Backend;
 use serde::{Deserialize, Serialize};
 use transreid_data::{DatasetKind, LoadOptions, ReidDataset, TransformConfig};
 use transreid_loss::ObjectiveConfig;
 use transreid_model::{
-    JpmConfig, NeckFeat, Precision, SieConfig, SieMode, TransReidConfig, VitPreset,
+    load_pretrained, IcsStemConfig, ImportError, ImportOptions, ImportReport, JpmConfig, NeckFeat,
+    Precision, PretrainGrid, SieConfig, SieMode, TransReid, TransReidConfig, VitPreset, WeightKind,
 };
 
 use crate::optim::SolverConfig;
@@ -57,14 +59,23 @@ pub struct DatasetSection {
     pub options: LoadOptions,
 }
 
-/// Pretrained weights the run starts from (`MODEL.PRETRAIN_CHOICE` / `PRETRAIN_PATH`).
+/// Pretrained weights the run starts from (`MODEL.PRETRAIN_CHOICE` / `PRETRAIN_PATH`). The
+/// file's layout is read from its keys; a file of another kind is refused with the kind to use.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Pretrained {
     /// Random initialisation (no weights).
     None,
-    /// An ImageNet ViT / DeiT backbone: timm safetensors or the original `.pth`.
+    /// An ImageNet ViT / DeiT backbone: timm safetensors, the original `.pth` or a Hugging
+    /// Face `transformers` ViT.
     Imagenet {
+        /// The weights file.
+        path: PathBuf,
+    },
+    /// A self-supervised person backbone (PersonViT, TransReID-SSL, pretrained on LUPerson): a
+    /// DINO / iBOT training checkpoint, whose teacher backbone is taken, or its flat timm-layout
+    /// conversion.
+    SelfSupervised {
         /// The weights file.
         path: PathBuf,
     },
@@ -75,6 +86,49 @@ pub enum Pretrained {
     },
 }
 
+impl Pretrained {
+    /// The weights file, if any.
+    pub fn path(&self) -> Option<&Path> {
+        match self {
+            Self::None => None,
+            Self::Imagenet { path } | Self::SelfSupervised { path } | Self::Reference { path } => {
+                Some(path)
+            }
+        }
+    }
+
+    /// The kind of weights the file must hold.
+    pub fn kind(&self) -> WeightKind {
+        match self {
+            Self::None => WeightKind::Auto,
+            Self::Imagenet { .. } => WeightKind::Imagenet,
+            Self::SelfSupervised { .. } => WeightKind::SelfSupervised,
+            Self::Reference { .. } => WeightKind::Reference,
+        }
+    }
+
+    /// The same kind with another file; `None` becomes an ImageNet backbone.
+    pub fn with_path(&self, path: PathBuf) -> Self {
+        match self {
+            Self::None | Self::Imagenet { .. } => Self::Imagenet { path },
+            Self::SelfSupervised { .. } => Self::SelfSupervised { path },
+            Self::Reference { .. } => Self::Reference { path },
+        }
+    }
+}
+
+/// The layer that turns pixels into patch tokens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PatchStem {
+    /// One strided convolution (ViT).
+    #[default]
+    Conv,
+    /// TransReID-SSL's IBN convolution stem before an 8x8 projection (`*_ics_*` weights); needs
+    /// stride 16.
+    Ics,
+}
+
 /// `MODEL.*`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -83,6 +137,14 @@ pub struct ModelSection {
     pub backbone: VitPreset,
     /// Starting weights.
     pub pretrained: Pretrained,
+    /// `height / width` of the patch grid the pretrained position embedding was trained at
+    /// (`PRETRAIN_HW_RATIO`): 1 for ImageNet weights, 2 for LUPerson weights (256x128). Used
+    /// when the embedding is resized. Default: 1.
+    #[serde(default = "default_hw_ratio")]
+    pub pretrain_hw_ratio: usize,
+    /// Patch embedding layer. Default: `conv`.
+    #[serde(default)]
+    pub stem: PatchStem,
     /// Patch stride `[sy, sx]` (`STRIDE_SIZE`).
     pub stride: [usize; 2],
     /// Stochastic depth rate of the last block (`DROP_PATH`). Default: 0.1.
@@ -102,6 +164,10 @@ pub struct ModelSection {
     /// Feature used for retrieval (`TEST.NECK_FEAT`). Default: before the BNNeck.
     #[serde(default)]
     pub neck_feat: NeckFeat,
+}
+
+fn default_hw_ratio() -> usize {
+    1
 }
 
 fn default_drop_path() -> f64 {
@@ -278,6 +344,9 @@ impl RunConfig {
         if !(s.base_lr > 0.0 && s.base_lr.is_finite()) {
             return invalid(format!("base_lr {} must be positive", s.base_lr));
         }
+        if self.model.pretrain_hw_ratio == 0 {
+            return invalid("model.pretrain_hw_ratio must be at least 1".into());
+        }
         if self.input.train_size != self.input.test_size {
             return invalid(format!(
                 "train_size {:?} and test_size {:?} differ: the position embedding is built for one size",
@@ -302,7 +371,8 @@ impl RunConfig {
         let vit = m
             .backbone
             .config([size.height as usize, size.width as usize], m.stride)
-            .with_drop_path_rate(m.drop_path);
+            .with_drop_path_rate(m.drop_path)
+            .with_stem((m.stem == PatchStem::Ics).then(IcsStemConfig::new));
         let mode = match (m.sie_camera, m.sie_view) {
             (true, true) => SieMode::CameraView,
             (true, false) => SieMode::Camera,
@@ -319,6 +389,27 @@ impl RunConfig {
             )
             .with_jpm(m.jpm.clone())
             .with_neck_feat(m.neck_feat)
+    }
+
+    /// Loads `model.pretrained` into a freshly built model; `None` when the run starts from
+    /// random weights.
+    pub fn load_pretrained<B: Backend>(
+        &self,
+        model: &mut TransReid<B>,
+    ) -> Result<Option<ImportReport>, ImportError> {
+        let pretrained = &self.model.pretrained;
+        let Some(path) = pretrained.path() else {
+            return Ok(None);
+        };
+        let grid = PretrainGrid::HwRatio(self.model.pretrain_hw_ratio);
+        load_pretrained(
+            model,
+            path,
+            pretrained.kind(),
+            grid,
+            ImportOptions::default(),
+        )
+        .map(Some)
     }
 
     /// [`Self::model_config`] sized for a loaded dataset's training split.

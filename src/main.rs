@@ -9,7 +9,7 @@ use burn::tensor::backend::Backend;
 use clap::{Parser, Subcommand};
 use transreid::backend::{CpuBackend, TrainBackend};
 use transreid::bench::bench_train_step;
-use transreid::config::{PrecisionSetting, Pretrained, RunConfig};
+use transreid::config::{PrecisionSetting, RunConfig};
 use transreid::data::{
     decode_rgb, load_dataset, DatasetKind, EvalLoader, ImageSize, LoadOptions, LoaderConfig,
     Normalization, SynthConfig, TestTransform, TransformConfig,
@@ -21,8 +21,9 @@ use transreid::inference::evaluate_model;
 use transreid::inference::{embed_items, evaluate_features, model_transforms};
 use transreid::loss::ObjectiveConfig;
 use transreid::model::{
-    load_checkpoint, load_imagenet, load_reference, save_checkpoint, write_safetensors, HostTensor,
-    ImportOptions, JpmConfig, Precision, SieConfig, SieMode, StateDict, TransReidConfig, VitPreset,
+    load_checkpoint, load_pretrained, save_checkpoint, write_safetensors, HostTensor,
+    IcsStemConfig, ImportOptions, ImportReport, JpmConfig, Precision, PretrainGrid, SieConfig,
+    SieMode, StateDict, TransReidConfig, VitPreset, WeightKind,
 };
 use transreid::optim::SolverConfig;
 use transreid::plot::plot_cmc;
@@ -282,10 +283,26 @@ enum DataCommand {
 
 #[derive(clap::ValueEnum, Clone, Copy)]
 enum SourceKind {
-    /// An ImageNet ViT / DeiT backbone (timm key names).
+    /// Whatever the keys say (the detected layout is printed).
+    Auto,
+    /// An ImageNet ViT / DeiT backbone: timm names or a Hugging Face transformers ViT.
     Imagenet,
+    /// A self-supervised person backbone (PersonViT, TransReID-SSL): a DINO / iBOT training
+    /// checkpoint (its teacher) or its flat conversion.
+    SelfSupervised,
     /// A trained TransReID checkpoint in the reference's layout.
     Reference,
+}
+
+impl From<SourceKind> for WeightKind {
+    fn from(kind: SourceKind) -> Self {
+        match kind {
+            SourceKind::Auto => WeightKind::Auto,
+            SourceKind::Imagenet => WeightKind::Imagenet,
+            SourceKind::SelfSupervised => WeightKind::SelfSupervised,
+            SourceKind::Reference => WeightKind::Reference,
+        }
+    }
 }
 
 #[derive(clap::Args)]
@@ -293,13 +310,20 @@ struct ImportArgs {
     /// The source weights (`.safetensors`, `.pth`).
     #[arg(long)]
     source: PathBuf,
-    /// What the source holds.
-    #[arg(long, value_enum)]
+    /// What the source holds; the file's keys decide its layout and must agree.
+    #[arg(long, value_enum, default_value = "auto")]
     kind: SourceKind,
+    /// Height / width ratio of the patch grid the source's position embedding was trained at
+    /// (2 for LUPerson weights trained at 256x128), used when it is resized.
+    #[arg(long, default_value_t = 1)]
+    pretrain_hw_ratio: usize,
+    /// Patch embedding of the model: `conv`, or TransReID-SSL's `ics` stem (stride 16).
+    #[arg(long, value_enum, default_value = "conv")]
+    stem: PatchStemArg,
     /// Output checkpoint (`.safetensors`).
     #[arg(long)]
     out: PathBuf,
-    /// Backbone: vit_base16, deit_base16, deit_small16, vit_small_legacy, tiny.
+    /// Backbone: vit_base16, deit_base16, deit_small16, vit_small16, vit_small_legacy, tiny.
     #[arg(long, default_value = "vit_base16")]
     preset: VitPreset,
     /// Image height and width.
@@ -597,10 +621,7 @@ fn train_command(args: TrainArgs) -> anyhow::Result<()> {
         config.output_dir = dir.clone();
     }
     if let Some(path) = args.pretrained {
-        match &mut config.model.pretrained {
-            Pretrained::Imagenet { path: p } | Pretrained::Reference { path: p } => *p = path,
-            Pretrained::None => config.model.pretrained = Pretrained::Imagenet { path },
-        }
+        config.model.pretrained = config.model.pretrained.with_path(path);
     }
     if let Some(epochs) = args.epochs {
         config.solver.max_epochs = epochs;
@@ -741,19 +762,12 @@ fn train_on<B: Backend>(
             run_dir.display(),
             run_dir.display()
         );
-        let loaded = match &config.model.pretrained {
-            Pretrained::None => None,
-            Pretrained::Imagenet { path } => Some(
-                load_imagenet(&mut model, path, ImportOptions::default())
-                    .with_context(|| format!("loading ImageNet weights {}", path.display()))?,
-            ),
-            Pretrained::Reference { path } => Some(
-                load_reference(&mut model, path, ImportOptions::default())
-                    .with_context(|| format!("loading {}", path.display()))?,
-            ),
-        };
+        let loaded = config.load_pretrained(&mut model).with_context(|| {
+            let path = config.model.pretrained.path().unwrap_or(Path::new(""));
+            format!("loading pretrained weights {}", path.display())
+        })?;
         if let Some(report) = loaded {
-            println!("pretrained: {} tensors loaded", report.loaded.len());
+            print_import_report(&report);
         }
         std::fs::create_dir_all(run_dir)
             .with_context(|| format!("creating {}", run_dir.display()))?;
@@ -783,6 +797,42 @@ fn train_on<B: Backend>(
     Ok(())
 }
 
+#[derive(clap::ValueEnum, Clone, Copy, PartialEq)]
+enum PatchStemArg {
+    /// One strided convolution (ViT).
+    Conv,
+    /// TransReID-SSL's IBN convolution stem.
+    Ics,
+}
+
+fn print_import_report(report: &ImportReport) {
+    if let Some(layout) = report.layout {
+        println!("detected {layout}");
+    }
+    if let Some((from, to)) = report.pos_embed_resized {
+        println!("position embedding resized from {from} to {to} tokens");
+    }
+    if report.dropped_dist_token {
+        println!("distillation token dropped");
+    }
+    println!("{} tensors loaded", report.loaded.len());
+    for (what, keys) in [
+        ("missing", &report.missing),
+        ("unexpected", &report.unexpected),
+    ] {
+        if !keys.is_empty() {
+            println!(
+                "{} {what} (left as initialised): {}",
+                keys.len(),
+                keys.join(", ")
+            );
+        }
+    }
+    for (key, model, file) in &report.mismatched {
+        println!("skipped {key}: model {model:?}, file {file:?}");
+    }
+}
+
 fn import(args: ImportArgs) -> anyhow::Result<()> {
     let sie_mode = match (args.cameras > 0, args.views > 0) {
         (true, true) => SieMode::CameraView,
@@ -791,7 +841,11 @@ fn import(args: ImportArgs) -> anyhow::Result<()> {
         (false, false) => SieMode::None,
     };
     let size = [args.size[0], args.size[1]];
-    let config = TransReidConfig::new(args.preset.config(size, [args.stride; 2]), args.num_classes)
+    let vit = args
+        .preset
+        .config(size, [args.stride; 2])
+        .with_stem((args.stem == PatchStemArg::Ics).then(IcsStemConfig::new));
+    let config = TransReidConfig::new(vit, args.num_classes)
         .with_sie(
             SieConfig::new()
                 .with_mode(sie_mode)
@@ -802,23 +856,19 @@ fn import(args: ImportArgs) -> anyhow::Result<()> {
     config.validate()?;
     let device = Default::default();
     let mut model = config.init::<CpuBackend>(&device);
+    anyhow::ensure!(
+        args.pretrain_hw_ratio >= 1,
+        "--pretrain-hw-ratio must be at least 1"
+    );
     let options = ImportOptions {
         allow_partial: args.allow_partial,
     };
-    let report = match args.kind {
-        SourceKind::Imagenet => load_imagenet(&mut model, &args.source, options),
-        SourceKind::Reference => load_reference(&mut model, &args.source, options),
-    }
-    .with_context(|| format!("importing {}", args.source.display()))?;
+    let grid = PretrainGrid::HwRatio(args.pretrain_hw_ratio);
+    let report = load_pretrained(&mut model, &args.source, args.kind.into(), grid, options)
+        .with_context(|| format!("importing {}", args.source.display()))?;
+    print_import_report(&report);
     save_checkpoint(&model, &config, &args.out)?;
-    println!(
-        "loaded {} tensors into {} (missing {:?}, unexpected {:?}, mismatched {:?})",
-        report.loaded.len(),
-        args.out.display(),
-        report.missing,
-        report.unexpected,
-        report.mismatched
-    );
+    println!("wrote {}", args.out.display());
     Ok(())
 }
 

@@ -443,3 +443,108 @@ fn train_runs_from_a_configuration_and_resumes() {
         fails(&cuda, "without the `cuda` feature");
     }
 }
+
+/// The first percentage after `marker` in a command's output.
+fn percent_after(out: &str, marker: &str) -> f64 {
+    let rest = &out[out
+        .find(marker)
+        .unwrap_or_else(|| panic!("{marker}: {out}"))
+        + marker.len()..];
+    let start = rest.find(|c: char| c.is_ascii_digit()).unwrap();
+    let end = start + rest[start..].find('%').unwrap();
+    rest[start..end].parse().unwrap()
+}
+
+#[test]
+fn fine_tunes_from_a_personvit_training_checkpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = |name: &str| dir.path().join(name).to_str().unwrap().to_string();
+    let data = p("data");
+    ok(&[
+        "data",
+        "synth",
+        "--out",
+        &data,
+        "--ids",
+        "16",
+        "--cameras",
+        "4",
+    ]);
+    // A PersonViT-layout iBOT training checkpoint of the tiny preset, pretrained at 256x128.
+    let weights = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/personvit_tiny.pth"
+    );
+
+    // Imported as it is, the backbone is the untrained baseline.
+    let init = p("init.safetensors");
+    let import = [
+        "import",
+        "--source",
+        weights,
+        "--preset",
+        "tiny",
+        "--size",
+        "128",
+        "64",
+        "--pretrain-hw-ratio",
+        "2",
+        "--num-classes",
+        "16",
+        "--out",
+        &init,
+    ];
+    let out = ok(&import);
+    assert!(out.contains("DINO / iBOT training checkpoint"), "{out}");
+    assert!(out.contains("resized from 129 to 33 tokens"), "{out}");
+    let wrong_kind = [&import[..], &["--kind", "imagenet"]].concat();
+    fails(&wrong_kind, "use kind `self_supervised`");
+    let square = [&import[..8], &import[10..]].concat();
+    fails(&square, "pretrain_hw_ratio");
+    let out = ok(&[
+        "eval",
+        "--checkpoint",
+        &init,
+        "--dataset",
+        "market1501",
+        "--root",
+        &data,
+    ]);
+    let before = percent_after(&out, "|---|---|---|---|---|");
+
+    // The PersonViT recipe (no SIE, no JPM, soft triplet) on the tiny preset, through the
+    // configuration's `pretrained = { kind = "self_supervised" }`; the synthetic set's lr.
+    let preset = std::fs::read_to_string(TINY_CONFIG).unwrap();
+    let config = preset
+        .replace(
+            "pretrained = { kind = \"none\" }",
+            &format!(
+                "pretrained = {{ kind = \"self_supervised\", path = {weights:?} }}\npretrain_hw_ratio = 2"
+            ),
+        )
+        .replace("sie_camera = true", "sie_camera = false")
+        .replace(
+            "jpm = { shift_num = 5, shuffle_groups = 2, num_parts = 4, rearrange = true }\n",
+            "",
+        );
+    assert_ne!(config, preset);
+    let config_path = p("personvit_tiny.toml");
+    std::fs::write(&config_path, config).unwrap();
+    let run = p("run");
+    let out = ok(&[
+        "train",
+        "--config",
+        &config_path,
+        "--root",
+        &data,
+        "--output-dir",
+        &run,
+        "--epochs",
+        "10",
+        "--workers",
+        "1",
+    ]);
+    assert!(out.contains("DINO / iBOT training checkpoint"), "{out}");
+    let after = percent_after(&out, "last evaluation: mAP");
+    assert!(after > before + 5.0, "mAP {before}% -> {after}%");
+}

@@ -2,7 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
-use transreid::config::{Pretrained, RunConfig};
+use transreid::config::{PatchStem, Pretrained, RunConfig};
 use transreid::data::{DatasetKind, ImageSize, Normalization};
 use transreid::model::VitPreset;
 
@@ -30,15 +30,26 @@ fn get<'a>(all: &'a [(PathBuf, RunConfig)], name: &str) -> &'a RunConfig {
         .1
 }
 
+/// Presets of the self-supervised LUPerson fine-tunes (PersonViT, TransReID-SSL).
+fn is_self_supervised(path: &std::path::Path) -> bool {
+    let name = path.file_name().unwrap().to_string_lossy();
+    name.starts_with("personvit") || name.starts_with("transreid_ssl")
+}
+
 #[test]
 fn every_reference_configuration_is_shipped_and_valid() {
-    let all = configs();
-    // 42 reference configurations plus the synthetic one.
+    let (ssl, all): (Vec<_>, Vec<_>) = configs()
+        .into_iter()
+        .partition(|(p, _)| is_self_supervised(p));
+    // 42 reference configurations plus the synthetic one, and 16 self-supervised fine-tunes.
     assert_eq!(all.len(), 43);
-    for (path, config) in &all {
+    assert_eq!(ssl.len(), 16);
+    for (path, config) in all.iter().chain(&ssl) {
         // The resolved form written into run folders reads back identically.
         let again: RunConfig = toml::from_str(&config.to_toml()).unwrap();
         assert_eq!(&again, config, "{}", path.display());
+    }
+    for (path, config) in &all {
         if !path.to_string_lossy().contains("synthetic") {
             assert_eq!(config.solver.max_epochs, 120);
             assert_eq!(config.solver.num_instance, 4);
@@ -115,4 +126,62 @@ fn configurations_carry_the_table_of_the_reference() {
     let model = veri.model_config(576, 20, 8);
     assert_eq!(model.sie.table_len(), Some(160));
     assert_eq!(model.vit.grid(), [21, 21]);
+}
+
+#[test]
+fn self_supervised_presets_carry_the_published_recipes() {
+    let all = configs();
+    for (path, config) in all.iter().filter(|(p, _)| is_self_supervised(p)) {
+        let name = path.display().to_string();
+        let (m, s) = (&config.model, &config.solver);
+        assert!(
+            matches!(m.pretrained, Pretrained::SelfSupervised { .. }),
+            "{name}"
+        );
+        assert_eq!(m.pretrain_hw_ratio, 2, "{name}");
+        assert_eq!(m.stride, [16, 16], "{name}");
+        assert_eq!(
+            (s.base_lr, s.max_epochs, s.ims_per_batch),
+            (4e-4, 120, 64),
+            "{name}"
+        );
+        assert_eq!(config.loss.label_smoothing, 0.0, "{name}");
+        assert_eq!(
+            config.loss.margin,
+            transreid::loss::TripletMargin::Soft,
+            "{name}"
+        );
+        assert_eq!(m.neck_feat, transreid::model::NeckFeat::Before, "{name}");
+        assert_eq!(config.input.normalization.mean, [0.5; 3], "{name}");
+        // Only the marked combination adds TransReID's modules.
+        let combined = name.contains("personvit_transreid");
+        assert_eq!(m.jpm.is_some(), combined, "{name}");
+        assert_eq!(m.sie_camera, combined, "{name}");
+        assert!(!m.sie_view, "{name}");
+        let ics = name.contains("_ics");
+        assert_eq!(m.stem == PatchStem::Ics, ics, "{name}");
+        let size = config.input.train_size;
+        let tall = name.contains("_384");
+        assert_eq!(
+            (size.height, size.width),
+            (if tall { 384 } else { 256 }, 128),
+            "{name}"
+        );
+        let small = name.contains("vit_small");
+        let backbone = if small {
+            VitPreset::VitSmall16
+        } else {
+            VitPreset::VitBase16
+        };
+        assert_eq!(m.backbone, backbone, "{name}");
+        // PersonViT's market/vit_base.yml leaves the warmup at its default of 5.
+        let warmup = if name.ends_with("market/personvit_vit_base.toml") {
+            5
+        } else {
+            20
+        };
+        assert_eq!(s.warmup_epochs, warmup, "{name}");
+        // The model builds: the ICS stem at stride 16, JPM on the 16x8 grid.
+        config.model_config(751, 6, 1).validate().unwrap();
+    }
 }

@@ -11,9 +11,13 @@ use crate::error::ImportError;
 use crate::pretrained::{export_state_dict, load_reference_dict, ImportOptions};
 use crate::state_dict::{read_state_dict, write_safetensors};
 use crate::transreid::{TransReid, TransReidConfig};
+use crate::weight_layout::detect_layout;
 
 /// Metadata key holding the [`TransReidConfig`] JSON.
 pub const CONFIG_METADATA_KEY: &str = "transreid.config";
+
+/// Key prefix of the optimiser state in training state files, which are not checkpoints.
+const STATE_OPTIMIZER_PREFIX: &str = "optimizer.";
 
 /// Saves the model and its configuration atomically (temporary file, then rename).
 pub fn save_checkpoint<B: Backend>(
@@ -47,9 +51,28 @@ pub fn load_checkpoint<B: Backend>(
         path: path.to_path_buf(),
         message,
     };
-    let json = metadata
-        .get(CONFIG_METADATA_KEY)
-        .ok_or_else(|| config_error(format!("no `{CONFIG_METADATA_KEY}` metadata")))?;
+    let not_a_checkpoint = |what: String| ImportError::NotACheckpoint {
+        path: path.to_path_buf(),
+        what,
+    };
+    if dict.keys().any(|k| k.starts_with(STATE_OPTIMIZER_PREFIX)) {
+        return Err(not_a_checkpoint(
+            "a training state (model and optimiser, for `transreid train --resume <run folder>`); \
+             use checkpoint.safetensors of the same run folder"
+                .into(),
+        ));
+    }
+    let Some(json) = metadata.get(CONFIG_METADATA_KEY) else {
+        let keys: Vec<String> = dict.keys().cloned().collect();
+        return Err(match detect_layout(&keys) {
+            Ok(detected) => not_a_checkpoint(format!(
+                "{}; make a checkpoint of it with `transreid import --source {}`",
+                detected.layout,
+                path.display()
+            )),
+            Err(_) => config_error(format!("no `{CONFIG_METADATA_KEY}` metadata")),
+        });
+    };
     let config: TransReidConfig =
         serde_json::from_str(json).map_err(|e| config_error(e.to_string()))?;
     config.validate().map_err(|e| config_error(e.to_string()))?;

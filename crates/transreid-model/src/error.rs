@@ -1,5 +1,7 @@
 use std::path::PathBuf;
 
+use crate::weight_layout::{PretrainGrid, UnsupportedLayout, WeightKind, WeightLayout};
+
 /// Errors from weight import, checkpoints and label checks.
 #[derive(Debug, thiserror::Error)]
 pub enum ImportError {
@@ -20,6 +22,18 @@ pub enum ImportError {
         format: &'static str,
         /// What the parser reported.
         message: String,
+    },
+    /// A PyTorch pickle holds a Python object the reader cannot rebuild (for example a
+    /// `pathlib.PosixPath` in a training checkpoint's `args`).
+    #[error(
+        "{path} pickles a `{object}` object that cannot be read without Python; re-save only the \
+         weights, e.g. `torch.save(torch.load(f, weights_only=False)['teacher'], 'teacher.pth')`"
+    )]
+    UnsupportedPickleObject {
+        /// The file.
+        path: PathBuf,
+        /// The Python class, as `module.name`.
+        object: String,
     },
     /// A tensor has a dtype that cannot be converted to f32.
     #[error("tensor `{key}` has unsupported dtype {dtype}")]
@@ -53,12 +67,105 @@ pub enum ImportError {
         /// What went wrong.
         message: String,
     },
+    /// A file that is not a TransReID checkpoint where one is needed.
+    #[error("{path} is not a TransReID checkpoint: it is {what}")]
+    NotACheckpoint {
+        /// The file.
+        path: PathBuf,
+        /// What the file is and what to use instead.
+        what: String,
+    },
     /// The position embedding cannot be resized (its grid is not square).
-    #[error("position embedding with {tokens} grid tokens is not a square grid")]
+    #[error(
+        "position embedding with {tokens} grid tokens is not a square grid: give the grid it was \
+         trained at (pretrain_hw_ratio = 2 for LUPerson weights trained at 256x128)"
+    )]
     NonSquarePosEmbed {
         /// Number of grid tokens (without prefix tokens).
         tokens: usize,
     },
+    /// The position embedding's token count does not fit the given pretraining grid.
+    #[error("position embedding with {tokens} grid tokens does not fit the {grid}")]
+    PosEmbedGrid {
+        /// Number of grid tokens (without prefix tokens).
+        tokens: usize,
+        /// The grid given.
+        grid: PretrainGrid,
+    },
+    /// The checkpoint's embedding width differs from the model's.
+    #[error("the checkpoint's embedding width is {checkpoint}, the model's {model}: choose the backbone preset of the checkpoint")]
+    EmbedWidth {
+        /// Width of the checkpoint's `cls_token`.
+        checkpoint: usize,
+        /// Width of the model.
+        model: usize,
+    },
+    /// The checkpoint has the ICS convolution stem and the model does not, or the reverse.
+    #[error("{}", if *.checkpoint_has_stem {
+        "the checkpoint has the ICS convolution stem (patch_embed.conv.*): build the model with the ICS stem (stem = \"ics\")"
+    } else {
+        "the model has the ICS convolution stem but the checkpoint has none: build the model without it"
+    })]
+    StemMismatch {
+        /// Whether the checkpoint has `patch_embed.conv.*` keys.
+        checkpoint_has_stem: bool,
+    },
+    /// A recognised family this crate cannot load.
+    #[error("this is {layout} (key `{key}`), which transreid cannot load: it supports timm, DINO / iBOT (PersonViT, TransReID-SSL), Hugging Face ViT and TransReID checkpoints")]
+    UnsupportedLayout {
+        /// The family.
+        layout: UnsupportedLayout,
+        /// The key that revealed it.
+        key: String,
+    },
+    /// No known layout matches the keys.
+    #[error("unrecognised checkpoint layout (first keys: {})", .sample.join(", "))]
+    UnknownLayout {
+        /// The first keys of the file.
+        sample: Vec<String>,
+    },
+    /// The file is not the kind of weights asked for.
+    #[error("the file is {detected}, not {}; use kind `{}` (or `auto`)", requested.name(), detected.kind().name())]
+    KindMismatch {
+        /// The kind asked for.
+        requested: WeightKind,
+        /// What the keys say.
+        detected: WeightLayout,
+    },
+}
+
+/// A model configuration that cannot be built.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ModelConfigError {
+    /// A patch stride outside `1..=patch`.
+    #[error("patch stride {stride:?} must be between 1 and the patch size {patch}")]
+    Stride {
+        /// The stride `[y, x]`.
+        stride: [usize; 2],
+        /// The patch size.
+        patch: usize,
+    },
+    /// An image smaller than one patch.
+    #[error("image size {size:?} is smaller than a {patch}x{patch} patch")]
+    ImageTooSmall {
+        /// `[height, width]`.
+        size: [usize; 2],
+        /// The patch size.
+        patch: usize,
+    },
+    /// The ICS stem with a stride other than the patch size.
+    #[error(
+        "the ICS convolution stem fixes the patch stride at {patch} (the patch size); got {stride:?}"
+    )]
+    IcsStride {
+        /// The stride `[y, x]`.
+        stride: [usize; 2],
+        /// The patch size.
+        patch: usize,
+    },
+    /// JPM settings that do not fit the patch grid.
+    #[error(transparent)]
+    Jpm(#[from] crate::jpm::JpmError),
 }
 
 /// Errors from invalid side information (camera / view labels).

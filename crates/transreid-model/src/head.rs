@@ -1,6 +1,8 @@
 use burn::module::{Module, Param, RunningState};
 use burn::prelude::*;
 
+use crate::batch_norm::{update_running, EPSILON};
+
 /// BNNeck: `BatchNorm1d` whose bias is frozen at its initial 0 (never trained, never decayed).
 ///
 /// Training mode (an autodiff backend) normalises with the batch mean and the biased batch
@@ -17,9 +19,6 @@ pub struct BnNeck<B: Backend> {
     /// Running (unbiased) variance.
     pub running_var: RunningState<Tensor<B, 1>>,
 }
-
-const MOMENTUM: f64 = 0.1;
-const EPSILON: f64 = 1e-5;
 
 impl<B: Backend> BnNeck<B> {
     /// A fresh neck of `dim` features.
@@ -54,18 +53,8 @@ impl<B: Backend> BnNeck<B> {
                 .clone()
                 .detach()
                 .mul_scalar(batch as f64 / (batch - 1) as f64);
-            let update = |state: &RunningState<Tensor<B, 1>>, batch_stat: Tensor<B, 2>| {
-                let old = state.value_sync().to_device(&device);
-                state.update(
-                    old.mul_scalar(1.0 - MOMENTUM)
-                        .add(batch_stat.reshape([dim]).mul_scalar(MOMENTUM))
-                        .detach(),
-                );
-                // Sync now: module visitors (export, checkpoints) read the synced value.
-                let _ = state.value_sync();
-            };
-            update(&self.running_mean, mean.clone().detach());
-            update(&self.running_var, unbiased);
+            update_running(&self.running_mean, mean.clone().detach().reshape([dim]));
+            update_running(&self.running_var, unbiased.reshape([dim]));
             (mean, var)
         } else {
             (

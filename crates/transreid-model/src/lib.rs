@@ -14,11 +14,13 @@
 //! ```
 
 mod attention;
+mod batch_norm;
 mod block;
 mod checkpoint;
 mod drop_path;
 mod error;
 mod head;
+mod ics_stem;
 mod jpm;
 mod mlp;
 mod patch_embed;
@@ -30,24 +32,31 @@ mod sie;
 mod state_dict;
 mod transreid;
 mod vit;
+mod weight_layout;
 
 pub use attention::{Attention, AttentionConfig};
+pub use batch_norm::BatchNorm2d;
 pub use block::{Block, BlockConfig};
 pub use checkpoint::{export_reference, load_checkpoint, save_checkpoint, CONFIG_METADATA_KEY};
 pub use drop_path::drop_path;
-pub use error::{ImportError, LabelError};
+pub use error::{ImportError, LabelError, ModelConfigError};
 pub use head::BnNeck;
+pub use ics_stem::{Ibn, IcsStem, IcsStemConfig};
 pub use jpm::{shuffle_index, JpmBranch, JpmConfig, JpmError};
 pub use mlp::{gelu_exact, Mlp, MlpConfig};
 pub use patch_embed::{PatchEmbed, PatchEmbedConfig};
-pub use pos_embed::resize_pos_embed;
+pub use pos_embed::{resize_pos_embed, resize_pos_embed_grid};
 pub use precision::Precision;
 pub use presets::{PixelStats, VitPreset, HALF_STATS, IMAGENET_STATS};
 pub use pretrained::{
-    export_state_dict, load_imagenet, load_reference, load_reference_dict, model_path,
-    reference_key, ImportOptions, ImportReport,
+    export_state_dict, load_backbone_dict, load_imagenet, load_pretrained, load_reference,
+    load_reference_dict, model_path, reference_key, ImportOptions, ImportReport,
 };
 pub use sie::{SieConfig, SieMode};
-pub use state_dict::{read_state_dict, write_safetensors, HostTensor, StateDict};
+pub use state_dict::{read_state_dict, write_safetensors, CheckpointFile, HostTensor, StateDict};
 pub use transreid::{NeckFeat, TrainOutput, TransReid, TransReidConfig};
 pub use vit::{cls_of, VisionTransformer, VitConfig};
+pub use weight_layout::{
+    detect_layout, read_backbone, DetectedLayout, PretrainGrid, UnsupportedLayout, WeightKind,
+    WeightLayout,
+};

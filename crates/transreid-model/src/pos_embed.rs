@@ -23,23 +23,50 @@ pub fn resize_pos_embed(
     if gs * gs != tokens {
         return Err(ImportError::NonSquarePosEmbed { tokens });
     }
+    Ok(resize_pos_embed_grid(
+        posemb,
+        dim,
+        prefix,
+        [gs, gs],
+        new_grid,
+    ))
+}
+
+/// [`resize_pos_embed`] from an `old_grid = [h, w]` that need not be square (LUPerson weights
+/// are trained at 256x128: a 16x8 grid).
+///
+/// # Panics
+/// If `posemb` does not hold `prefix + h * w` tokens of `dim` values.
+pub fn resize_pos_embed_grid(
+    posemb: &[f32],
+    dim: usize,
+    prefix: usize,
+    old_grid: [usize; 2],
+    new_grid: [usize; 2],
+) -> Vec<f32> {
+    let [gh, gw] = old_grid;
+    assert_eq!(
+        posemb.len(),
+        (prefix + gh * gw) * dim,
+        "position embedding does not hold a {gh}x{gw} grid"
+    );
     let [ny, nx] = new_grid;
-    let ys = source_taps(gs, ny);
-    let xs = source_taps(gs, nx);
+    let ys = source_taps(gh, ny);
+    let xs = source_taps(gw, nx);
     let grid = &posemb[prefix * dim..];
     let mut out = Vec::with_capacity((prefix + ny * nx) * dim);
     out.extend_from_slice(&posemb[..prefix * dim]);
     for &(y0, y1, wy) in &ys {
         for &(x0, x1, wx) in &xs {
             for d in 0..dim {
-                let at = |y: usize, x: usize| grid[(y * gs + x) * dim + d] as f64;
+                let at = |y: usize, x: usize| grid[(y * gw + x) * dim + d] as f64;
                 let top = at(y0, x0) * (1.0 - wx) + at(y0, x1) * wx;
                 let bottom = at(y1, x0) * (1.0 - wx) + at(y1, x1) * wx;
                 out.push((top * (1.0 - wy) + bottom * wy) as f32);
             }
         }
     }
-    Ok(out)
+    out
 }
 
 /// `(i0, i1, weight of i1)` for each output index of a 1-D bilinear resize, align_corners false.

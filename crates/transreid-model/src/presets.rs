@@ -14,6 +14,9 @@ pub enum VitPreset {
     DeitBase16,
     /// DeiT-S/16: D 384, 12 blocks, 6 heads.
     DeitSmall16,
+    /// ViT-S/16: the DeiT-S/16 architecture with 0.5 normalisation, as the self-supervised
+    /// LUPerson weights (PersonViT, TransReID-SSL) are fine-tuned.
+    VitSmall16,
     /// The legacy ViT-S of the reference: D 768, 8 blocks, 8 heads, MLP ratio 3, no qkv bias,
     /// attention scale `768^-0.5`.
     VitSmallLegacy,
@@ -31,10 +34,11 @@ pub const IMAGENET_STATS: PixelStats = ([0.485, 0.456, 0.406], [0.229, 0.224, 0.
 
 impl VitPreset {
     /// Every preset.
-    pub const ALL: [VitPreset; 5] = [
+    pub const ALL: [VitPreset; 6] = [
         VitPreset::VitBase16,
         VitPreset::DeitBase16,
         VitPreset::DeitSmall16,
+        VitPreset::VitSmall16,
         VitPreset::VitSmallLegacy,
         VitPreset::Tiny,
     ];
@@ -44,7 +48,7 @@ impl VitPreset {
     pub fn config(self, img_size: [usize; 2], stride: [usize; 2]) -> VitConfig {
         let (dim, depth, heads) = match self {
             VitPreset::VitBase16 | VitPreset::DeitBase16 => (768, 12, 12),
-            VitPreset::DeitSmall16 => (384, 12, 6),
+            VitPreset::DeitSmall16 | VitPreset::VitSmall16 => (384, 12, 6),
             VitPreset::VitSmallLegacy => (768, 8, 8),
             VitPreset::Tiny => (64, 4, 4),
         };
@@ -75,10 +79,11 @@ impl std::str::FromStr for VitPreset {
             "vit_base16" | "vit_base_patch16_224" => Ok(Self::VitBase16),
             "deit_base16" | "deit_base_patch16_224" => Ok(Self::DeitBase16),
             "deit_small16" | "deit_small_patch16_224" => Ok(Self::DeitSmall16),
+            "vit_small16" => Ok(Self::VitSmall16),
             "vit_small_legacy" | "vit_small_patch16_224" => Ok(Self::VitSmallLegacy),
             "tiny" => Ok(Self::Tiny),
             other => Err(format!(
-                "unknown preset `{other}` (vit_base16, deit_base16, deit_small16, vit_small_legacy, tiny)"
+                "unknown preset `{other}` (vit_base16, deit_base16, deit_small16, vit_small16, vit_small_legacy, tiny)"
             )),
         }
     }

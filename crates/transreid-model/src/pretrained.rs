@@ -9,9 +9,10 @@ use burn::prelude::*;
 use burn_store::{ModuleSnapshot, TensorSnapshot};
 
 use crate::error::ImportError;
-use crate::pos_embed::resize_pos_embed;
-use crate::state_dict::{read_state_dict, HostTensor, StateDict};
+use crate::pos_embed::resize_pos_embed_grid;
+use crate::state_dict::{read_state_dict, unwrap, CheckpointFile, HostTensor, StateDict};
 use crate::transreid::TransReid;
+use crate::weight_layout::{detect_layout, read_backbone, PretrainGrid, WeightKind, WeightLayout};
 
 /// How strictly a checkpoint must match the model.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -36,6 +37,8 @@ pub struct ImportReport {
     pub pos_embed_resized: Option<(usize, usize)>,
     /// Whether a distillation token was removed from the position embedding.
     pub dropped_dist_token: bool,
+    /// The layout the keys revealed.
+    pub layout: Option<WeightLayout>,
 }
 
 /// The reference's `bottleneck` / `bottleneck_k` and `classifier` / `classifier_k` names.
@@ -72,7 +75,78 @@ pub fn model_path(key: &str) -> Option<String> {
         }
     }
     rename_layer_norm(&mut parts, [("weight", "gamma"), ("bias", "beta")]);
+    stem_to_model(&mut parts)?;
     Some(parts.join("."))
+}
+
+/// The reference's `patch_embed.conv.<index>` layers of the ICS stem and our field names
+/// (ReLUs take the missing indices).
+const STEM_LAYERS: [(&str, &str); 6] = [
+    ("0", "conv1"),
+    ("1", "ibn1"),
+    ("3", "conv2"),
+    ("4", "ibn2"),
+    ("6", "conv3"),
+    ("7", "bn"),
+];
+
+/// `patch_embed.conv.K[.IN|.BN].param` -> `patch_embed.stem.<field>[.instance|.batch].param`,
+/// with InstanceNorm's `weight` / `bias` as Burn's `gamma` / `beta`. `None` for an index
+/// without parameters.
+fn stem_to_model(parts: &mut Vec<String>) -> Option<()> {
+    let Some(i) = parts
+        .windows(2)
+        .position(|w| w[0] == "patch_embed" && w[1] == "conv")
+    else {
+        return Some(());
+    };
+    let index = parts.get(i + 2)?;
+    let (_, field) = STEM_LAYERS.iter().find(|(k, _)| k == index)?;
+    parts.splice(i + 1..i + 3, ["stem".to_string(), field.to_string()]);
+    match parts.get(i + 3).map(String::as_str) {
+        Some("IN") => {
+            parts[i + 3] = "instance".into();
+            let last = parts.len() - 1;
+            parts[last] = match parts[last].as_str() {
+                "weight" => "gamma".into(),
+                "bias" => "beta".into(),
+                other => other.to_string(),
+            };
+        }
+        Some("BN") => parts[i + 3] = "batch".into(),
+        _ => {}
+    }
+    Some(())
+}
+
+/// The inverse of [`stem_to_model`].
+fn stem_to_reference(parts: &mut Vec<String>) {
+    let Some(i) = parts
+        .windows(2)
+        .position(|w| w[0] == "patch_embed" && w[1] == "stem")
+    else {
+        return;
+    };
+    let Some((index, _)) = STEM_LAYERS
+        .iter()
+        .find(|(_, f)| parts.get(i + 2).map(String::as_str) == Some(*f))
+    else {
+        return;
+    };
+    parts.splice(i + 1..i + 3, ["conv".to_string(), index.to_string()]);
+    match parts.get(i + 3).map(String::as_str) {
+        Some("instance") => {
+            parts[i + 3] = "IN".into();
+            let last = parts.len() - 1;
+            parts[last] = match parts[last].as_str() {
+                "gamma" => "weight".into(),
+                "beta" => "bias".into(),
+                other => other.to_string(),
+            };
+        }
+        Some("batch") => parts[i + 3] = "BN".into(),
+        _ => {}
+    }
 }
 
 /// The inverse of [`model_path`].
@@ -101,6 +175,7 @@ pub fn reference_key(path: &str) -> String {
         }
         _ => {}
     }
+    stem_to_reference(&mut parts);
     parts.join(".")
 }
 
@@ -217,37 +292,117 @@ fn apply_state_dict<B: Backend>(
     Ok(())
 }
 
+/// Loads pretrained weights of any supported layout, decided by the keys (never the file
+/// name): a timm / Hugging Face ViT backbone, a DINO / iBOT training checkpoint's teacher
+/// (PersonViT, TransReID-SSL) or a trained TransReID in the reference's layout. A file whose
+/// keys contradict `kind` is refused with the kind to use ([`ImportError::KindMismatch`]).
+///
+/// Backbones load as [`load_backbone_dict`] describes (`pretrain_grid`: the patch grid their
+/// position embedding was trained at); reference checkpoints as [`load_reference_dict`]. Only the kept tensors are read from the file, so a training
+/// checkpoint's student, optimiser and loss state are never materialised.
+pub fn load_pretrained<B: Backend>(
+    model: &mut TransReid<B>,
+    path: &Path,
+    kind: WeightKind,
+    pretrain_grid: PretrainGrid,
+    options: ImportOptions,
+) -> Result<ImportReport, ImportError> {
+    let file = CheckpointFile::open(path)?;
+    let detected = detect_layout(&file.keys())?;
+    if !kind.accepts(detected.layout) {
+        return Err(ImportError::KindMismatch {
+            requested: kind,
+            detected: detected.layout,
+        });
+    }
+    let mut report = if detected.layout == WeightLayout::Reference {
+        let dict = file
+            .keys()
+            .into_iter()
+            .map(|key| Ok((key.clone(), file.tensor(&key)?)))
+            .collect::<Result<StateDict, ImportError>>()?;
+        load_reference_dict(model, unwrap(dict), options)?
+    } else {
+        load_backbone_dict(
+            model,
+            read_backbone(&file, &detected)?,
+            pretrain_grid,
+            options,
+        )?
+    };
+    report.layout = Some(detected.layout);
+    Ok(report)
+}
+
 /// Loads ImageNet ViT / DeiT weights (timm key names, as in timm / Hugging Face safetensors and
-/// the original `.pth` files) into the backbone, the way the reference's `load_param` does:
-///
-/// - unwraps `model` / `state_dict` / `teacher` wrappers and a `module.` prefix;
-/// - drops every key containing `head` or `dist`; a `dist_token` in the checkpoint (DeiT
-///   distilled) also removes token 1 of `pos_embed`, decided by the keys, not the file name;
-/// - reshapes a flattened `patch_embed.proj.weight` to `[D, 3, 16, 16]`;
-/// - resizes `pos_embed` to the model's patch grid ([`resize_pos_embed`]);
-/// - then copies the last block and final norm into the JPM branches `b1` / `b2`.
-///
-/// Every backbone parameter except `sie_embed` must be present, with its shape.
+/// the original `.pth` files; Hugging Face `transformers` ViT files too): [`load_pretrained`]
+/// with [`WeightKind::Imagenet`] and a square pretraining grid.
 pub fn load_imagenet<B: Backend>(
     model: &mut TransReid<B>,
     path: &Path,
     options: ImportOptions,
 ) -> Result<ImportReport, ImportError> {
-    let (dict, _) = read_state_dict(path)?;
+    load_pretrained(
+        model,
+        path,
+        WeightKind::Imagenet,
+        PretrainGrid::default(),
+        options,
+    )
+}
+
+/// Loads a backbone in timm's key names into the model, the way the reference's `load_param`
+/// does:
+///
+/// - a `dist_token` (DeiT distilled) also removes token 1 of `pos_embed`;
+/// - a flattened `patch_embed.proj.weight` is reshaped to `[D, C, k, k]`;
+/// - `pos_embed` is resized to the model's patch grid when its token count differs, from the
+///   grid `pretrain_grid` gives (bilinear, align_corners false); equal counts are kept;
+/// - then the last block and final norm are copied into the JPM branches `b1` / `b2`.
+///
+/// Every backbone parameter except `sie_embed` must be present, with its shape. The embedding
+/// width and the ICS stem are checked first, so a wrong preset is named as such.
+pub fn load_backbone_dict<B: Backend>(
+    model: &mut TransReid<B>,
+    dict: StateDict,
+    pretrain_grid: PretrainGrid,
+    options: ImportOptions,
+) -> Result<ImportReport, ImportError> {
     let mut report = ImportReport::default();
     let distilled = dict.contains_key("dist_token");
     report.dropped_dist_token = distilled;
     let dim = model.base.cls_token.dims()[2];
-    let patch = model.base.patch_embed.proj.weight.dims()[2];
+    if let Some(width) = dict.get("cls_token").and_then(|t| t.shape.last()) {
+        if *width != dim {
+            return Err(ImportError::EmbedWidth {
+                checkpoint: *width,
+                model: dim,
+            });
+        }
+    }
+    let checkpoint_has_stem = dict.keys().any(|k| k.starts_with("patch_embed.conv."));
+    if checkpoint_has_stem != model.base.patch_embed.stem.is_some() {
+        return Err(ImportError::StemMismatch {
+            checkpoint_has_stem,
+        });
+    }
+    let [_, channels, kernel, _] = model.base.patch_embed.proj.weight.dims();
     let target_tokens = model.base.pos_embed.dims()[1];
     let mut base = StateDict::new();
     for (key, mut tensor) in dict {
-        if key.contains("head") || key.contains("dist") {
+        if key == "dist_token" {
             continue;
         }
         if key == "patch_embed.proj.weight" && tensor.shape.len() < 4 {
             let d = tensor.shape[0];
-            tensor.shape = vec![d, tensor.data.len() / (d * patch * patch), patch, patch];
+            tensor.shape = vec![d, channels, kernel, kernel];
+            if tensor.shape.iter().product::<usize>() != tensor.data.len() {
+                return Err(ImportError::ShapeMismatch {
+                    key,
+                    expected: tensor.shape,
+                    got: vec![d, tensor.data.len() / d.max(1)],
+                });
+            }
         }
         if key == "pos_embed" && tensor.shape.get(1) != Some(&target_tokens) {
             let from = tensor.shape[1];
@@ -255,8 +410,9 @@ pub fn load_imagenet<B: Backend>(
             if distilled {
                 data.drain(dim..2 * dim);
             }
+            let source = pretrain_grid.grid(data.len() / dim - 1)?;
             let grid = model.base.patch_embed.grid();
-            let resized = resize_pos_embed(&data, dim, 1, grid)?;
+            let resized = resize_pos_embed_grid(&data, dim, 1, source, grid);
             report.pos_embed_resized = Some((from, target_tokens));
             tensor = HostTensor::new(vec![1, resized.len() / dim, dim], resized);
         }
@@ -283,7 +439,9 @@ pub fn load_reference<B: Backend>(
     options: ImportOptions,
 ) -> Result<ImportReport, ImportError> {
     let (dict, _) = read_state_dict(path)?;
-    load_reference_dict(model, dict, options)
+    let mut report = load_reference_dict(model, dict, options)?;
+    report.layout = Some(WeightLayout::Reference);
+    Ok(report)
 }
 
 /// [`load_reference`] from tensors already in memory.
@@ -327,6 +485,53 @@ mod tests {
             assert_eq!(reference_key(ours), reference);
         }
         assert_eq!(model_path("bottleneck_1.num_batches_tracked"), None);
+        assert_eq!(model_path("base.patch_embed.conv.2.weight"), None);
+    }
+
+    #[test]
+    fn ics_stem_names_map_both_ways() {
+        let cases = [
+            (
+                "base.patch_embed.conv.0.weight",
+                "base.patch_embed.stem.conv1.weight",
+            ),
+            (
+                "base.patch_embed.conv.1.IN.weight",
+                "base.patch_embed.stem.ibn1.instance.gamma",
+            ),
+            (
+                "base.patch_embed.conv.1.IN.bias",
+                "base.patch_embed.stem.ibn1.instance.beta",
+            ),
+            (
+                "base.patch_embed.conv.4.BN.running_var",
+                "base.patch_embed.stem.ibn2.batch.running_var",
+            ),
+            (
+                "base.patch_embed.conv.4.BN.weight",
+                "base.patch_embed.stem.ibn2.batch.weight",
+            ),
+            (
+                "base.patch_embed.conv.6.weight",
+                "base.patch_embed.stem.conv3.weight",
+            ),
+            (
+                "base.patch_embed.conv.7.bias",
+                "base.patch_embed.stem.bn.bias",
+            ),
+            (
+                "base.patch_embed.proj.weight",
+                "base.patch_embed.proj.weight",
+            ),
+        ];
+        for (reference, ours) in cases {
+            assert_eq!(model_path(reference).as_deref(), Some(ours));
+            assert_eq!(reference_key(ours), reference);
+        }
+        assert_eq!(
+            model_path("base.patch_embed.conv.7.num_batches_tracked"),
+            None
+        );
     }
 
     #[test]

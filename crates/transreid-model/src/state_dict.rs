@@ -1,10 +1,12 @@
 //! Checkpoint tensors on the host, read from safetensors or PyTorch files.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::io::Read;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
-use burn_store::pytorch::PytorchReader;
+use burn_store::pytorch::pickle_reader::PickleError;
+use burn_store::pytorch::{PytorchError, PytorchReader};
+use burn_store::TensorSnapshot;
 use safetensors::{Dtype, SafeTensors};
 
 use crate::error::ImportError;
@@ -58,24 +60,129 @@ const WRAPPERS: [&str; 4] = ["model.", "state_dict.", "teacher.", "module."];
 /// Reads a checkpoint, deciding the format by its content: a zip archive or pickle is a
 /// PyTorch file, anything else must be safetensors. Wrappers are unwrapped.
 pub fn read_state_dict(path: &Path) -> Result<(StateDict, BTreeMap<String, String>), ImportError> {
-    let io = |source| ImportError::Io {
-        path: path.to_path_buf(),
-        source,
-    };
-    // safetensors: an 8-byte header length, then the JSON header.
-    let mut head = [0u8; 9];
-    let mut file = std::fs::File::open(path).map_err(io)?;
-    let read = file.read(&mut head).map_err(io)?;
-    let is_pytorch = read >= 2 && (head[..2] == *b"PK" || (head[0] == 0x80 && head[8] != b'{'));
-    let (dict, metadata) = if is_pytorch {
-        (read_pth(path)?, BTreeMap::new())
-    } else {
-        read_safetensors(path)?
-    };
-    Ok((unwrap(dict), metadata))
+    let file = CheckpointFile::open(path)?;
+    let keys = file.keys();
+    let dict = keys
+        .into_iter()
+        .map(|key| Ok((key.clone(), file.tensor(&key)?)))
+        .collect::<Result<StateDict, ImportError>>()?;
+    Ok((unwrap(dict), file.metadata().clone()))
 }
 
-fn unwrap(mut dict: StateDict) -> StateDict {
+/// A checkpoint opened for reading: its keys are known at once, each tensor is converted only
+/// when asked for, so selecting a few keys of a large training file reads only those.
+pub struct CheckpointFile {
+    path: PathBuf,
+    tensors: Tensors,
+    metadata: BTreeMap<String, String>,
+}
+
+enum Tensors {
+    /// burn-store's lazy snapshots: the pickle is parsed, the storages are read on demand.
+    Pytorch(HashMap<String, TensorSnapshot>),
+    /// The file's bytes; the header is parsed again per tensor (it is small).
+    Safetensors(Vec<u8>),
+}
+
+impl CheckpointFile {
+    /// Opens a PyTorch (zip or legacy pickle) or safetensors file, deciding by the content.
+    pub fn open(path: &Path) -> Result<Self, ImportError> {
+        let io = |source| ImportError::Io {
+            path: path.to_path_buf(),
+            source,
+        };
+        // safetensors: an 8-byte header length, then the JSON header.
+        let mut head = [0u8; 9];
+        let mut file = std::fs::File::open(path).map_err(io)?;
+        let read = file.read(&mut head).map_err(io)?;
+        let is_pytorch = read >= 2 && (head[..2] == *b"PK" || (head[0] == 0x80 && head[8] != b'{'));
+        let (tensors, metadata) = if is_pytorch {
+            let reader = PytorchReader::new(path).map_err(|e| pytorch_error(path, e))?;
+            (Tensors::Pytorch(reader.into_tensors()), BTreeMap::new())
+        } else {
+            let bytes = std::fs::read(path).map_err(io)?;
+            let (_, meta) =
+                SafeTensors::read_metadata(&bytes).map_err(|e| corrupt(path, "safetensors", e))?;
+            let metadata = meta
+                .metadata()
+                .clone()
+                .unwrap_or_default()
+                .into_iter()
+                .collect();
+            SafeTensors::deserialize(&bytes).map_err(|e| corrupt(path, "safetensors", e))?;
+            (Tensors::Safetensors(bytes), metadata)
+        };
+        Ok(Self {
+            path: path.to_path_buf(),
+            tensors,
+            metadata,
+        })
+    }
+
+    /// Every tensor name, sorted, wrappers included.
+    pub fn keys(&self) -> Vec<String> {
+        let mut keys: Vec<String> = match &self.tensors {
+            Tensors::Pytorch(map) => map.keys().cloned().collect(),
+            Tensors::Safetensors(bytes) => SafeTensors::deserialize(bytes)
+                .map(|t| t.names().into_iter().cloned().collect())
+                .unwrap_or_default(),
+        };
+        keys.sort();
+        keys
+    }
+
+    /// The safetensors metadata (empty for PyTorch files).
+    pub fn metadata(&self) -> &BTreeMap<String, String> {
+        &self.metadata
+    }
+
+    /// Reads one tensor as f32.
+    pub fn tensor(&self, key: &str) -> Result<HostTensor, ImportError> {
+        let path = &self.path;
+        let missing = || ImportError::MissingKeys(vec![key.to_string()]);
+        match &self.tensors {
+            Tensors::Pytorch(map) => {
+                let snapshot = map.get(key).ok_or_else(missing)?;
+                let data = snapshot
+                    .to_data()
+                    .map_err(|e| corrupt(path, "PyTorch", format!("{key}: {e:?}")))?;
+                let shape = data.shape.to_vec();
+                let values = data.convert::<f32>().to_vec::<f32>().map_err(|e| {
+                    ImportError::UnsupportedDtype {
+                        key: key.to_string(),
+                        dtype: format!("{e:?}"),
+                    }
+                })?;
+                Ok(HostTensor::new(shape, values))
+            }
+            Tensors::Safetensors(bytes) => {
+                let tensors =
+                    SafeTensors::deserialize(bytes).map_err(|e| corrupt(path, "safetensors", e))?;
+                let view = tensors.tensor(key).map_err(|_| missing())?;
+                Ok(HostTensor::new(
+                    view.shape().to_vec(),
+                    to_f32(key, view.dtype(), view.data())?,
+                ))
+            }
+        }
+    }
+}
+
+/// burn-store's error, with a pickled Python object it cannot rebuild named as such.
+fn pytorch_error(path: &Path, error: PytorchError) -> ImportError {
+    match error {
+        PytorchError::Pickle(PickleError::UnsupportedType(object)) => {
+            ImportError::UnsupportedPickleObject {
+                path: path.to_path_buf(),
+                object,
+            }
+        }
+        other => corrupt(path, "PyTorch", other),
+    }
+}
+
+/// Strips the wrappers ([`WRAPPERS`]) of a reference / TransReID state dict.
+pub(crate) fn unwrap(mut dict: StateDict) -> StateDict {
     'outer: loop {
         for wrapper in WRAPPERS {
             if dict.keys().any(|k| k.starts_with(wrapper)) {
@@ -98,76 +205,36 @@ fn corrupt(path: &Path, format: &'static str, message: impl ToString) -> ImportE
     }
 }
 
-/// Reads every tensor of a safetensors file as f32, with the file's metadata.
-pub fn read_safetensors(path: &Path) -> Result<(StateDict, BTreeMap<String, String>), ImportError> {
-    let bytes = std::fs::read(path).map_err(|source| ImportError::Io {
-        path: path.to_path_buf(),
-        source,
-    })?;
-    let (_, meta) =
-        SafeTensors::read_metadata(&bytes).map_err(|e| corrupt(path, "safetensors", e))?;
-    let tensors = SafeTensors::deserialize(&bytes).map_err(|e| corrupt(path, "safetensors", e))?;
-    let mut dict = StateDict::new();
-    for (name, view) in tensors.tensors() {
-        let raw = view.data();
-        let data: Vec<f32> = match view.dtype() {
-            Dtype::F32 => raw
-                .chunks_exact(4)
-                .map(|b| f32::from_le_bytes(b.try_into().unwrap()))
-                .collect(),
-            Dtype::F64 => raw
-                .chunks_exact(8)
-                .map(|b| f64::from_le_bytes(b.try_into().unwrap()) as f32)
-                .collect(),
-            Dtype::F16 => raw
-                .chunks_exact(2)
-                .map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32())
-                .collect(),
-            Dtype::BF16 => raw
-                .chunks_exact(2)
-                .map(|b| half::bf16::from_le_bytes([b[0], b[1]]).to_f32())
-                .collect(),
-            Dtype::I64 => raw
-                .chunks_exact(8)
-                .map(|b| i64::from_le_bytes(b.try_into().unwrap()) as f32)
-                .collect(),
-            other => {
-                return Err(ImportError::UnsupportedDtype {
-                    key: name,
-                    dtype: format!("{other:?}"),
-                })
-            }
-        };
-        dict.insert(name, HostTensor::new(view.shape().to_vec(), data));
-    }
-    let metadata = meta
-        .metadata()
-        .clone()
-        .unwrap_or_default()
-        .into_iter()
-        .collect();
-    Ok((dict, metadata))
-}
-
-/// Reads every tensor of a PyTorch `.pth` / `.pt` file (zip or legacy pickle) as f32.
-pub fn read_pth(path: &Path) -> Result<StateDict, ImportError> {
-    let reader = PytorchReader::new(path).map_err(|e| corrupt(path, "PyTorch", e))?;
-    let mut dict = StateDict::new();
-    for (name, snapshot) in reader.into_tensors() {
-        let data = snapshot
-            .to_data()
-            .map_err(|e| corrupt(path, "PyTorch", format!("{name}: {e:?}")))?;
-        let shape = data.shape.to_vec();
-        let values =
-            data.convert::<f32>()
-                .to_vec::<f32>()
-                .map_err(|e| ImportError::UnsupportedDtype {
-                    key: name.clone(),
-                    dtype: format!("{e:?}"),
-                })?;
-        dict.insert(name, HostTensor::new(shape, values));
-    }
-    Ok(dict)
+/// Little-endian safetensors data as f32.
+fn to_f32(key: &str, dtype: Dtype, raw: &[u8]) -> Result<Vec<f32>, ImportError> {
+    Ok(match dtype {
+        Dtype::F32 => raw
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            .collect(),
+        Dtype::F64 => raw
+            .chunks_exact(8)
+            .map(|b| f64::from_le_bytes(b.try_into().expect("8 bytes")) as f32)
+            .collect(),
+        Dtype::F16 => raw
+            .chunks_exact(2)
+            .map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32())
+            .collect(),
+        Dtype::BF16 => raw
+            .chunks_exact(2)
+            .map(|b| half::bf16::from_le_bytes([b[0], b[1]]).to_f32())
+            .collect(),
+        Dtype::I64 => raw
+            .chunks_exact(8)
+            .map(|b| i64::from_le_bytes(b.try_into().expect("8 bytes")) as f32)
+            .collect(),
+        other => {
+            return Err(ImportError::UnsupportedDtype {
+                key: key.to_string(),
+                dtype: format!("{other:?}"),
+            })
+        }
+    })
 }
 
 /// Writes tensors as an f32 safetensors file atomically (a temporary file, then a rename), so an

@@ -4,8 +4,9 @@ use burn::nn::{Initializer, Linear, LinearConfig};
 use burn::prelude::*;
 use serde::{Deserialize, Serialize};
 
+use crate::error::ModelConfigError;
 use crate::head::BnNeck;
-use crate::jpm::{JpmBranch, JpmConfig, JpmError};
+use crate::jpm::{JpmBranch, JpmConfig};
 use crate::precision::Precision;
 use crate::sie::SieConfig;
 use crate::vit::{cls_of, VisionTransformer, VitConfig};
@@ -51,7 +52,8 @@ impl TransReidConfig {
     }
 
     /// Checks the settings without building anything.
-    pub fn validate(&self) -> Result<(), JpmError> {
+    pub fn validate(&self) -> Result<(), ModelConfigError> {
+        self.vit.patch_embed().validate()?;
         if let Some(jpm) = &self.jpm {
             jpm.part_index(self.vit.patch_embed().num_patches())?;
         }

@@ -5,6 +5,7 @@ use burn::prelude::*;
 
 use crate::attention::AttentionConfig;
 use crate::block::{Block, BlockConfig};
+use crate::ics_stem::IcsStemConfig;
 use crate::patch_embed::{PatchEmbed, PatchEmbedConfig};
 use crate::precision::Precision;
 use crate::sie::SieConfig;
@@ -50,6 +51,10 @@ pub struct VitConfig {
     /// LayerNorm epsilon. Default: 1e-6.
     #[config(default = 1e-6)]
     pub layer_norm_eps: f64,
+    /// The ICS convolution stem of TransReID-SSL before the patch projection (needs stride
+    /// `patch_size`). Default: None.
+    #[config(default = "None")]
+    pub stem: Option<IcsStemConfig>,
 }
 
 impl VitConfig {
@@ -59,6 +64,7 @@ impl VitConfig {
             .with_stride(self.stride)
             .with_patch_size(self.patch_size)
             .with_in_channels(self.in_channels)
+            .with_stem(self.stem.clone())
     }
 
     /// Patch grid `[num_y, num_x]`.
