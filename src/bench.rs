@@ -1,6 +1,6 @@
-//! Training-step throughput of ViT-B/16 TransReID, for `transreid bench train` and
-//! `benches/train.rs`: the step of [`crate::train::train`] (forward, the TransReID objective,
-//! backward, grouped SGD) on random images with PK labels.
+//! Throughput of TransReID (ViT-B/16 by default) for `transreid bench train|infer`: the
+//! training step of [`crate::train::train`] (forward, the TransReID objective, backward,
+//! grouped SGD) on random images with PK labels, and batched embedding.
 
 use std::time::Instant;
 
@@ -14,11 +14,49 @@ use transreid_model::{
 
 use crate::optim::{LossScaler, Sgd, SolverConfig};
 
-/// One measured case.
-#[derive(Debug, Clone, Serialize)]
-pub struct TrainBench {
+/// The benchmarked network: TransReID (JPM + camera SIE) with 751 identities and 6 cameras
+/// (Market-1501's training split).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct BenchModel {
+    /// Backbone.
+    pub backbone: VitPreset,
+    /// Input `[height, width]`.
+    pub size: [usize; 2],
     /// Patch stride.
     pub stride: usize,
+}
+
+impl BenchModel {
+    /// ViT-B/16 at 256x128, the paper's person model.
+    pub fn vit_base(stride: usize) -> Self {
+        Self {
+            backbone: VitPreset::VitBase16,
+            size: [256, 128],
+            stride,
+        }
+    }
+
+    /// The model's configuration.
+    pub fn config(&self) -> TransReidConfig {
+        TransReidConfig::new(
+            self.backbone.config(self.size, [self.stride, self.stride]),
+            751,
+        )
+        .with_sie(
+            SieConfig::new()
+                .with_mode(SieMode::Camera)
+                .with_camera_num(6),
+        )
+        .with_jpm(Some(JpmConfig::new()))
+    }
+}
+
+/// One measured training case.
+#[derive(Debug, Clone, Serialize)]
+pub struct TrainBench {
+    /// The network.
+    #[serde(flatten)]
+    pub model: BenchModel,
     /// Images per step.
     pub batch: usize,
     /// Timed steps (after one warm-up step).
@@ -31,33 +69,35 @@ pub struct TrainBench {
     pub peak_rss_mib: Option<f64>,
 }
 
-/// The benchmarked model: ViT-B/16 TransReID (JPM + camera SIE) at 256x128, 751 identities and
-/// 6 cameras (Market-1501's training split).
-pub fn bench_model_config(stride: usize) -> TransReidConfig {
-    TransReidConfig::new(
-        VitPreset::VitBase16.config([256, 128], [stride, stride]),
-        751,
-    )
-    .with_sie(
-        SieConfig::new()
-            .with_mode(SieMode::Camera)
-            .with_camera_num(6),
-    )
-    .with_jpm(Some(JpmConfig::new()))
+/// One measured inference case.
+#[derive(Debug, Clone, Serialize)]
+pub struct InferenceBench {
+    /// The network.
+    #[serde(flatten)]
+    pub model: BenchModel,
+    /// Images per forward.
+    pub batch: usize,
+    /// Timed forwards (after one warm-up forward).
+    pub iters: usize,
+    /// Dtype of the products.
+    pub precision: Precision,
+    /// Embedded images per second.
+    pub images_per_second: f64,
+    /// Peak resident memory of the process so far, in MiB (Linux; `None` elsewhere).
+    pub peak_rss_mib: Option<f64>,
 }
 
 /// Times `steps` training steps of batch `batch` (PK: 4 images per identity) after one
 /// warm-up step, with the products in `precision` (f16 with loss scaling).
 pub fn bench_train_step<B: AutodiffBackend>(
-    stride: usize,
+    network: BenchModel,
     batch: usize,
     steps: usize,
     precision: Precision,
     device: &B::Device,
 ) -> TrainBench {
-    let mut model = bench_model_config(stride)
-        .init::<B>(device)
-        .with_precision(precision);
+    let [height, width] = network.size;
+    let mut model = network.config().init::<B>(device).with_precision(precision);
     let mut sgd = Sgd::<B>::new(SolverConfig::new(0.008));
     sgd.set_loss_scaler(precision.needs_loss_scaling().then(LossScaler::default));
     let labels: Vec<i64> = (0..batch as i64).map(|i| i / 4).collect();
@@ -66,7 +106,7 @@ pub fn bench_train_step<B: AutodiffBackend>(
         |v: &[i64]| Tensor::<B, 1, Int>::from_data(TensorData::new(v.to_vec(), [batch]), device);
     let mut step = |model: TransReid<B>| {
         let images = Tensor::<B, 4>::random(
-            [batch, 3, 256, 128],
+            [batch, 3, height, width],
             burn::tensor::Distribution::Normal(0.0, 1.0),
             device,
         );
@@ -92,11 +132,50 @@ pub fn bench_train_step<B: AutodiffBackend>(
     }
     let seconds = started.elapsed().as_secs_f64();
     TrainBench {
-        stride,
+        model: network,
         batch,
         steps,
         precision,
         images_per_second: (steps * batch) as f64 / seconds,
+        peak_rss_mib: peak_rss_mib(),
+    }
+}
+
+/// Times `iters` embeddings (JPM features before the BNNeck, as evaluation) of a batch of
+/// `batch` random images after one warm-up forward, with the products in `precision`.
+pub fn bench_inference<B: Backend>(
+    network: BenchModel,
+    batch: usize,
+    iters: usize,
+    precision: Precision,
+    device: &B::Device,
+) -> InferenceBench {
+    let [height, width] = network.size;
+    let model = network.config().init::<B>(device).with_precision(precision);
+    let images = Tensor::<B, 4>::random(
+        [batch, 3, height, width],
+        burn::tensor::Distribution::Normal(0.0, 1.0),
+        device,
+    );
+    let cams = Tensor::<B, 1, Int>::zeros([batch], device);
+    // Reading the features waits for the device.
+    let run = || {
+        let _ = model
+            .embed(images.clone(), Some(cams.clone()), None)
+            .into_data();
+    };
+    run();
+    let started = Instant::now();
+    for _ in 0..iters {
+        run();
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    InferenceBench {
+        model: network,
+        batch,
+        iters,
+        precision,
+        images_per_second: (iters * batch) as f64 / seconds,
         peak_rss_mib: peak_rss_mib(),
     }
 }

@@ -5,6 +5,7 @@ pub mod allocator;
 pub mod backend;
 pub mod bench;
 pub mod config;
+pub mod device_check;
 pub mod embedder;
 pub mod file_name;
 pub mod inference;

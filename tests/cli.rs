@@ -548,3 +548,58 @@ fn fine_tunes_from_a_personvit_training_checkpoint() {
     let after = percent_after(&out, "last evaluation: mAP");
     assert!(after > before + 5.0, "mAP {before}% -> {after}%");
 }
+
+#[test]
+fn gpu_check_dry_run_records_every_stage() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new("bash")
+        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/gpu-check.sh"))
+        .arg("dry-run")
+        .arg(dir.path())
+        .env("TRANSREID_BIN", env!("CARGO_BIN_EXE_transreid"))
+        .output()
+        .unwrap();
+    let log = std::fs::read_to_string(dir.path().join("log.txt")).unwrap_or_default();
+    assert!(
+        out.status.success(),
+        "{}\n{log}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = std::fs::read_to_string(dir.path().join("results.jsonl")).unwrap();
+    let rows: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert!(
+        rows.iter().all(|r| r.get("error").is_none()),
+        "{text}\n{log}"
+    );
+    let stage = |name: &str| -> Vec<&serde_json::Value> {
+        rows.iter().filter(|r| r["stage"] == name).collect()
+    };
+    assert_eq!(stage("env")[0]["device"], "flex", "{text}");
+    // The reference's numbers are met in f32 (1e-4) and bf16 (3e-2).
+    let checks = stage("check");
+    assert_eq!(checks.len(), 2, "{text}");
+    for (row, precision) in checks.iter().zip(["f32", "bf16"]) {
+        assert_eq!(row["precision"], precision, "{text}");
+        assert_eq!(row["passed"], true, "{text}");
+        assert_eq!(row["gradients"], 79, "{text}");
+    }
+    let train = stage("train");
+    assert_eq!(train[0]["epochs"], 2, "{text}");
+    assert!(
+        train[0]["last_loss"].as_f64().unwrap().is_finite(),
+        "{text}"
+    );
+    // Timed cases carry their throughput; PyTorch is skipped without a reference checkout.
+    let timed = |name: &str| {
+        stage(name)
+            .into_iter()
+            .filter(|r| r["images_per_second"].as_f64().is_some_and(|v| v > 0.0))
+            .count()
+    };
+    assert_eq!(timed("bench-train"), 3, "{text}");
+    assert_eq!(timed("infer"), 4, "{text}");
+    assert!(stage("pytorch-train")[0]["skipped"].is_string(), "{text}");
+}
