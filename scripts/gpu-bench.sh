@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The CUDA run, in two halves.
+# The longer CUDA benchmark (the budgeted one is scripts/gpu-check.sh), in two halves.
 #
 #   scripts/gpu-bench.sh build
 #       On a machine with the Rust toolchain: builds the `cuda` binary into .gpu/transreid
@@ -20,11 +20,7 @@ cd "$(dirname "$0")/.."
 
 case "${1:-}" in
 build)
-  CUDARC_CUDA_VERSION="${CUDARC_CUDA_VERSION:-13000}" \
-    cargo build --release --features cuda --bin transreid
-  mkdir -p .gpu
-  cp "${CARGO_TARGET_DIR:-target}/release/transreid" .gpu/transreid
-  echo ".gpu/transreid built"
+  exec scripts/gpu-check.sh build
   ;;
 run)
   ref="$2"; steps="${3:-20}"

@@ -15,7 +15,8 @@
 # every command's output. Stages:
 #   env            GPU, driver, CUDA headers and NVRTC found (or what is missing)
 #   check          the tiny JPM + SIE model's eval features, loss and gradients against the
-#                  reference implementation's fixture, f32 (1e-4) and bf16 (3e-2)
+#                  reference implementation's fixture, f32 (1e-4) and bf16 (3e-2, gradients
+#                  0.25: src/device_check.rs says why)
 #   train          a short synthetic training run in bf16: loss and mAP per evaluation
 #   bench-train    ViT-B/16 TransReID training steps at 256x128, batch 64: stride 16 bf16 and
 #                  f32, stride 12 bf16; images/s and peak GPU memory

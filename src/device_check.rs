@@ -35,8 +35,10 @@ pub struct DeviceCheck {
     pub worst_gradient: String,
     /// Gradients compared (every parameter of the reference model).
     pub gradients: usize,
-    /// The bound every relative error must stay under ([`tolerance`]).
+    /// The bound on the feature and loss errors ([`tolerances`]).
     pub tolerance: f64,
+    /// The bound on the gradient error ([`tolerances`]).
+    pub gradient_tolerance: f64,
     /// Whether every error is within the tolerance.
     pub passed: bool,
 }
@@ -55,14 +57,16 @@ pub enum DeviceCheckError {
     Loss(#[from] LossError),
 }
 
-/// The bound on relative errors: 1e-4 in f32 (summation order differs between devices);
-/// 3e-2 in bf16 / f16, whose products round their inputs to 8 / 11 significant bits
-/// (relative 2^-8 = 3.9e-3 for bf16), an error that grows through 4 blocks and the loss
-/// (crates/transreid-model/tests/precision.rs measures it on the CPU: 6e-3 for bf16).
-pub fn tolerance(precision: Precision) -> f64 {
+/// The bounds on relative errors, `(features and loss, gradients)`: 1e-4 for both in f32
+/// (summation order differs between devices). In bf16 / f16 the products round their inputs to
+/// 8 / 11 significant bits (relative 2^-8 = 3.9e-3 for bf16): features and loss stay within
+/// 3e-2, but the attention's q / k gradients cancel through the softmax and reach 0.115 of
+/// their scale in bf16 on the CPU (flex, the JPM branch's `qkv.weight`), so gradients get 0.25:
+/// still far below the O(1) error of a wrong kernel.
+pub fn tolerances(precision: Precision) -> (f64, f64) {
     match precision {
-        Precision::F32 => 1e-4,
-        Precision::Bf16 | Precision::F16 => 3e-2,
+        Precision::F32 => (1e-4, 1e-4),
+        Precision::Bf16 | Precision::F16 => (3e-2, 0.25),
     }
 }
 
@@ -86,14 +90,14 @@ fn fixture_config() -> TransReidConfig {
 /// (the JPM branches' final LayerNorm biases) are mathematically zero.
 fn relative_error(got: &[f32], want: &[f32]) -> f64 {
     let scale = want.iter().fold(0f32, |m, v| m.max(v.abs())).max(1e-2);
+    if got.len() != want.len() || got.iter().any(|v| !v.is_finite()) {
+        return f64::INFINITY;
+    }
     let worst = got
         .iter()
         .zip(want)
         .map(|(a, b)| (a - b).abs())
         .fold(0f32, f32::max);
-    if got.len() != want.len() || !worst.is_finite() {
-        return f64::INFINITY;
-    }
     f64::from(worst / scale)
 }
 
@@ -180,11 +184,11 @@ pub fn check_device<B: AutodiffBackend>(
         gradients += 1;
     }
     let reference_gradients = tensors.keys().filter(|k| k.starts_with("grad.")).count();
-    let tolerance = tolerance(precision);
+    let (tolerance, gradient_tolerance) = tolerances(precision);
     let passed = gradients == reference_gradients
-        && [feature_error, loss_error, gradient_error]
-            .iter()
-            .all(|e| *e <= tolerance);
+        && feature_error <= tolerance
+        && loss_error <= tolerance
+        && gradient_error <= gradient_tolerance;
     Ok(DeviceCheck {
         precision,
         feature_error,
@@ -193,6 +197,7 @@ pub fn check_device<B: AutodiffBackend>(
         worst_gradient,
         gradients,
         tolerance,
+        gradient_tolerance,
         passed,
     })
 }
