@@ -540,13 +540,13 @@ fn fine_tunes_from_a_personvit_training_checkpoint() {
         "--output-dir",
         &run,
         "--epochs",
-        "10",
+        "20",
         "--workers",
         "1",
     ]);
     assert!(out.contains("DINO / iBOT training checkpoint"), "{out}");
     let after = percent_after(&out, "last evaluation: mAP");
-    assert!(after > before + 5.0, "mAP {before}% -> {after}%");
+    assert!(after > before + 10.0, "mAP {before}% -> {after}%");
 }
 
 #[test]

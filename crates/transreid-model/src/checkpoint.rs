@@ -64,14 +64,17 @@ pub fn load_checkpoint<B: Backend>(
     }
     let Some(json) = metadata.get(CONFIG_METADATA_KEY) else {
         let keys: Vec<String> = dict.keys().cloned().collect();
-        return Err(match detect_layout(&keys) {
-            Ok(detected) => not_a_checkpoint(format!(
-                "{}; make a checkpoint of it with `transreid import --source {}`",
+        let what = match detect_layout(&keys) {
+            Ok(detected) => format!(
+                ": the file is {}; make a checkpoint of it with `transreid import --source {}`",
                 detected.layout,
                 path.display()
-            )),
-            Err(_) => config_error(format!("no `{CONFIG_METADATA_KEY}` metadata")),
-        });
+            ),
+            Err(_) => String::new(),
+        };
+        return Err(config_error(format!(
+            "no `{CONFIG_METADATA_KEY}` metadata{what}"
+        )));
     };
     let config: TransReidConfig =
         serde_json::from_str(json).map_err(|e| config_error(e.to_string()))?;

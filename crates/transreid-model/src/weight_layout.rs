@@ -182,19 +182,21 @@ pub fn detect_layout(keys: &[String]) -> Result<DetectedLayout, ImportError> {
 }
 
 /// Keys of a backbone that no TransReID parameter takes: classification and projection heads,
-/// distillation, masked-image-modelling tokens.
+/// distillation (but `dist_token`, which tells the loader to drop its position token),
+/// masked-image-modelling tokens.
 fn is_dropped(key: &str) -> bool {
-    [
-        "head",
-        "dist",
-        "pre_logits",
-        "mask_token",
-        "masked_embed",
-        "classifier",
-        "pooler",
-    ]
-    .iter()
-    .any(|p| key.contains(p))
+    key != "dist_token"
+        && [
+            "head",
+            "dist",
+            "pre_logits",
+            "mask_token",
+            "masked_embed",
+            "classifier",
+            "pooler",
+        ]
+        .iter()
+        .any(|p| key.contains(p))
 }
 
 /// Reads the backbone tensors of a file in timm's names: only the kept keys are read, so a
