@@ -10,6 +10,7 @@ pub mod embedder;
 pub mod file_name;
 pub mod inference;
 pub mod optim;
+pub mod output_path;
 pub mod plot;
 pub mod search;
 pub mod train;

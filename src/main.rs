@@ -27,6 +27,7 @@ use transreid::model::{
     SieMode, StateDict, TransReidConfig, VitPreset, WeightKind,
 };
 use transreid::optim::SolverConfig;
+use transreid::output_path::{check_output, refuse_special_file};
 use transreid::plot::plot_cmc;
 use transreid::search::{draw_ranked_list, search};
 use transreid::train::{train, TrainJob, TrainSettings, STATE_FILE};
@@ -98,9 +99,9 @@ struct EvalArgs {
     /// else `half`.
     #[arg(long, value_enum)]
     normalization: Option<NormalizationChoice>,
-    /// Where to write the CMC curve.
-    #[arg(long, default_value = "cmc.png")]
-    cmc_plot: PathBuf,
+    /// Also draw the CMC curve into this PNG file.
+    #[arg(long)]
+    cmc_plot: Option<PathBuf>,
     /// Compute backend.
     #[arg(long, value_enum, default_value = "flex")]
     device: Device,
@@ -494,6 +495,9 @@ fn eval<B: Backend>(args: EvalArgs, device: &B::Device) -> anyhow::Result<()> {
         cmc_plot,
         ..
     } = args;
+    if let Some(plot) = &cmc_plot {
+        check_output(plot, "png", &[&checkpoint])?;
+    }
     let (model, config) = load_checkpoint::<B>(&checkpoint, device)
         .with_context(|| format!("loading {}", checkpoint.display()))?;
     let dataset = load_dataset(kind, &root, &LoadOptions::default())?;
@@ -527,17 +531,33 @@ fn eval<B: Backend>(args: EvalArgs, device: &B::Device) -> anyhow::Result<()> {
         "{} valid queries, {} skipped",
         metrics.num_valid_queries, metrics.num_skipped_queries
     );
-    plot_cmc(&cmc_plot, &metrics.cmc, &format!("CMC, {}", kind.title()))?;
-    println!("CMC curve -> {}", cmc_plot.display());
+    if let Some(plot) = cmc_plot {
+        plot_cmc(&plot, &metrics.cmc, &format!("CMC, {}", kind.title()))?;
+        println!("CMC curve -> {}", plot.display());
+    }
     Ok(())
 }
 
 fn embed<B: Backend>(args: EmbedArgs, device: &B::Device) -> anyhow::Result<()> {
     let EmbedArgs { images, out, model } = args;
     let paths = list_images(&images)?;
+    let inputs: Vec<&Path> = std::iter::once(model.checkpoint.as_path())
+        .chain(paths.iter().map(PathBuf::as_path))
+        .collect();
+    check_output(&out, "safetensors", &inputs)?;
     let embedder = model.embedder::<B>(device)?;
     let features = model.embed_paths(&embedder, &paths)?;
     let dim = embedder.dim();
+    if let Some(row) = features
+        .chunks(dim.max(1))
+        .position(|f| f.iter().any(|v| !v.is_finite()))
+    {
+        anyhow::bail!(
+            "the features of {} are not finite (NaN or infinite): the checkpoint's weights are \
+             probably corrupt; nothing was written",
+            paths[row].display()
+        );
+    }
     let names: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
     let tensors = StateDict::from([(
         "features".to_string(),
@@ -581,6 +601,14 @@ fn list_images(inputs: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
 fn search_command<B: Backend>(args: SearchArgs, device: &B::Device) -> anyhow::Result<()> {
     let gallery = list_images(&args.gallery)?;
     anyhow::ensure!(args.top_k > 0, "--top-k must be positive");
+    // The picture and, beside it, the same name in .json.
+    let json_path = args.out.with_extension("json");
+    let inputs: Vec<&Path> = [args.model.checkpoint.as_path(), args.query.as_path()]
+        .into_iter()
+        .chain(gallery.iter().map(PathBuf::as_path))
+        .collect();
+    check_output(&args.out, "png", &inputs)?;
+    check_output(&json_path, "json", &inputs)?;
     let embedder = args.model.embedder::<B>(device)?;
     let query_image = decode_rgb(&args.query)?;
     let query_feature = args
@@ -599,7 +627,6 @@ fn search_command<B: Backend>(args: SearchArgs, device: &B::Device) -> anyhow::R
         images.push(decode_rgb(&hit.path)?);
     }
     draw_ranked_list(&args.out, &result, &images)?;
-    let json_path = args.out.with_extension("json");
     write_atomic(
         &json_path,
         serde_json::to_string_pretty(&result)?.as_bytes(),
@@ -627,6 +654,7 @@ fn search_command<B: Backend>(args: SearchArgs, device: &B::Device) -> anyhow::R
 
 /// Writes a file through a temporary file and a rename.
 fn write_atomic(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    refuse_special_file(path)?;
     let tmp = path.with_extension("tmp");
     std::fs::write(&tmp, bytes).with_context(|| format!("writing {}", tmp.display()))?;
     std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))?;

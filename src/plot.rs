@@ -82,6 +82,7 @@ impl Canvas {
             path: path.to_path_buf(),
             message,
         };
+        crate::output_path::refuse_special_file(path).map_err(|e| write_error(e.to_string()))?;
         let image = RgbImage::from_raw(self.width, self.height, self.pixels)
             .expect("buffer matches the canvas size");
         let tmp = path.with_extension("png.tmp");

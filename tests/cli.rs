@@ -603,3 +603,126 @@ fn gpu_check_dry_run_records_every_stage() {
     assert_eq!(timed("infer"), 4, "{text}");
     assert!(stage("pytorch-train")[0]["skipped"].is_string(), "{text}");
 }
+
+#[test]
+fn outputs_never_replace_inputs_or_special_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = |name: &str| dir.path().join(name).to_str().unwrap().to_string();
+    let data = p("data");
+    ok(&[
+        "data",
+        "synth",
+        "--out",
+        &data,
+        "--ids",
+        "4",
+        "--cameras",
+        "2",
+    ]);
+    let config = TransReidConfig::new(VitPreset::Tiny.config([128, 64], [16, 16]), 4);
+    let checkpoint = p("tiny.safetensors");
+    let model = config.init::<NdArray>(&Default::default());
+    save_checkpoint(&model, &config, Path::new(&checkpoint)).unwrap();
+    let query = format!("{data}/query");
+    let first_image = std::fs::read_dir(&query)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let first_image = first_image.to_str().unwrap().to_string();
+    let before = |path: &str| std::fs::read(path).unwrap();
+    let (checkpoint_bytes, image_bytes) = (before(&checkpoint), before(&first_image));
+
+    // An output that is an input is refused before any work, and the input is left alone.
+    fails(
+        &embed_args(&checkpoint, &query, &checkpoint, &[]),
+        "is an input",
+    );
+    let renamed = p("data/query/../query/x.safetensors");
+    std::fs::copy(&checkpoint, &renamed).unwrap();
+    fails(&embed_args(&renamed, &query, &renamed, &[]), "is an input");
+    // A gallery with a PNG image, which the picture must not replace.
+    let png_gallery = p("png_gallery");
+    std::fs::create_dir(&png_gallery).unwrap();
+    let gallery_png = format!("{png_gallery}/0001_c1s1_000001_00.png");
+    std::fs::copy(&first_image, &gallery_png).unwrap();
+    let gallery_png_bytes = before(&gallery_png);
+    let search = |out: &str| {
+        vec![
+            "search".to_string(),
+            "--checkpoint".into(),
+            checkpoint.clone(),
+            "--query".into(),
+            first_image.clone(),
+            "--gallery".into(),
+            png_gallery.clone(),
+            "--out".into(),
+            out.to_string(),
+        ]
+    };
+    fails(&search(&gallery_png), "is an input");
+    assert_eq!(before(&gallery_png), gallery_png_bytes);
+    assert_eq!(before(&checkpoint), checkpoint_bytes);
+    assert_eq!(before(&first_image), image_bytes);
+
+    // Checked up front: a missing folder, a JSON name for the picture, a corrupt checkpoint
+    // never reached because the output is checked first.
+    fails(&search(&p("nowhere/ranked.png")), "does not exist");
+    fails(&search(&p("ranked.json")), "must end in .png");
+    let corrupt = p("corrupt.safetensors");
+    std::fs::write(&corrupt, b"not a checkpoint").unwrap();
+    fails(
+        &embed_args(&corrupt, &query, &p("nowhere/f.safetensors"), &[]),
+        "does not exist",
+    );
+
+    // A pipe (as /dev/null would be) is not replaced by the atomic write.
+    let fifo = p("pipe.png");
+    assert!(Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap()
+        .success());
+    let eval = |plot: &str| {
+        vec![
+            "eval".to_string(),
+            "--checkpoint".into(),
+            checkpoint.clone(),
+            "--dataset".into(),
+            "market1501".into(),
+            "--root".into(),
+            data.clone(),
+            "--cmc-plot".into(),
+            plot.to_string(),
+        ]
+    };
+    fails(&eval(&fifo), "not a regular file");
+    use std::os::unix::fs::FileTypeExt;
+    assert!(std::fs::metadata(&fifo).unwrap().file_type().is_fifo());
+
+    // eval writes a CMC picture only when asked.
+    let out = Command::new(env!("CARGO_BIN_EXE_transreid"))
+        .args(&eval(&p("cmc.png"))[..7])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!dir.path().join("cmc.png").exists());
+
+    // A checkpoint with NaN weights gives NaN features: refused, nothing written.
+    let (mut tensors, metadata) =
+        transreid::model::read_state_dict(Path::new(&checkpoint)).unwrap();
+    for tensor in tensors.values_mut() {
+        tensor.data.iter_mut().for_each(|v| *v = f32::NAN);
+    }
+    let nan = p("nan.safetensors");
+    transreid::model::write_safetensors(Path::new(&nan), &tensors, metadata).unwrap();
+    let features = p("nan_features.safetensors");
+    fails(&embed_args(&nan, &query, &features, &[]), "not finite");
+    assert!(!Path::new(&features).exists());
+}

@@ -248,6 +248,12 @@ pub fn write_safetensors(
         path: path.to_path_buf(),
         source,
     };
+    // The rename below would replace a device or a pipe with a file.
+    if std::fs::metadata(path).is_ok_and(|m| !m.is_file()) {
+        return Err(io(std::io::Error::other(
+            "exists and is not a regular file",
+        )));
+    }
     let bytes: Vec<(String, Vec<u8>, Vec<usize>)> = dict
         .iter()
         .map(|(k, t)| {
