@@ -118,7 +118,7 @@ impl Pretrained {
 }
 
 /// The layer that turns pixels into patch tokens.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "snake_case")]
 pub enum PatchStem {
     /// One strided convolution (ViT).

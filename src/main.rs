@@ -9,7 +9,7 @@ use burn::tensor::backend::Backend;
 use clap::{Parser, Subcommand};
 use transreid::backend::{CpuBackend, TrainBackend};
 use transreid::bench::{bench_inference, bench_train_step, BenchModel};
-use transreid::config::{PrecisionSetting, RunConfig};
+use transreid::config::{PatchStem, PrecisionSetting, RunConfig};
 use transreid::data::{
     decode_rgb, load_dataset, DatasetKind, EvalLoader, ImageSize, LoadOptions, LoaderConfig,
     Normalization, SynthConfig, TestTransform, TransformConfig,
@@ -374,7 +374,7 @@ struct ImportArgs {
     pretrain_hw_ratio: usize,
     /// Patch embedding of the model: `conv`, or TransReID-SSL's `ics` stem (stride 16).
     #[arg(long, value_enum, default_value = "conv")]
-    stem: PatchStemArg,
+    stem: PatchStem,
     /// Output checkpoint (`.safetensors`).
     #[arg(long)]
     out: PathBuf,
@@ -941,14 +941,6 @@ fn train_on<B: Backend>(
     Ok(())
 }
 
-#[derive(clap::ValueEnum, Clone, Copy, PartialEq)]
-enum PatchStemArg {
-    /// One strided convolution (ViT).
-    Conv,
-    /// TransReID-SSL's IBN convolution stem.
-    Ics,
-}
-
 fn print_import_report(report: &ImportReport) {
     if let Some(layout) = report.layout {
         println!("detected {layout}");
@@ -988,7 +980,7 @@ fn import(args: ImportArgs) -> anyhow::Result<()> {
     let vit = args
         .preset
         .config(size, [args.stride; 2])
-        .with_stem((args.stem == PatchStemArg::Ics).then(IcsStemConfig::new));
+        .with_stem((args.stem == PatchStem::Ics).then(IcsStemConfig::new));
     let config = TransReidConfig::new(vit, args.num_classes)
         .with_sie(
             SieConfig::new()

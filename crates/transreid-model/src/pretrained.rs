@@ -10,7 +10,7 @@ use burn_store::{ModuleSnapshot, TensorSnapshot};
 
 use crate::error::ImportError;
 use crate::pos_embed::resize_pos_embed_grid;
-use crate::state_dict::{read_state_dict, unwrap, CheckpointFile, HostTensor, StateDict};
+use crate::state_dict::{read_state_dict, CheckpointFile, HostTensor, StateDict};
 use crate::transreid::TransReid;
 use crate::weight_layout::{detect_layout, read_backbone, PretrainGrid, WeightKind, WeightLayout};
 
@@ -316,12 +316,7 @@ pub fn load_pretrained<B: Backend>(
         });
     }
     let mut report = if detected.layout == WeightLayout::Reference {
-        let dict = file
-            .keys()
-            .into_iter()
-            .map(|key| Ok((key.clone(), file.tensor(&key)?)))
-            .collect::<Result<StateDict, ImportError>>()?;
-        load_reference_dict(model, unwrap(dict), options)?
+        load_reference_dict(model, file.state_dict()?, options)?
     } else {
         load_backbone_dict(
             model,

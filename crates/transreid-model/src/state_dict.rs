@@ -61,12 +61,7 @@ const WRAPPERS: [&str; 4] = ["model.", "state_dict.", "teacher.", "module."];
 /// PyTorch file, anything else must be safetensors. Wrappers are unwrapped.
 pub fn read_state_dict(path: &Path) -> Result<(StateDict, BTreeMap<String, String>), ImportError> {
     let file = CheckpointFile::open(path)?;
-    let keys = file.keys();
-    let dict = keys
-        .into_iter()
-        .map(|key| Ok((key.clone(), file.tensor(&key)?)))
-        .collect::<Result<StateDict, ImportError>>()?;
-    Ok((unwrap(dict), file.metadata().clone()))
+    Ok((file.state_dict()?, file.metadata().clone()))
 }
 
 /// A checkpoint opened for reading: its keys are known at once, each tensor is converted only
@@ -136,6 +131,16 @@ impl CheckpointFile {
         &self.metadata
     }
 
+    /// Every tensor as f32, with the wrappers of a reference / TransReID state dict stripped.
+    pub fn state_dict(&self) -> Result<StateDict, ImportError> {
+        let dict = self
+            .keys()
+            .into_iter()
+            .map(|key| Ok((key.clone(), self.tensor(&key)?)))
+            .collect::<Result<StateDict, ImportError>>()?;
+        Ok(unwrap(dict))
+    }
+
     /// Reads one tensor as f32.
     pub fn tensor(&self, key: &str) -> Result<HostTensor, ImportError> {
         let path = &self.path;
@@ -182,7 +187,7 @@ fn pytorch_error(path: &Path, error: PytorchError) -> ImportError {
 }
 
 /// Strips the wrappers ([`WRAPPERS`]) of a reference / TransReID state dict.
-pub(crate) fn unwrap(mut dict: StateDict) -> StateDict {
+fn unwrap(mut dict: StateDict) -> StateDict {
     'outer: loop {
         for wrapper in WRAPPERS {
             if dict.keys().any(|k| k.starts_with(wrapper)) {

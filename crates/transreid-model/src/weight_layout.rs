@@ -211,11 +211,7 @@ pub fn read_backbone(
             continue;
         };
         let name = match detected.layout {
-            WeightLayout::HuggingFaceVit => match hf_vit_name(name) {
-                Some(name) => name,
-                None if is_dropped(name) => continue,
-                None => name.to_string(),
-            },
+            WeightLayout::HuggingFaceVit => hf_vit_name(name).unwrap_or_else(|| name.to_string()),
             _ => name.to_string(),
         };
         if is_dropped(&name) {
