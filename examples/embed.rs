@@ -5,7 +5,6 @@
 use std::path::PathBuf;
 
 use transreid::backend::CpuBackend;
-use transreid::data::Normalization;
 use transreid::embedder::Embedder;
 use transreid::file_name::CameraSource;
 
@@ -15,8 +14,11 @@ fn main() -> anyhow::Result<()> {
     let checkpoint = PathBuf::from(args.next().expect("usage: embed <checkpoint> <image>..."));
     let paths: Vec<PathBuf> = args.map(PathBuf::from).collect();
     let device = Default::default();
-    let embedder =
-        Embedder::<CpuBackend>::from_checkpoint(&checkpoint, Normalization::HALF, 32, &device)?;
+    // The checkpoint records the normalisation it was trained with; `Some(..)` would override it.
+    let embedder = Embedder::<CpuBackend>::from_checkpoint(&checkpoint, None, 32, &device)?;
+    if let Some(warning) = embedder.normalization().warning(&checkpoint) {
+        eprintln!("warning: {warning}");
+    }
     let dim = embedder.dim();
     // Camera SIE models embed each image with its camera: read it from `<pid>_c<camera>` names
     // when they carry one.

@@ -118,7 +118,8 @@ impl Pretrained {
 }
 
 /// The layer that turns pixels into patch tokens.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
 #[serde(rename_all = "snake_case")]
 pub enum PatchStem {
     /// One strided convolution (ViT).
@@ -223,7 +224,8 @@ pub struct SolverSection {
 }
 
 /// `solver.precision`: the compute dtype of training, see [`Precision`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
 #[serde(rename_all = "lowercase")]
 pub enum PrecisionSetting {
     /// bf16 on CUDA, f32 on every other backend.
@@ -313,8 +315,13 @@ impl RunConfig {
             path: path.to_path_buf(),
             source,
         })?;
-        let config: RunConfig = toml::from_str(&text).map_err(|e| ConfigError::Parse {
-            path: path.to_path_buf(),
+        Self::from_toml(&text, path)
+    }
+
+    /// Parses and checks TOML text; `origin` names it in errors.
+    pub fn from_toml(text: &str, origin: &Path) -> Result<Self, ConfigError> {
+        let config: RunConfig = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: origin.to_path_buf(),
             message: e.to_string(),
         })?;
         config.validate()?;

@@ -5,9 +5,12 @@ use std::path::{Path, PathBuf};
 use burn::prelude::*;
 use image::RgbImage;
 use transreid_data::{decode_rgb, Normalization, TestTransform};
-use transreid_model::{load_checkpoint, TransReid, TransReidConfig};
+use transreid_model::{load_checkpoint_with_input, TransReid, TransReidConfig};
 
 use crate::inference::{embed_batch, model_transforms, InferenceError};
+use crate::input_normalization::{
+    resolve_normalization, NormalizationError, NormalizationSource, ResolvedNormalization,
+};
 
 /// Errors of the [`Embedder`].
 #[derive(Debug, thiserror::Error)]
@@ -18,6 +21,17 @@ pub enum EmbedderError {
     /// An image could not be read or transformed, or a label is out of range.
     #[error(transparent)]
     Inference(#[from] InferenceError),
+    /// The run configuration beside an older checkpoint could not be read.
+    #[error(transparent)]
+    Normalization(#[from] NormalizationError),
+    /// An image's camera or view id does not fit the model.
+    #[error("{path}: {source}")]
+    ImageLabel {
+        /// The image.
+        path: PathBuf,
+        /// The id and the model's range.
+        source: transreid_model::LabelError,
+    },
     /// Camera or view ids given, but not one per image.
     #[error("{images} images but {given} {label} ids")]
     LabelCount {
@@ -48,6 +62,26 @@ impl std::fmt::Display for SideLabel {
     }
 }
 
+/// What to do with an image file that cannot be read or decoded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unreadable {
+    /// Stop with the file's error.
+    Fail,
+    /// Leave it out and report it in [`EmbeddedFiles::skipped`].
+    Skip,
+}
+
+/// Features of image files and the files left out.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EmbeddedFiles {
+    /// The embedded files, in input order.
+    pub paths: Vec<PathBuf>,
+    /// `[paths, dim]` row-major.
+    pub features: Vec<f32>,
+    /// Unreadable files left out (with [`Unreadable::Skip`]) and why.
+    pub skipped: Vec<(PathBuf, String)>,
+}
+
 /// A loaded model with its test transform (bilinear resize to the model's input, normalise).
 pub struct Embedder<B: Backend> {
     model: TransReid<B>,
@@ -55,19 +89,25 @@ pub struct Embedder<B: Backend> {
     transform: TestTransform,
     device: B::Device,
     batch_size: usize,
+    normalization: ResolvedNormalization,
 }
 
 impl<B: Backend> Embedder<B> {
-    /// Loads `checkpoint` (written by `save_checkpoint`). `normalization` must be the one the
-    /// model was trained with (`Normalization::HALF` for the ViT configs).
+    /// Loads `checkpoint` (written by `train`, `demo` or `import`) with the input normalisation
+    /// it records. `normalization` overrides it; for older files that record none, the run
+    /// folder's `config.toml` beside the checkpoint or else mean and std 0.5 is used, and
+    /// [`Embedder::normalization`] says which ([`ResolvedNormalization::warning`]).
     pub fn from_checkpoint(
         checkpoint: &Path,
-        normalization: Normalization,
+        normalization: Option<Normalization>,
         batch_size: usize,
         device: &B::Device,
     ) -> Result<Self, EmbedderError> {
-        let (model, config) = load_checkpoint::<B>(checkpoint, device)?;
-        Self::new(model, config, normalization, batch_size, device)
+        let (model, config, input) = load_checkpoint_with_input::<B>(checkpoint, device)?;
+        let resolved = resolve_normalization(checkpoint, input.as_ref(), normalization)?;
+        let mut embedder = Self::new(model, config, resolved.normalization, batch_size, device)?;
+        embedder.normalization = resolved;
+        Ok(embedder)
     }
 
     /// Wraps a model already in memory (e.g. `model.valid()` right after training).
@@ -86,7 +126,16 @@ impl<B: Backend> Embedder<B> {
             transform,
             device: device.clone(),
             batch_size: batch_size.max(1),
+            normalization: ResolvedNormalization {
+                normalization,
+                source: NormalizationSource::Given,
+            },
         })
+    }
+
+    /// The input normalisation in use and where it came from.
+    pub fn normalization(&self) -> &ResolvedNormalization {
+        &self.normalization
     }
 
     /// The model's configuration.
@@ -150,10 +199,69 @@ impl<B: Backend> Embedder<B> {
         cameras: Option<&[i64]>,
         views: Option<&[i64]>,
     ) -> Result<Vec<f32>, EmbedderError> {
-        let images = paths
-            .iter()
-            .map(|p| decode_rgb(p).map_err(|e| EmbedderError::Inference(e.into())))
-            .collect::<Result<Vec<_>, _>>()?;
-        self.embed_images(&images, cameras, views)
+        let embedded = self.embed_files(paths, cameras, views, Unreadable::Fail, &mut |_| {})?;
+        Ok(embedded.features)
+    }
+
+    /// Decodes and embeds image files a batch at a time (memory stays one batch of images),
+    /// checking each image's camera and view ids against the model and naming the file when
+    /// one is out of range. `unreadable` decides whether a file that cannot be decoded stops
+    /// the work or is left out; `progress` is called with the number of files done after each
+    /// batch.
+    pub fn embed_files(
+        &self,
+        paths: &[PathBuf],
+        cameras: Option<&[i64]>,
+        views: Option<&[i64]>,
+        unreadable: Unreadable,
+        progress: &mut dyn FnMut(usize),
+    ) -> Result<EmbeddedFiles, EmbedderError> {
+        for (label, ids) in [(SideLabel::Camera, cameras), (SideLabel::View, views)] {
+            if let Some(ids) = ids.filter(|ids| ids.len() != paths.len()) {
+                return Err(EmbedderError::LabelCount {
+                    label,
+                    images: paths.len(),
+                    given: ids.len(),
+                });
+            }
+        }
+        let id = |ids: Option<&[i64]>, i: usize| ids.map_or(0, |ids| ids[i]);
+        for (i, path) in paths.iter().enumerate() {
+            let (camera, view) = (id(cameras, i), id(views, i));
+            self.model
+                .sie()
+                .check_labels(&[camera], &[view])
+                .map_err(|source| EmbedderError::ImageLabel {
+                    path: path.clone(),
+                    source,
+                })?;
+        }
+        let mut out = EmbeddedFiles {
+            paths: Vec::with_capacity(paths.len()),
+            features: Vec::with_capacity(paths.len() * self.dim()),
+            skipped: Vec::new(),
+        };
+        let indices: Vec<usize> = (0..paths.len()).collect();
+        for chunk in indices.chunks(self.batch_size) {
+            let (mut images, mut batch_cameras, mut batch_views) = (vec![], vec![], vec![]);
+            for &i in chunk {
+                match decode_rgb(&paths[i]) {
+                    Ok(image) => {
+                        images.push(image);
+                        batch_cameras.push(id(cameras, i));
+                        batch_views.push(id(views, i));
+                        out.paths.push(paths[i].clone());
+                    }
+                    Err(e) if unreadable == Unreadable::Skip => {
+                        out.skipped.push((paths[i].clone(), e.to_string()))
+                    }
+                    Err(e) => return Err(EmbedderError::Inference(e.into())),
+                }
+            }
+            let features = self.embed_images(&images, Some(&batch_cameras), Some(&batch_views))?;
+            out.features.extend(features);
+            progress(chunk.len());
+        }
+        Ok(out)
     }
 }

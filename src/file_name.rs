@@ -1,15 +1,15 @@
-//! Identity and camera read from `<pid>_c<camera>…` file names (parsed as the datasets parse
-//! them, [`transreid_data::pid_cam_from_name`]), and where the camera ids of images to embed
-//! come from.
+//! Identity and camera read from `<pid>_c<camera>…` file names (with the custom dataset
+//! loader's parser, [`transreid_data::labels_from_name`]), and where the camera ids of images to
+//! embed come from.
 
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
-use transreid_data::pid_cam_from_name;
+use transreid_data::labels_from_name;
 
 /// The identity of a `<pid>_c<camera>…` file name.
 pub fn pid_from_name(path: &Path) -> Option<i64> {
-    pid_cam_from_name(path).map(|l| l.pid)
+    labels_from_name(path).map(|l| l.pid)
 }
 
 /// Where the camera ids of images to embed come from (camera SIE models need them).
@@ -30,11 +30,20 @@ pub enum CameraSourceError {
         /// The text given.
         given: String,
     },
-    /// The file name does not follow `<pid>_c<camera>…` with a camera of at least 1.
+    /// The file name does not follow `<pid>_c<camera>…`.
     #[error(
         "{path}: no camera in the file name (expected <pid>_c<camera>…, e.g. 0002_c1s1_000451_03.jpg)"
     )]
     NoCameraInName {
+        /// The image.
+        path: PathBuf,
+    },
+    /// Camera 0 in a file name, where cameras are 1-based.
+    #[error(
+        "{path}: camera 0 in the file name, but cameras in file names are 1-based (c1 is the \
+         first camera, id 0)"
+    )]
+    ZeroCamera {
         /// The image.
         path: PathBuf,
     },
@@ -61,9 +70,10 @@ impl CameraSource {
             Self::Fixed(id) => Ok(vec![id; paths.len()]),
             Self::FileName => paths
                 .iter()
-                .map(|path| match pid_cam_from_name(path) {
-                    Some(labels) if labels.camera >= 1 => Ok(labels.camera - 1),
-                    _ => Err(CameraSourceError::NoCameraInName { path: path.clone() }),
+                .map(|path| match labels_from_name(path).and_then(|l| l.camera) {
+                    Some(0) => Err(CameraSourceError::ZeroCamera { path: path.clone() }),
+                    Some(camera) => Ok(camera - 1),
+                    None => Err(CameraSourceError::NoCameraInName { path: path.clone() }),
                 })
                 .collect(),
         }
@@ -73,33 +83,11 @@ impl CameraSource {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use transreid_data::PidCam;
 
     #[test]
-    fn labels_come_from_market_duke_and_veri_names() {
-        let labels = |name: &str| pid_cam_from_name(Path::new(name));
-        assert_eq!(
-            labels("q/0002_c1s1_000451_03.jpg"),
-            Some(PidCam { pid: 2, camera: 1 })
-        );
-        assert_eq!(
-            labels("-1_c3s2_0001.jpg"),
-            Some(PidCam { pid: -1, camera: 3 })
-        );
-        assert_eq!(
-            labels("0776_c012_00001.jpg"),
-            Some(PidCam {
-                pid: 776,
-                camera: 12
-            })
-        );
-        assert_eq!(
-            labels("0005_c8_f0051234.jpg"),
-            Some(PidCam { pid: 5, camera: 8 })
-        );
-        assert_eq!(labels("photo_cat.jpg"), None);
-        assert_eq!(labels("crop.png"), None);
+    fn identities_come_from_the_custom_loaders_parser() {
         assert_eq!(pid_from_name(Path::new("0002_c1s1_000451_03.jpg")), Some(2));
+        assert_eq!(pid_from_name(Path::new("0042_0001.jpg")), Some(42));
         assert_eq!(pid_from_name(Path::new("photo_cat.jpg")), None);
     }
 
@@ -122,11 +110,15 @@ mod tests {
                 given: "names".into()
             })
         );
-        for bad in ["crop.png", "0002_c0s1_01.jpg"] {
+        for bad in ["crop.png", "0002_0001.jpg", "0002_c0s1_01.jpg"] {
             let err = CameraSource::FileName
                 .camera_ids(&[PathBuf::from(bad)])
                 .unwrap_err();
             assert!(err.to_string().starts_with(bad), "{err}");
         }
+        let err = CameraSource::FileName
+            .camera_ids(&[PathBuf::from("0002_c0s1_01.jpg")])
+            .unwrap_err();
+        assert!(err.to_string().contains("1-based"), "{err}");
     }
 }

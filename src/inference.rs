@@ -27,6 +27,16 @@ pub fn embed_items<B: Backend>(
     loader: &EvalLoader,
     device: &B::Device,
 ) -> Result<Vec<f32>, InferenceError> {
+    embed_items_with_progress(model, loader, device, &mut |_| {})
+}
+
+/// [`embed_items`], calling `progress` with the number of items of each batch done.
+pub fn embed_items_with_progress<B: Backend>(
+    model: &TransReid<B>,
+    loader: &EvalLoader,
+    device: &B::Device,
+    progress: &mut dyn FnMut(usize),
+) -> Result<Vec<f32>, InferenceError> {
     let mut features = Vec::new();
     for batch in loader.batches() {
         let batch = batch?;
@@ -40,6 +50,7 @@ pub fn embed_items<B: Backend>(
             &views,
             device,
         )?);
+        progress(cams.len());
     }
     Ok(features)
 }

@@ -8,10 +8,16 @@ pub mod config;
 pub mod device_check;
 pub mod embedder;
 pub mod file_name;
+pub mod image_files;
 pub mod inference;
+pub mod input_normalization;
 pub mod optim;
 pub mod output_path;
+#[cfg(feature = "plots")]
 pub mod plot;
+pub mod progress;
+#[cfg(feature = "plots")]
+pub mod ranked_list;
 pub mod search;
 pub mod train;
 

@@ -122,7 +122,13 @@ fn line_chart(
         (y0, y1) = (lo, hi);
     }
     let pad = |lo: f64, hi: f64| {
-        let span = (hi - lo).abs().max(hi.abs() * 1e-3).max(1e-12);
+        // A constant (or rounding-noise) series gets a visible band around its value, so the
+        // ticks do not read ±5e-14.
+        if hi - lo <= hi.abs().max(lo.abs()) * 1e-6 {
+            let half = (hi.abs() * 0.1).max(if hi == 0.0 { 1.0 } else { 1e-12 });
+            return (lo - half, hi + half);
+        }
+        let span = hi - lo;
         (lo - 0.05 * span, hi + 0.05 * span)
     };
     let (x0, x1) = if x0 == x1 {
@@ -147,14 +153,21 @@ fn line_chart(
         .all(|s| s.points.iter().all(|(x, _)| x.fract() == 0.0));
     let x_format = |v: &f64| {
         if integer_x {
-            format!("{v:.0}")
+            integer_tick(*v)
         } else {
             format!("{v:.2}")
         }
     };
+    // Epochs and ranks: at most one tick per integer, so short runs do not repeat labels.
+    let x_ticks = if integer_x {
+        ((x1 - x0).floor() as usize + 1).clamp(2, 11)
+    } else {
+        10
+    };
     let y_format = |v: &f64| tick_label(*v, y1 - y0);
     chart
         .configure_mesh()
+        .x_labels(x_ticks)
         .x_desc(x_label)
         .y_desc(y_label)
         .label_style((FONT, 13))
@@ -193,6 +206,15 @@ fn line_chart(
     Ok(())
 }
 
+/// An integer axis's tick label: the integer, or nothing between integers.
+fn integer_tick(v: f64) -> String {
+    if (v - v.round()).abs() < 1e-9 {
+        format!("{:.0}", v.round())
+    } else {
+        String::new()
+    }
+}
+
 /// A tick label with as many decimals as the axis span needs.
 fn tick_label(v: f64, span: f64) -> String {
     if v == 0.0 {
@@ -229,7 +251,7 @@ pub fn plot_cmc(path: &Path, cmc: &[f64], title: &str) -> Result<(), PlotError> 
             "rank",
             "matching rate (%)",
             &[cmc_series(cmc)],
-            None,
+            Some((0.0, 100.0)),
         )
     })?;
     canvas.save(path)
@@ -259,11 +281,12 @@ pub fn plot_training(path: &Path, records: &[EpochRecord]) -> Result<(), PlotErr
         let blue = RGBColor(31, 119, 180);
         let orange = RGBColor(255, 127, 14);
         let green = RGBColor(44, 160, 44);
-        let line = |label, color, points| Series {
+        // A few epochs are drawn as points too: one epoch is no line.
+        let line = |label, color, points: Vec<(f64, f64)>| Series {
             label,
             color,
+            markers: points.len() <= 30,
             points,
-            markers: false,
         };
         line_chart(
             &panels[0],
@@ -305,7 +328,7 @@ pub fn plot_training(path: &Path, records: &[EpochRecord]) -> Result<(), PlotErr
             "rank",
             "matching rate (%)",
             &[cmc_series(&last_cmc)],
-            None,
+            Some((0.0, 100.0)),
         )
     })?;
     canvas.save(path)
@@ -365,6 +388,30 @@ mod tests {
         assert_eq!(tick_label(0.015, 0.03), "0.0150");
         assert_eq!(tick_label(5e-4, 0.03), "5.0e-4");
         assert_eq!(tick_label(0.0, 1.0), "0");
+    }
+
+    #[test]
+    fn short_runs_get_integer_epoch_ticks_and_points() {
+        assert_eq!(integer_tick(2.0), "2");
+        assert_eq!(integer_tick(1.5), "");
+        assert_eq!(integer_tick(0.9999999999999), "1");
+        let dir = tempfile::tempdir().unwrap();
+        let figure = dir.path().join("training.png");
+        // One and two epochs, evaluated, with a CMC at 100% everywhere and a constant lr.
+        for epochs in [1, 2] {
+            let records: Vec<EpochRecord> = (1..=epochs)
+                .map(|e| {
+                    let mut r = record(e, true);
+                    r.lr = 1e-4;
+                    if let Some(m) = r.metrics.as_mut() {
+                        m.cmc = vec![1.0; 50];
+                    }
+                    r
+                })
+                .collect();
+            plot_training(&figure, &records).unwrap();
+            assert!(pixels_not_white(&figure) > 20_000);
+        }
     }
 
     #[test]

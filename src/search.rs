@@ -1,15 +1,10 @@
-//! Searching a gallery with a query image and drawing the ranked list.
+//! Searching a gallery with a query image (the picture: [`crate::ranked_list`]).
 
 use std::path::{Path, PathBuf};
 
-use image::imageops::FilterType;
-use image::RgbImage;
-use plotters::prelude::*;
 use serde::{Deserialize, Serialize};
+use transreid_data::labels_from_name;
 use transreid_eval::{rank_gallery, Distance, FeatureDistances, FeatureNorm, Features};
-
-use crate::file_name::pid_from_name;
-use crate::plot::{Canvas, PlotError, FONT};
 
 /// One gallery image of a ranked list.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -18,12 +13,20 @@ pub struct SearchHit {
     pub rank: usize,
     /// The gallery image.
     pub path: PathBuf,
-    /// Squared Euclidean distance between the L2-normalised features (0 to 4).
+    /// Squared Euclidean distance between the L2-normalised features (0 to 4; rounding below 0
+    /// is clamped to 0).
     pub distance: f32,
     /// Identity read from the file name, when it follows the `<pid>_c<camera>` convention.
     pub pid: Option<i64>,
+    /// Camera number read from the file name (1-based, as written).
+    #[serde(default)]
+    pub camera: Option<i64>,
     /// Whether the identity equals the query's, when both are known.
     pub is_match: Option<bool>,
+    /// Same identity and same camera as the query: the evaluation protocol leaves such gallery
+    /// images out when it scores the query.
+    #[serde(default)]
+    pub excluded_by_protocol: bool,
 }
 
 /// A query and its top-ranked gallery images.
@@ -33,12 +36,27 @@ pub struct SearchResult {
     pub query: PathBuf,
     /// Its identity, when its file name tells it.
     pub query_pid: Option<i64>,
+    /// Its camera number, when its file name tells it.
+    #[serde(default)]
+    pub query_camera: Option<i64>,
     /// The best `top_k` gallery images, nearest first (ties by gallery order).
     pub hits: Vec<SearchHit>,
+    /// Gallery entries left out because they are the query file itself.
+    #[serde(default)]
+    pub excluded_query_files: usize,
+}
+
+/// Whether two paths name the same file (by their canonical form when both exist).
+fn same_file(a: &Path, b: &Path) -> bool {
+    match (a.canonicalize(), b.canonicalize()) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => a == b,
+    }
 }
 
 /// Ranks `gallery` (`[n, dim]` row-major, paths in `gallery_paths`) by distance to one query
 /// feature, as evaluation does (L2-normalised, squared Euclidean), and keeps the best `top_k`.
+/// The query file itself is left out of its own gallery.
 pub fn search(
     query_path: &Path,
     query_feature: &[f32],
@@ -54,101 +72,42 @@ pub fn search(
         FeatureNorm::L2,
     )?
     .to_dense();
-    let query_pid = pid_from_name(query_path);
+    let query_labels = labels_from_name(query_path);
+    let query_pid = query_labels.map(|l| l.pid);
+    let query_camera = query_labels.and_then(|l| l.camera);
+    let is_query: Vec<bool> = gallery_paths
+        .iter()
+        .map(|p| same_file(p, query_path))
+        .collect();
     let hits = rank_gallery(&distances)
         .into_iter()
+        .filter(|&j| !is_query[j])
         .take(top_k)
         .enumerate()
         .map(|(i, j)| {
-            let pid = pid_from_name(&gallery_paths[j]);
+            let labels = labels_from_name(&gallery_paths[j]);
+            let (pid, camera) = (labels.map(|l| l.pid), labels.and_then(|l| l.camera));
+            let is_match = query_pid.zip(pid).map(|(q, g)| q == g);
             SearchHit {
                 rank: i + 1,
                 path: gallery_paths[j].clone(),
-                distance: distances[j],
+                distance: distances[j].max(0.0),
                 pid,
-                is_match: query_pid.zip(pid).map(|(q, g)| q == g),
+                camera,
+                is_match,
+                excluded_by_protocol: is_match == Some(true)
+                    && query_camera.is_some()
+                    && camera == query_camera,
             }
         })
         .collect();
     Ok(SearchResult {
         query: query_path.to_path_buf(),
         query_pid,
+        query_camera,
         hits,
+        excluded_query_files: is_query.iter().filter(|&&q| q).count(),
     })
-}
-
-const MARGIN: u32 = 12;
-const FRAME: u32 = 4;
-const CAPTION: u32 = 26;
-const QUERY_GAP: u32 = 24;
-
-/// Draws the query and its hits in a row: the query framed blue, matches green, non-matches
-/// red, unknown identities grey; each tile captioned with its rank and distance.
-pub fn draw_ranked_list(
-    path: &Path,
-    result: &SearchResult,
-    images: &[RgbImage],
-) -> Result<(), PlotError> {
-    assert_eq!(
-        images.len(),
-        result.hits.len() + 1,
-        "query image then one per hit"
-    );
-    // Tiles keep the query's aspect ratio at a height of 192 pixels.
-    let tile_h = 192u32;
-    let aspect = images[0].width() as f64 / images[0].height().max(1) as f64;
-    let tile_w = ((tile_h as f64 * aspect).round() as u32).clamp(64, 256);
-    let tiles = images.len() as u32;
-    let width = 2 * MARGIN + tiles * (tile_w + 2 * FRAME) + (tiles - 1) * MARGIN + QUERY_GAP;
-    let height = 2 * MARGIN + tile_h + 2 * FRAME + CAPTION;
-    let mut canvas = Canvas::new(width, height);
-    let x_of =
-        |i: u32| MARGIN + i * (tile_w + 2 * FRAME + MARGIN) + if i > 0 { QUERY_GAP } else { 0 };
-    for (i, image) in images.iter().enumerate() {
-        let tile = image::imageops::resize(image, tile_w, tile_h, FilterType::Triangle);
-        let (x0, y0) = (x_of(i as u32) + FRAME, MARGIN + FRAME);
-        for (x, y, pixel) in tile.enumerate_pixels() {
-            let at = (((y0 + y) * width + x0 + x) * 3) as usize;
-            canvas.pixels[at..at + 3].copy_from_slice(&pixel.0);
-        }
-    }
-    canvas.draw(path, |root| {
-        // Each frame is four bars around its tile, then the caption below.
-        let draw = |i: u32, color: RGBColor, text: String| -> Result<(), String> {
-            let (x0, y0) = (x_of(i) as i32, MARGIN as i32);
-            let x1 = x0 + (tile_w + 2 * FRAME) as i32 - 1;
-            let y1 = y0 + (tile_h + 2 * FRAME) as i32 - 1;
-            let f = FRAME as i32;
-            for bar in [
-                [(x0, y0), (x1, y0 + f - 1)],
-                [(x0, y1 - f + 1), (x1, y1)],
-                [(x0, y0), (x0 + f - 1, y1)],
-                [(x1 - f + 1, y0), (x1, y1)],
-            ] {
-                root.draw(&Rectangle::new(bar, color.filled()))
-                    .map_err(|e| e.to_string())?;
-            }
-            let style = (FONT, 15).into_font().color(&BLACK);
-            root.draw(&Text::new(text, (x0 + 2, y1 + 7), style))
-                .map_err(|e| e.to_string())
-        };
-        draw(0, RGBColor(31, 119, 180), "query".to_string())?;
-        for (i, hit) in result.hits.iter().enumerate() {
-            let color = match hit.is_match {
-                Some(true) => RGBColor(44, 160, 44),
-                Some(false) => RGBColor(214, 39, 40),
-                None => RGBColor(150, 150, 150),
-            };
-            let distance = if hit.distance < 0.01 {
-                format!("{:.1e}", hit.distance)
-            } else {
-                format!("{:.3}", hit.distance)
-            };
-            draw(i as u32 + 1, color, format!("#{} {distance}", hit.rank))?;
-        }
-        Ok(())
-    })?;
-    canvas.save(path)
 }
 
 #[cfg(test)]
@@ -183,36 +142,15 @@ mod tests {
     }
 
     #[test]
-    fn ranked_list_picture_has_framed_tiles() {
+    fn the_query_is_not_in_its_own_gallery_and_distances_are_not_negative() {
         let dir = tempfile::tempdir().unwrap();
-        let out = dir.path().join("ranked.png");
-        let result = SearchResult {
-            query: "0001_c1.jpg".into(),
-            query_pid: Some(1),
-            hits: vec![
-                SearchHit {
-                    rank: 1,
-                    path: "0001_c2.jpg".into(),
-                    distance: 0.1,
-                    pid: Some(1),
-                    is_match: Some(true),
-                },
-                SearchHit {
-                    rank: 2,
-                    path: "0002_c2.jpg".into(),
-                    distance: 0.5,
-                    pid: Some(2),
-                    is_match: Some(false),
-                },
-            ],
-        };
-        let gray = RgbImage::from_pixel(64, 128, image::Rgb([128, 128, 128]));
-        draw_ranked_list(&out, &result, &[gray.clone(), gray.clone(), gray]).unwrap();
-        let picture = image::open(&out).unwrap().to_rgb8();
-        let count = |rgb: [u8; 3]| picture.pixels().filter(|p| p.0 == rgb).count();
-        assert!(count([31, 119, 180]) > 500, "query frame");
-        assert!(count([44, 160, 44]) > 500, "match frame");
-        assert!(count([214, 39, 40]) > 500, "non-match frame");
-        assert!(count([128, 128, 128]) > 3 * 90 * 190, "three tiles");
+        let query = dir.path().join("0001_c1_q.jpg");
+        std::fs::write(&query, b"x").unwrap();
+        let gallery = vec![query.clone(), PathBuf::from("0001_c2_g.jpg")];
+        let result = search(&query, &[1.0, 0.0], &gallery, &[1.0, 0.0, 1.0, 1e-4], 5).unwrap();
+        assert_eq!(result.hits.len(), 1);
+        assert_eq!(result.excluded_query_files, 1);
+        assert_eq!(result.hits[0].path, gallery[1]);
+        assert!(result.hits[0].distance >= 0.0);
     }
 }

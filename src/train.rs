@@ -10,7 +10,6 @@ use std::time::Instant;
 use burn::module::AutodiffModule;
 use burn::prelude::*;
 use burn::tensor::backend::AutodiffBackend;
-use indicatif::{ProgressBar, ProgressStyle};
 use serde::{Deserialize, Serialize};
 use transreid_data::{
     derive_seed, EvalLoader, LoaderConfig, ReidDataset, RngPurpose, TestTransform, TrainLoader,
@@ -19,13 +18,17 @@ use transreid_data::{
 use transreid_eval::{EvalConfig, ReidMetrics};
 use transreid_loss::{transreid_loss, ObjectiveConfig};
 use transreid_model::{
-    export_state_dict, load_reference_dict, read_state_dict, save_checkpoint, write_safetensors,
-    ImportOptions, Precision, StateDict, TransReid, TransReidConfig, CONFIG_METADATA_KEY,
+    export_state_dict, load_reference_dict, read_safetensors_metadata, read_state_dict,
+    save_checkpoint_with_input, write_safetensors, ImportOptions, Precision, StateDict, TransReid,
+    TransReidConfig, CONFIG_METADATA_KEY,
 };
 
 use crate::inference::{evaluate_model, InferenceError};
+use crate::input_normalization::input_spec;
 use crate::optim::{CosineWarmup, LossScaler, Sgd, SolverConfig};
+#[cfg(feature = "plots")]
 use crate::plot::{plot_training, PlotError};
+use crate::progress::Bar;
 
 /// The model checkpoint of a run folder (what `eval`, `embed` and `search` read).
 pub const CHECKPOINT_FILE: &str = "checkpoint.safetensors";
@@ -115,6 +118,7 @@ pub enum TrainError {
     #[error(transparent)]
     Checkpoint(#[from] transreid_model::ImportError),
     /// A plot could not be written.
+    #[cfg(feature = "plots")]
     #[error(transparent)]
     Plot(#[from] PlotError),
     /// The loss became NaN or infinite; the last checkpoint is kept.
@@ -140,12 +144,51 @@ pub enum TrainError {
         path: PathBuf,
     },
     /// The state was written by a run with other settings.
-    #[error("{path} was written with other {what}; resume with the run's own configuration")]
+    #[error(
+        "{path} was written with other {what}: {}; resume with the run's own configuration",
+        differences.join("; ")
+    )]
     ResumeMismatch {
         /// The state file.
         path: PathBuf,
         /// `model configuration` or `training settings`.
         what: &'static str,
+        /// Each differing setting: `name: run X, now Y`.
+        differences: Vec<String>,
+    },
+    /// Resuming a run that has done every epoch it was given.
+    #[error(
+        "the run in {run_dir} has finished all {epochs} epochs: give --epochs N with N > {epochs} \
+         to extend it (the cosine schedule is recomputed for the new length)"
+    )]
+    RunFinished {
+        /// The run folder.
+        run_dir: PathBuf,
+        /// Epochs done.
+        epochs: usize,
+    },
+    /// Asked for fewer epochs than the run has done.
+    #[error("the run in {run_dir} has done {done} epochs, more than the {epochs} asked for")]
+    EpochsBelowDone {
+        /// The run folder.
+        run_dir: PathBuf,
+        /// Epochs asked for.
+        epochs: usize,
+        /// Epochs done.
+        done: usize,
+    },
+    /// `stop_after` names an epoch the run has already done.
+    #[error(
+        "the run in {run_dir} has already done {done} epochs: nothing to do until epoch \
+         {stop_after} (give a later --stop-after, or none)"
+    )]
+    StopAfterPassed {
+        /// The run folder.
+        run_dir: PathBuf,
+        /// The epoch to stop after.
+        stop_after: usize,
+        /// Epochs done.
+        done: usize,
     },
     /// The state file's metadata is unreadable.
     #[error("{path}: {message}")]
@@ -255,15 +298,52 @@ impl EpochTally {
     }
 }
 
-/// Whether `b` continues the run `a`. Worker count and precision may change (a run started on
-/// a GPU can finish on a CPU); the resume is exact only with the same precision.
-fn same_run(a: &TrainSettings, b: &TrainSettings) -> bool {
+/// The settings in which `now` does not continue the run `run`, as `name: run X, now Y`.
+/// Worker count and precision may change (a run started on a GPU can finish on a CPU; the
+/// resume is exact only with the same precision), and so may the number of epochs (extending a
+/// run).
+fn run_differences(run: &TrainSettings, now: &TrainSettings) -> Vec<String> {
     let key = |s: &TrainSettings| TrainSettings {
         workers: 0,
         precision: Precision::F32,
+        epochs: 0,
         ..s.clone()
     };
-    key(a) == key(b)
+    differences(&key(run), &key(now))
+}
+
+/// The leaves in which two serialisable values differ, as `a.b: run X, now Y`.
+fn differences<T: Serialize>(run: &T, now: &T) -> Vec<String> {
+    fn walk(prefix: &str, a: &serde_json::Value, b: &serde_json::Value, out: &mut Vec<String>) {
+        use serde_json::Value::Object;
+        match (a, b) {
+            (Object(x), Object(y)) => {
+                let keys: std::collections::BTreeSet<&String> = x.keys().chain(y.keys()).collect();
+                for key in keys {
+                    let null = serde_json::Value::Null;
+                    let name = if prefix.is_empty() {
+                        key.clone()
+                    } else {
+                        format!("{prefix}.{key}")
+                    };
+                    walk(
+                        &name,
+                        x.get(key).unwrap_or(&null),
+                        y.get(key).unwrap_or(&null),
+                        out,
+                    );
+                }
+            }
+            _ if a != b => out.push(format!("{prefix}: run {a}, now {b}")),
+            _ => {}
+        }
+    }
+    let (a, b) = (serde_json::to_value(run), serde_json::to_value(now));
+    let mut out = Vec::new();
+    if let (Ok(a), Ok(b)) = (a, b) {
+        walk("", &a, &b, &mut out);
+    }
+    out
 }
 
 /// Writes model, momentum buffers and progress into one file, atomically, so the three always
@@ -302,28 +382,7 @@ fn load_state<B: AutodiffBackend>(
     device: &B::Device,
 ) -> Result<Progress, TrainError> {
     let (dict, metadata) = read_state_dict(path)?;
-    let bad = |message: String| TrainError::BadState {
-        path: path.to_path_buf(),
-        message,
-    };
-    let mismatch = |what| TrainError::ResumeMismatch {
-        path: path.to_path_buf(),
-        what,
-    };
-    let stored: TransReidConfig = metadata
-        .get(CONFIG_METADATA_KEY)
-        .ok_or_else(|| bad(format!("no `{CONFIG_METADATA_KEY}` metadata")))
-        .and_then(|json| serde_json::from_str(json).map_err(|e| bad(e.to_string())))?;
-    let progress: Progress = metadata
-        .get(PROGRESS_METADATA_KEY)
-        .ok_or_else(|| bad(format!("no `{PROGRESS_METADATA_KEY}` metadata")))
-        .and_then(|json| serde_json::from_str(json).map_err(|e| bad(e.to_string())))?;
-    if &stored != config {
-        return Err(mismatch("model configuration"));
-    }
-    if !same_run(&progress.settings, settings) {
-        return Err(mismatch("training settings"));
-    }
+    let progress = check_state(path, &metadata, config, settings)?;
     let (momentum, weights): (StateDict, StateDict) = dict
         .into_iter()
         .partition(|(k, _)| k.starts_with(MOMENTUM_PREFIX));
@@ -334,6 +393,83 @@ fn load_state<B: AutodiffBackend>(
         .collect();
     sgd.load_state(&momentum, device);
     Ok(progress)
+}
+
+/// The progress stored in a state file's `metadata`, after checking that the run it records
+/// has the model `config` and continues with `settings`.
+fn check_state(
+    path: &Path,
+    metadata: &BTreeMap<String, String>,
+    config: &TransReidConfig,
+    settings: &TrainSettings,
+) -> Result<Progress, TrainError> {
+    let bad = |message: String| TrainError::BadState {
+        path: path.to_path_buf(),
+        message,
+    };
+    let mismatch = |what, differences| TrainError::ResumeMismatch {
+        path: path.to_path_buf(),
+        what,
+        differences,
+    };
+    let stored: TransReidConfig = metadata
+        .get(CONFIG_METADATA_KEY)
+        .ok_or_else(|| bad(format!("no `{CONFIG_METADATA_KEY}` metadata")))
+        .and_then(|json| serde_json::from_str(json).map_err(|e| bad(e.to_string())))?;
+    let progress: Progress = metadata
+        .get(PROGRESS_METADATA_KEY)
+        .ok_or_else(|| bad(format!("no `{PROGRESS_METADATA_KEY}` metadata")))
+        .and_then(|json| serde_json::from_str(json).map_err(|e| bad(e.to_string())))?;
+    if &stored != config {
+        return Err(mismatch(
+            "model configuration",
+            differences(&stored, config),
+        ));
+    }
+    let differing = run_differences(&progress.settings, settings);
+    if !differing.is_empty() {
+        return Err(mismatch("training settings", differing));
+    }
+    Ok(progress)
+}
+
+/// Checks, without loading any weights, that `job` can run: a fresh run's folder holds no
+/// state; a resumed run's state matches the job's model and settings and has epochs left before
+/// `epochs` and `stop_after`. Returns the number of epochs already done. [`train`] checks the
+/// same; callers use this to refuse before they change anything.
+pub fn check_job(job: &TrainJob<'_>) -> Result<usize, TrainError> {
+    let state_path = job.run_dir.join(STATE_FILE);
+    let done = match (job.resume, state_path.exists()) {
+        (true, true) => {
+            let metadata = read_safetensors_metadata(&state_path)?;
+            check_state(&state_path, &metadata, job.model_config, job.settings)?
+                .records
+                .len()
+        }
+        (true, false) => return Err(TrainError::NothingToResume { path: state_path }),
+        (false, true) => return Err(TrainError::RunExists { path: state_path }),
+        (false, false) => 0,
+    };
+    let run_dir = job.run_dir.to_path_buf();
+    let epochs = job.settings.epochs;
+    if job.resume && done == epochs {
+        return Err(TrainError::RunFinished { run_dir, epochs });
+    }
+    if done > epochs {
+        return Err(TrainError::EpochsBelowDone {
+            run_dir,
+            epochs,
+            done,
+        });
+    }
+    if let Some(stop_after) = job.stop_after.filter(|&s| s <= done) {
+        return Err(TrainError::StopAfterPassed {
+            run_dir,
+            stop_after,
+            done,
+        });
+    }
+    Ok(done)
 }
 
 /// Trains `model` on `job.dataset.train`, evaluating on query / gallery, and writes to the run
@@ -347,6 +483,7 @@ pub fn train<B: AutodiffBackend>(
     job: &TrainJob<'_>,
     device: &B::Device,
 ) -> Result<(TransReid<B>, Vec<EpochRecord>), TrainError> {
+    check_job(job)?;
     let (settings, run_dir) = (job.settings, job.run_dir);
     let io = |path: &Path| {
         let path = path.to_path_buf();
@@ -379,25 +516,22 @@ pub fn train<B: AutodiffBackend>(
     let scaling = settings.precision.needs_loss_scaling();
     sgd.set_loss_scaler(scaling.then(LossScaler::default));
     let state_path = run_dir.join(STATE_FILE);
+    // Checkpoints record the test input, so they embed correctly away from the run folder.
+    let input = input_spec(job.transforms.normalization, job.model_config.vit.img_size);
     let mut records = Vec::new();
-    match (job.resume, state_path.exists()) {
-        (true, true) => {
-            let progress = load_state(
-                &state_path,
-                &mut model,
-                job.model_config,
-                settings,
-                &mut sgd,
-                device,
-            )?;
-            records = progress.records;
-            if scaling && progress.loss_scaler.is_some() {
-                sgd.set_loss_scaler(progress.loss_scaler);
-            }
+    if job.resume {
+        let progress = load_state(
+            &state_path,
+            &mut model,
+            job.model_config,
+            settings,
+            &mut sgd,
+            device,
+        )?;
+        records = progress.records;
+        if scaling && progress.loss_scaler.is_some() {
+            sgd.set_loss_scaler(progress.loss_scaler);
         }
-        (true, false) => return Err(TrainError::NothingToResume { path: state_path }),
-        (false, true) => return Err(TrainError::RunExists { path: state_path }),
-        (false, false) => {}
     }
     model.set_precision(settings.precision);
     let first_epoch = records.len() + 1;
@@ -417,24 +551,24 @@ pub fn train<B: AutodiffBackend>(
             device,
             derive_seed(settings.seed, RngPurpose::Model, epoch as u64, 0),
         );
-        let bar = ProgressBar::new(train_loader.batches_in_epoch(epoch as u64) as u64).with_style(
-            ProgressStyle::with_template("epoch {prefix:>3} [{bar:30}] {pos}/{len} {msg}")
-                .expect("valid template")
-                .progress_chars("=> "),
+        let bar = Bar::new(
+            train_loader.batches_in_epoch(epoch as u64) as u64,
+            "epoch {prefix:>3} [{bar:30}] {pos}/{len} {msg}",
+            epoch.to_string(),
         );
-        bar.set_prefix(epoch.to_string());
         let started = Instant::now();
         let mut tally = EpochTally::default();
         let lr = schedule.lr(epoch, settings.solver.base_lr);
         let read = |tally: &mut EpochTally, step: StepValues<B::InnerBackend>| {
             tally.add(step, epoch).inspect_err(|_| bar.abandon())?;
-            bar.inc(1);
-            bar.set_message(format!(
-                "loss {:.4}  acc {:.3}  lr {lr:.2e}  {:.0} img/s",
-                tally.loss(),
-                tally.accuracy(),
-                tally.seen as f64 / started.elapsed().as_secs_f64()
-            ));
+            bar.advance(1, || {
+                format!(
+                    "loss {:.4}  acc {:.3}  lr {lr:.2e}  {:.0} img/s",
+                    tally.loss(),
+                    tally.accuracy(),
+                    tally.seen as f64 / started.elapsed().as_secs_f64()
+                )
+            });
             Ok::<_, TrainError>(())
         };
         let mut pending = None;
@@ -481,7 +615,7 @@ pub fn train<B: AutodiffBackend>(
         if let Some(last) = pending {
             read(&mut tally, last)?;
         }
-        bar.finish_and_clear();
+        bar.finish();
         let seconds = started.elapsed().as_secs_f64();
         if let Some(scaler) = sgd.loss_scaler() {
             println!(
@@ -521,11 +655,13 @@ pub fn train<B: AutodiffBackend>(
             ))
         );
         records.push(record);
+        #[cfg(feature = "plots")]
         plot_training(&run_dir.join(PLOT_FILE), &records)?;
         if epoch % settings.checkpoint_period.max(1) == 0 || epoch == settings.epochs {
-            save_checkpoint(
+            save_checkpoint_with_input(
                 &model.valid(),
                 job.model_config,
+                &input,
                 &run_dir.join(CHECKPOINT_FILE),
             )?;
         }

@@ -726,3 +726,475 @@ fn outputs_never_replace_inputs_or_special_files() {
     fails(&embed_args(&nan, &query, &features, &[]), "not finite");
     assert!(!Path::new(&features).exists());
 }
+
+/// `transreid` with `args` run from `cwd`.
+fn transreid_in<S: AsRef<OsStr>>(cwd: &Path, args: &[S]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_transreid"))
+        .args(args)
+        .current_dir(cwd)
+        .env("RUST_BACKTRACE", "0")
+        .output()
+        .unwrap()
+}
+
+/// Standard error of a successful run.
+fn ok_stderr<S: AsRef<OsStr> + Debug>(args: &[S]) -> String {
+    let out = transreid(args);
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(out.status.success(), "{args:?}: {stderr}");
+    stderr
+}
+
+#[test]
+fn runs_and_checkpoints_describe_themselves() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let p = |name: &str| root.join(name).to_str().unwrap().to_string();
+    ok(&[
+        "data",
+        "synth",
+        "--out",
+        &p("data"),
+        "--ids",
+        "8",
+        "--cameras",
+        "2",
+    ]);
+    // An ImageNet-normalised run, started with a dataset root relative to its folder.
+    let half = "normalization = { mean = [0.5, 0.5, 0.5], std = [0.5, 0.5, 0.5] }";
+    let imagenet = "normalization = { mean = [0.485, 0.456, 0.406], std = [0.229, 0.224, 0.225] }";
+    let preset = std::fs::read_to_string(TINY_CONFIG).unwrap();
+    std::fs::write(p("imagenet.toml"), preset.replace(half, imagenet)).unwrap();
+    let train = |cwd: &Path, args: &[&str]| {
+        let out = transreid_in(cwd, args);
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        (out.status.success(), text)
+    };
+    let (ok1, text) = train(
+        root,
+        &[
+            "train",
+            "--config",
+            "imagenet.toml",
+            "--root",
+            "data",
+            "--output-dir",
+            "run",
+            "--epochs",
+            "1",
+            "--workers",
+            "1",
+        ],
+    );
+    assert!(ok1, "{text}");
+    let run = p("run");
+    let resolved = std::fs::read_to_string(format!("{run}/config.toml")).unwrap();
+    let data_line = format!("root = \"{}\"", p("data"));
+    assert!(resolved.contains(&data_line), "absolute root: {resolved}");
+    assert!(
+        Path::new(&run).join("training.png").exists(),
+        "a one-epoch plot"
+    );
+
+    // The checkpoint records its normalisation: a copy away from its run folder embeds the same.
+    let away = p("away");
+    std::fs::create_dir(&away).unwrap();
+    let copied = format!("{away}/copied.safetensors");
+    std::fs::copy(format!("{run}/checkpoint.safetensors"), &copied).unwrap();
+    let query = p("data/query");
+    let embed_with = |checkpoint: &str, out: &str, extra: &[&str]| {
+        let args = embed_args(
+            checkpoint,
+            &query,
+            out,
+            &[&["--camera", "name"], extra].concat(),
+        );
+        let stderr = ok_stderr(&args);
+        (read_features(out), stderr)
+    };
+    let (in_run, _) = embed_with(
+        &format!("{run}/checkpoint.safetensors"),
+        &p("a.safetensors"),
+        &[],
+    );
+    let (copy, stderr) = embed_with(&copied, &p("b.safetensors"), &[]);
+    let (explicit, _) = embed_with(
+        &copied,
+        &p("c.safetensors"),
+        &["--normalization", "imagenet"],
+    );
+    let (half_features, _) = embed_with(&copied, &p("d.safetensors"), &["--normalization", "half"]);
+    assert_eq!(copy, in_run);
+    assert_eq!(copy, explicit);
+    assert_ne!(copy, half_features);
+    assert!(!stderr.contains("warning"), "{stderr}");
+    // No progress bar off a terminal.
+    assert!(
+        !stderr.contains("images,") && !stderr.contains("eta"),
+        "{stderr}"
+    );
+
+    // Resume from another working directory; extend the finished run; refusals name the cause.
+    let elsewhere = p("away");
+    let (finished, text) = train(Path::new(&elsewhere), &["train", "--resume", &run]);
+    assert!(
+        !finished && text.contains("finished all 1 epochs"),
+        "{text}"
+    );
+    let (extended, text) = train(
+        Path::new(&elsewhere),
+        &["train", "--resume", &run, "--epochs", "2"],
+    );
+    assert!(extended, "{text}");
+    assert!(text.contains("epoch   2"), "{text}");
+    let resolved = std::fs::read_to_string(format!("{run}/config.toml")).unwrap();
+    assert!(resolved.contains("max_epochs = 2"), "{resolved}");
+    let (passed, text) = train(
+        root,
+        &[
+            "train",
+            "--resume",
+            &run,
+            "--epochs",
+            "3",
+            "--stop-after",
+            "2",
+        ],
+    );
+    assert!(!passed && text.contains("already done 2 epochs"), "{text}");
+    let changed = std::fs::read_to_string(format!("{run}/config.toml"))
+        .unwrap()
+        .replace("base_lr = 0.03", "base_lr = 0.05");
+    std::fs::write(p("changed.toml"), changed).unwrap();
+    let (mismatch, text) = train(
+        root,
+        &[
+            "train",
+            "--resume",
+            &run,
+            "--config",
+            "changed.toml",
+            "--epochs",
+            "3",
+        ],
+    );
+    assert!(!mismatch, "{text}");
+    assert!(
+        text.contains("solver.base_lr: run 0.03, now 0.05"),
+        "{text}"
+    );
+    let resolved = std::fs::read_to_string(format!("{run}/config.toml")).unwrap();
+    assert!(
+        resolved.contains("max_epochs = 2"),
+        "a refused resume changes nothing"
+    );
+}
+
+#[test]
+fn folders_names_and_bad_inputs_get_clear_answers() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = |name: &str| dir.path().join(name).to_str().unwrap().to_string();
+    let data = p("data");
+    ok(&[
+        "data",
+        "synth",
+        "--out",
+        &data,
+        "--ids",
+        "4",
+        "--cameras",
+        "2",
+    ]);
+    fails(
+        &["data", "synth", "--out", &p("one"), "--cameras", "1"],
+        "cannot be evaluated",
+    );
+
+    // A custom set of Market-named images: the cameras come from the names, as `--camera name`
+    // reads them.
+    let custom = p("custom");
+    for (split, from) in [
+        ("train", "bounding_box_train"),
+        ("query", "query"),
+        ("gallery", "bounding_box_test"),
+    ] {
+        std::fs::create_dir_all(format!("{custom}/{split}")).unwrap();
+        for entry in std::fs::read_dir(format!("{data}/{from}")).unwrap() {
+            let path = entry.unwrap().path();
+            let name = path.file_name().unwrap().to_str().unwrap().to_string();
+            std::fs::copy(&path, format!("{custom}/{split}/{name}")).unwrap();
+        }
+    }
+    let stats = |root: &str| -> serde_json::Value {
+        let args = [
+            "data",
+            "stats",
+            "--dataset",
+            "custom",
+            "--root",
+            root,
+            "--json",
+        ];
+        serde_json::from_str(&ok(&args)).unwrap()
+    };
+    assert_eq!(stats(&custom)["train"]["cameras"], 2);
+    std::fs::write(format!("{custom}/gallery/0001_c0_000001_00.jpg"), b"x").unwrap();
+    fails(
+        &["data", "stats", "--dataset", "custom", "--root", &custom],
+        "cameras in file names are 1-based",
+    );
+
+    // Checkpoint without view SIE; folders with hidden, nested, corrupt and huge files.
+    let config = TransReidConfig::new(VitPreset::Tiny.config([128, 64], [16, 16]), 4).with_sie(
+        SieConfig::new()
+            .with_mode(SieMode::Camera)
+            .with_camera_num(2),
+    );
+    let checkpoint = p("tiny.safetensors");
+    save_checkpoint(
+        &config.init::<NdArray>(&Default::default()),
+        &config,
+        Path::new(&checkpoint),
+    )
+    .unwrap();
+    let gallery = p("gallery");
+    std::fs::create_dir_all(format!("{gallery}/nested")).unwrap();
+    let mut images: Vec<_> = std::fs::read_dir(format!("{data}/bounding_box_test"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| !p.file_name().unwrap().to_str().unwrap().starts_with('-'))
+        .collect();
+    images.sort();
+    for image in &images[..6] {
+        let name = image.file_name().unwrap().to_str().unwrap();
+        std::fs::copy(image, format!("{gallery}/{name}")).unwrap();
+    }
+    std::fs::copy(
+        &images[6],
+        format!("{gallery}/nested/0009_c2s1_000009_00.jpg"),
+    )
+    .unwrap();
+    std::fs::write(
+        format!("{gallery}/._0001_c1s1_000001_00.jpg"),
+        b"resource fork",
+    )
+    .unwrap();
+    std::fs::write(format!("{gallery}/0002_c1s1_broken_00.jpg"), b"not a jpeg").unwrap();
+    let mut bmp = b"BM".to_vec();
+    for v in [70u32, 0, 54, 40, 60_000, 50_000] {
+        bmp.extend(v.to_le_bytes());
+    }
+    bmp.extend([1, 0, 24, 0]);
+    bmp.extend([0u8; 40]);
+    std::fs::write(format!("{gallery}/0003_c1s1_huge_00.bmp"), &bmp).unwrap();
+    let features = p("gallery.safetensors");
+    let embed = |extra: &[&str]| embed_args(&checkpoint, &gallery, &features, extra);
+    fails(&embed(&[]), "0002_c1s1_broken_00.jpg");
+    let stderr = ok_stderr(&embed(&[
+        "--skip-unreadable",
+        "--view",
+        "1",
+        "--camera",
+        "name",
+    ]));
+    assert!(stderr.contains("--view is ignored"), "{stderr}");
+    assert!(stderr.contains("subfolder(s) not searched"), "{stderr}");
+    assert!(stderr.contains("60000x50000 pixels, too large"), "{stderr}");
+    assert!(stderr.contains("2 of 8 files skipped"), "{stderr}");
+    assert_eq!(read_features(&features).len(), 6 * 64);
+    ok_stderr(&embed(&["--skip-unreadable", "--recursive"]));
+    assert_eq!(read_features(&features).len(), 7 * 64);
+    fails(
+        &embed_args(
+            &checkpoint,
+            &images[0].display().to_string(),
+            &p("x.safetensors"),
+            &["--camera", "5"],
+        ),
+        &format!("{}: camera id 5 out of range", images[0].display()),
+    );
+
+    // Search reuses the embedded gallery; the query is not its own hit; --top-k beyond the
+    // gallery is said.
+    let query = format!(
+        "{gallery}/{}",
+        images[0].file_name().unwrap().to_str().unwrap()
+    );
+    let search = |extra: &[&str], out: &str| {
+        let args = [
+            &[
+                "search",
+                "--checkpoint",
+                &checkpoint,
+                "--query",
+                &query,
+                "--top-k",
+                "20",
+                "--out",
+                out,
+            ][..],
+            extra,
+        ]
+        .concat();
+        let stderr = ok_stderr(&args);
+        let json = std::fs::read_to_string(Path::new(out).with_extension("json")).unwrap();
+        (
+            serde_json::from_str::<serde_json::Value>(&json).unwrap(),
+            stderr,
+        )
+    };
+    let (reused, stderr) = search(&["--gallery-features", &features], &p("reused.png"));
+    assert!(
+        stderr.contains("--top-k 20 but the gallery has 7 images"),
+        "{stderr}"
+    );
+    let (embedded, _) = search(
+        &["--gallery", &gallery, "--recursive", "--skip-unreadable"],
+        &p("embedded.png"),
+    );
+    assert_eq!(reused["hits"], embedded["hits"]);
+    let hits = reused["hits"].as_array().unwrap();
+    assert_eq!(hits.len(), 6, "the query itself left out");
+    assert!(hits.iter().all(|h| h["distance"].as_f64().unwrap() >= 0.0));
+    let other = TransReidConfig::new(VitPreset::Tiny.config([128, 64], [16, 16]), 5);
+    let other_checkpoint = p("other.safetensors");
+    save_checkpoint(
+        &other.init::<NdArray>(&Default::default()),
+        &other,
+        Path::new(&other_checkpoint),
+    )
+    .unwrap();
+    fails(
+        &[
+            "search",
+            "--checkpoint",
+            &other_checkpoint,
+            "--query",
+            &query,
+            "--gallery-features",
+            &features,
+            "--out",
+            &p("bad.png"),
+        ],
+        "embedded with another model",
+    );
+
+    // Re-ranking says so and takes its parameters; --help lists the dataset kinds.
+    let eval = |extra: &[&str]| -> Vec<String> {
+        [
+            "eval",
+            "--checkpoint",
+            &checkpoint,
+            "--dataset",
+            "market1501",
+            "--root",
+            &data,
+        ]
+        .iter()
+        .chain(extra)
+        .map(|a| a.to_string())
+        .collect()
+    };
+    let out = ok(&eval(&["--rerank", "--k1", "30"]));
+    assert!(
+        out.contains("re-ranked (k-reciprocal, k1 30, k2 6, lambda 0.3)"),
+        "{out}"
+    );
+    fails(&eval(&["--k1", "30"]), "--rerank");
+    let help = ok(&["eval", "--help"]);
+    assert!(
+        help.contains("market1501") && help.contains("vehicleid"),
+        "{help}"
+    );
+
+    // A closed pipe ends the output quietly.
+    let piped = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "'{}' data stats --dataset market1501 --root '{data}' --json | true",
+            env!("CARGO_BIN_EXE_transreid")
+        ))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&piped.stderr);
+    assert!(
+        !stderr.contains("panicked") && !stderr.contains("Broken pipe"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn settings_that_cannot_work_are_errors_not_panics() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = |name: &str| dir.path().join(name).to_str().unwrap().to_string();
+    let preset = std::fs::read_to_string(TINY_CONFIG).unwrap();
+    let config = |from: &str, to: &str| {
+        assert!(preset.contains(from), "{from}");
+        let path = p(&format!("c{}.toml", to.len()));
+        std::fs::write(&path, preset.replace(from, to)).unwrap();
+        path
+    };
+    let no_panic = |args: &[&str], message: &str| {
+        let out = transreid(args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{args:?}");
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+        assert!(
+            stderr.contains(message),
+            "{args:?}: `{stderr}` lacks `{message}`"
+        );
+    };
+    no_panic(
+        &[
+            "train",
+            "--config",
+            &config("stride = [16, 16]", "stride = [0, 0]"),
+        ],
+        "stride",
+    );
+    no_panic(
+        &[
+            "train",
+            "--config",
+            &config("stride = [16, 16]", "stride = [17, 17]"),
+        ],
+        "stride",
+    );
+    no_panic(
+        &[
+            "train",
+            "--config",
+            &config("num_parts = 4", "num_parts = 0"),
+        ],
+        "part",
+    );
+    no_panic(
+        &[
+            "train",
+            "--config",
+            &config("shuffle_groups = 2", "shuffle_groups = 1000"),
+        ],
+        "group",
+    );
+    let bench = ["bench", "train", "--backbone", "tiny", "--size", "64", "32"];
+    no_panic(&[&bench[..], &["--steps", "0"]].concat(), "--steps");
+    no_panic(&[&bench[..], &["--stride", "0"]].concat(), "stride");
+    no_panic(
+        &[
+            "import",
+            "--source",
+            &p("x.pth"),
+            "--out",
+            &p("y.safetensors"),
+            "--num-classes",
+            "4",
+            "--stride",
+            "0",
+        ],
+        "stride",
+    );
+}

@@ -28,9 +28,12 @@ pub fn decode_rgb_bytes(bytes: &[u8], path: &Path) -> Result<RgbImage> {
             path: path.to_path_buf(),
         });
     }
-    let image = image::load_from_memory(bytes).map_err(|source| DataError::Decode {
-        path: path.to_path_buf(),
-        source,
+    let image = image::load_from_memory(bytes).map_err(|source| match source {
+        image::ImageError::Limits(_) => too_large(bytes, path),
+        source => DataError::Decode {
+            path: path.to_path_buf(),
+            source,
+        },
     })?;
     let rgb = image.into_rgb8();
     if rgb.width() == 0 || rgb.height() == 0 {
@@ -41,6 +44,21 @@ pub fn decode_rgb_bytes(bytes: &[u8], path: &Path) -> Result<RgbImage> {
         });
     }
     Ok(rgb)
+}
+
+/// The decoder's default allocation limit, named with the image's dimensions.
+fn too_large(bytes: &[u8], path: &Path) -> DataError {
+    let (width, height) = image::ImageReader::new(std::io::Cursor::new(bytes))
+        .with_guessed_format()
+        .ok()
+        .and_then(|r| r.into_dimensions().ok())
+        .unwrap_or((0, 0));
+    DataError::ImageTooLarge {
+        path: path.to_path_buf(),
+        width,
+        height,
+        limit_mib: image::Limits::default().max_alloc.unwrap_or(0) >> 20,
+    }
 }
 
 fn is_jpeg(bytes: &[u8]) -> bool {
@@ -82,6 +100,26 @@ mod tests {
         match decode_rgb_bytes(cut, Path::new("cut.jpg")) {
             Err(DataError::Truncated { path }) => assert_eq!(path, Path::new("cut.jpg")),
             other => panic!("expected Truncated, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn an_image_too_large_to_decode_names_its_size() {
+        // A BMP header announcing 60000x50000 pixels (9 GB as RGB), without the pixels.
+        let mut bmp = b"BM".to_vec();
+        for v in [54u32 + 16, 0, 54, 40, 60_000, 50_000] {
+            bmp.extend(v.to_le_bytes());
+        }
+        bmp.extend(1u16.to_le_bytes());
+        bmp.extend(24u16.to_le_bytes());
+        bmp.extend([0u8; 24]);
+        bmp.extend([0u8; 16]);
+        match decode_rgb_bytes(&bmp, Path::new("huge.bmp")) {
+            Err(e @ DataError::ImageTooLarge { .. }) => {
+                let text = e.to_string();
+                assert!(text.contains("huge.bmp is 60000x50000 pixels"), "{text}");
+            }
+            other => panic!("expected ImageTooLarge, got {other:?}"),
         }
     }
 

@@ -69,6 +69,25 @@ pub enum DataError {
         source: image::ImageError,
     },
 
+    /// An image whose decoded pixels would exceed the decoder's memory limit.
+    #[error(
+        "image {path} is {width}x{height} pixels, too large to decode (limit {limit_mib} MiB of \
+         pixels); crop or downscale it first"
+    )]
+    ImageTooLarge {
+        path: PathBuf,
+        width: u32,
+        height: u32,
+        limit_mib: u64,
+    },
+
+    /// A file name with camera 0: cameras are numbered from 1 in file names.
+    #[error(
+        "{path}: camera 0 in the file name, but cameras in file names are 1-based (c1 is the \
+         first camera, as in Market-1501)"
+    )]
+    ZeroCamera { path: PathBuf },
+
     /// A JPEG file ends before its end-of-image marker.
     #[error("truncated image {path}: no JPEG end-of-image marker after the last scan")]
     Truncated { path: PathBuf },

@@ -44,7 +44,8 @@ mod test_fixtures;
 pub mod transform;
 
 pub use dataset::{LoadReport, ReidDataset, SplitCounts};
-pub use datasets::name_pattern::{pid_cam_from_name, PidCam};
+pub use datasets::custom::IMAGE_EXTENSIONS;
+pub use datasets::name_pattern::{labels_from_name, NameLabels, PidCam};
 pub use decode::decode_rgb;
 pub use error::{DataError, Result};
 pub use item::{ReidItem, Split, NO_VIEW_LABEL};

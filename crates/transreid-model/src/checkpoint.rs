@@ -8,6 +8,7 @@ use std::path::Path;
 use burn::prelude::*;
 
 use crate::error::ImportError;
+use crate::input_spec::{InputSpec, INPUT_METADATA_KEY};
 use crate::pretrained::{export_state_dict, load_reference_dict, ImportOptions};
 use crate::state_dict::{read_state_dict, write_safetensors};
 use crate::transreid::{TransReid, TransReidConfig};
@@ -19,17 +20,48 @@ pub const CONFIG_METADATA_KEY: &str = "transreid.config";
 /// Key prefix of the optimiser state in training state files, which are not checkpoints.
 const STATE_OPTIMIZER_PREFIX: &str = "optimizer.";
 
-/// Saves the model and its configuration atomically (temporary file, then rename).
+/// Saves the model and its configuration atomically (temporary file, then rename), without an
+/// [`InputSpec`]: prefer [`save_checkpoint_with_input`], whose files need no normalisation to be
+/// given or guessed when they are used.
 pub fn save_checkpoint<B: Backend>(
     model: &TransReid<B>,
     config: &TransReidConfig,
     path: &Path,
 ) -> Result<(), ImportError> {
+    write_checkpoint(model, config, None, path)
+}
+
+/// Saves the model, its configuration and its test-time input atomically.
+pub fn save_checkpoint_with_input<B: Backend>(
+    model: &TransReid<B>,
+    config: &TransReidConfig,
+    input: &InputSpec,
+    path: &Path,
+) -> Result<(), ImportError> {
+    if let Some(message) = input.mismatch(config) {
+        return Err(ImportError::Config {
+            path: path.to_path_buf(),
+            message,
+        });
+    }
+    write_checkpoint(model, config, Some(input), path)
+}
+
+fn write_checkpoint<B: Backend>(
+    model: &TransReid<B>,
+    config: &TransReidConfig,
+    input: Option<&InputSpec>,
+    path: &Path,
+) -> Result<(), ImportError> {
     let json = serde_json::to_string(config).expect("config serialises");
-    let metadata = BTreeMap::from([
+    let mut metadata = BTreeMap::from([
         ("format".to_string(), "pt".to_string()),
         (CONFIG_METADATA_KEY.to_string(), json),
     ]);
+    if let Some(input) = input {
+        let json = serde_json::to_string(input).expect("input spec serialises");
+        metadata.insert(INPUT_METADATA_KEY.to_string(), json);
+    }
     write_safetensors(path, &export_state_dict(model), metadata)
 }
 
@@ -46,6 +78,16 @@ pub fn load_checkpoint<B: Backend>(
     path: &Path,
     device: &B::Device,
 ) -> Result<(TransReid<B>, TransReidConfig), ImportError> {
+    let (model, config, _) = load_checkpoint_with_input(path, device)?;
+    Ok((model, config))
+}
+
+/// [`load_checkpoint`], also returning the stored [`InputSpec`] (`None` for files written
+/// without one, e.g. by older versions).
+pub fn load_checkpoint_with_input<B: Backend>(
+    path: &Path,
+    device: &B::Device,
+) -> Result<(TransReid<B>, TransReidConfig, Option<InputSpec>), ImportError> {
     let (dict, metadata) = read_state_dict(path)?;
     let config_error = |message: String| ImportError::Config {
         path: path.to_path_buf(),
@@ -79,7 +121,15 @@ pub fn load_checkpoint<B: Backend>(
     let config: TransReidConfig =
         serde_json::from_str(json).map_err(|e| config_error(e.to_string()))?;
     config.validate().map_err(|e| config_error(e.to_string()))?;
+    let input = metadata
+        .get(INPUT_METADATA_KEY)
+        .map(|json| serde_json::from_str::<InputSpec>(json))
+        .transpose()
+        .map_err(|e| config_error(format!("`{INPUT_METADATA_KEY}` metadata: {e}")))?;
+    if let Some(message) = input.as_ref().and_then(|i| i.mismatch(&config)) {
+        return Err(config_error(message));
+    }
     let mut model = config.init::<B>(device);
     load_reference_dict(&mut model, dict, ImportOptions::default())?;
-    Ok((model, config))
+    Ok((model, config, input))
 }

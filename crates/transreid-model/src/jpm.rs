@@ -103,7 +103,7 @@ impl JpmConfig {
             (1..=num_patches).collect()
         };
         let part_len = num_patches / self.num_parts.max(1);
-        if part_len == 0 {
+        if self.num_parts == 0 || part_len == 0 {
             return Err(JpmError::Parts {
                 num_patches,
                 num_parts: self.num_parts,
@@ -173,5 +173,11 @@ mod tests {
             cfg.part_index(9).unwrap(),
             vec![0, 1, 2, 0, 3, 4, 0, 5, 6, 0, 7, 8]
         );
+        for parts in [0, 10] {
+            assert!(matches!(
+                cfg.clone().with_num_parts(parts).part_index(9),
+                Err(JpmError::Parts { .. })
+            ));
+        }
     }
 }

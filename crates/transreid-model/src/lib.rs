@@ -21,6 +21,7 @@ mod drop_path;
 mod error;
 mod head;
 mod ics_stem;
+mod input_spec;
 mod jpm;
 mod mlp;
 mod patch_embed;
@@ -37,11 +38,15 @@ mod weight_layout;
 pub use attention::{Attention, AttentionConfig};
 pub use batch_norm::BatchNorm2d;
 pub use block::{Block, BlockConfig};
-pub use checkpoint::{export_reference, load_checkpoint, save_checkpoint, CONFIG_METADATA_KEY};
+pub use checkpoint::{
+    export_reference, load_checkpoint, load_checkpoint_with_input, save_checkpoint,
+    save_checkpoint_with_input, CONFIG_METADATA_KEY,
+};
 pub use drop_path::drop_path;
 pub use error::{ImportError, LabelError, ModelConfigError};
 pub use head::BnNeck;
 pub use ics_stem::{Ibn, IcsStem, IcsStemConfig};
+pub use input_spec::{InputSpec, INPUT_METADATA_KEY};
 pub use jpm::{shuffle_index, JpmBranch, JpmConfig, JpmError};
 pub use mlp::{gelu_exact, Mlp, MlpConfig};
 pub use patch_embed::{PatchEmbed, PatchEmbedConfig};
@@ -53,7 +58,10 @@ pub use pretrained::{
     load_reference_dict, model_path, reference_key, ImportOptions, ImportReport,
 };
 pub use sie::{SieConfig, SieMode};
-pub use state_dict::{read_state_dict, write_safetensors, CheckpointFile, HostTensor, StateDict};
+pub use state_dict::{
+    read_safetensors_metadata, read_state_dict, write_safetensors, CheckpointFile, HostTensor,
+    StateDict,
+};
 pub use transreid::{NeckFeat, TrainOutput, TransReid, TransReidConfig};
 pub use vit::{cls_of, VisionTransformer, VitConfig};
 pub use weight_layout::{

@@ -64,6 +64,39 @@ pub fn read_state_dict(path: &Path) -> Result<(StateDict, BTreeMap<String, Strin
     Ok((file.state_dict()?, file.metadata().clone()))
 }
 
+/// The metadata of a safetensors file, reading only its header (a training state of ViT-B is a
+/// gigabyte; its metadata a few kilobytes).
+pub fn read_safetensors_metadata(path: &Path) -> Result<BTreeMap<String, String>, ImportError> {
+    let io = |source| ImportError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let not_safetensors = |what: &str| corrupt(path, "safetensors", what);
+    let mut file = std::fs::File::open(path).map_err(io)?;
+    let file_len = file.metadata().map_err(io)?.len();
+    let mut len = [0u8; 8];
+    file.read_exact(&mut len)
+        .map_err(|_| not_safetensors("shorter than a safetensors header"))?;
+    let len = u64::from_le_bytes(len);
+    if len > file_len.saturating_sub(8) || len > 100 << 20 {
+        return Err(not_safetensors("header length beyond the file"));
+    }
+    let mut header = vec![0u8; len as usize];
+    file.read_exact(&mut header).map_err(io)?;
+    let header: serde_json::Value =
+        serde_json::from_slice(&header).map_err(|_| not_safetensors("header is not JSON"))?;
+    let metadata = header
+        .get("__metadata__")
+        .and_then(|m| m.as_object())
+        .map(|m| {
+            m.iter()
+                .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string())))
+                .collect()
+        })
+        .unwrap_or_default();
+    Ok(metadata)
+}
+
 /// A checkpoint opened for reading: its keys are known at once, each tensor is converted only
 /// when asked for, so selecting a few keys of a large training file reads only those.
 pub struct CheckpointFile {

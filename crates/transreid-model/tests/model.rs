@@ -7,9 +7,10 @@ use burn::backend::{Autodiff, Flex, NdArray};
 use burn::module::AutodiffModule;
 use burn::prelude::*;
 use transreid_model::{
-    export_reference, load_checkpoint, load_reference, read_state_dict, save_checkpoint,
-    write_safetensors, HostTensor, ImportError, ImportOptions, JpmConfig, NeckFeat, SieConfig,
-    SieMode, TransReidConfig, VitPreset,
+    export_reference, load_checkpoint, load_checkpoint_with_input, load_reference, read_state_dict,
+    save_checkpoint, save_checkpoint_with_input, write_safetensors, HostTensor, ImportError,
+    ImportOptions, InputSpec, JpmConfig, NeckFeat, SieConfig, SieMode, TransReidConfig, VitPreset,
+    IMAGENET_STATS, INPUT_METADATA_KEY,
 };
 
 mod common;
@@ -266,6 +267,47 @@ fn checkpoint_round_trip_and_reference_layout() {
     assert!(dict.contains_key("bottleneck_2.running_var"));
     let mut other = config.init::<NdArray>(&device);
     load_reference(&mut other, &export, ImportOptions::default()).unwrap();
+}
+
+#[test]
+fn checkpoint_carries_its_input_normalisation_and_size() {
+    let device = Default::default();
+    let config = tiny(false, SieMode::None);
+    let model = config.init::<NdArray>(&device);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ckpt.safetensors");
+    let input = InputSpec::new(&config, IMAGENET_STATS);
+    assert_eq!([input.height, input.width], config.vit.img_size);
+    save_checkpoint_with_input(&model, &config, &input, &path).unwrap();
+    let (_, _, read) = load_checkpoint_with_input::<NdArray>(&path, &device).unwrap();
+    assert_eq!(read, Some(input));
+    let (_, metadata) = read_state_dict(&path).unwrap();
+    assert!(metadata[INPUT_METADATA_KEY].contains("0.485"));
+
+    // Older files have none; a spec that does not fit the model is refused on both sides.
+    save_checkpoint(&model, &config, &path).unwrap();
+    let (_, _, read) = load_checkpoint_with_input::<NdArray>(&path, &device).unwrap();
+    assert_eq!(read, None);
+    let wrong_size = InputSpec {
+        height: 384,
+        ..input
+    };
+    let err = save_checkpoint_with_input(&model, &config, &wrong_size, &path).unwrap_err();
+    assert!(err.to_string().contains("input size 384x"), "{err}");
+    let zero_std = InputSpec {
+        std: [0.0; 3],
+        ..input
+    };
+    let err = save_checkpoint_with_input(&model, &config, &zero_std, &path).unwrap_err();
+    assert!(err.to_string().contains("std must be positive"), "{err}");
+    let (dict, mut metadata) = read_state_dict(&path).unwrap();
+    metadata.insert(
+        INPUT_METADATA_KEY.to_string(),
+        serde_json::to_string(&wrong_size).unwrap(),
+    );
+    write_safetensors(&path, &dict, metadata).unwrap();
+    let err = load_checkpoint_with_input::<NdArray>(&path, &device).unwrap_err();
+    assert!(err.to_string().contains("input size 384x"), "{err}");
 }
 
 fn broken_checkpoint(

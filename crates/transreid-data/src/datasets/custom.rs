@@ -1,9 +1,11 @@
 //! A user's own data: three image folders or three CSV lists.
 //!
-//! **Folders**: `train/`, `query/`, `gallery/` holding `.jpg`, `.jpeg` or `.png` files named
-//! `<pid>_c<camera>_<anything>` (e.g. `0042_c3_0001.jpg`) or, without cameras,
-//! `<pid>_<anything>` / `<pid>` (e.g. `0042_0001.jpg`). pid −1 marks junk and is skipped; pid 0 is
-//! an ordinary id (use it for distractors in the gallery).
+//! **Folders**: `train/`, `query/`, `gallery/` holding `.jpg`, `.jpeg`, `.png`, `.bmp` or `.webp`
+//! files (hidden files such as `._x.jpg` are skipped; subfolders are not searched) named
+//! `<pid>_c<camera><anything>` (e.g. `0042_c3_0001.jpg`, Market-1501's `0001_c1s1_000151_01.jpg`)
+//! or, without cameras, `<pid>_<anything>` / `<pid>` (e.g. `0042_0001.jpg`), read by
+//! [`crate::labels_from_name`], the parser `transreid embed --camera name` uses too. pid −1 marks
+//! junk and is skipped; pid 0 is an ordinary id (use it for distractors in the gallery).
 //!
 //! **CSV**: `train.csv`, `query.csv`, `gallery.csv` with rows `path,pid[,camid[,viewid]]`; paths
 //! are relative to the dataset folder unless absolute; a first row whose pid is not a number is a
@@ -11,12 +13,15 @@
 //!
 //! If `train.csv` exists the CSV form is used, else the folder form.
 //!
-//! Cameras: raw camera numbers of any base (`c0…` or `c1…`) are mapped to `0..n` in ascending
-//! order over all three splits. Without camera ids (none given anywhere) the set is treated as
-//! single-camera: train and query get camid 0 and gallery camid 1, as VehicleID does, so that the
-//! evaluation's same-id-same-camera filter keeps every gallery match. Giving a camera for some
-//! images but not others is an error. Views: a view column is mapped to `0..v` the same way;
-//! without one every item has the reference's view label 1.
+//! Cameras: in file names they are 1-based, as in every public dataset: `c<k>` is camera id
+//! `k − 1` (so `embed --camera name` gives a model the ids it was trained with) and the model gets
+//! as many cameras as the largest number; `c0` is an error that says so. In CSV lists the raw
+//! camera ids of any base are mapped to `0..n` in ascending order over all three splits. Without
+//! camera ids (none given anywhere) the set is treated as single-camera: train and query get
+//! camid 0 and gallery camid 1, as VehicleID does, so that the evaluation's
+//! same-id-same-camera filter keeps every gallery match. Giving a camera for some images but not
+//! others is an error. Views: a view column is mapped to `0..v` the same way; without one every
+//! item has the reference's view label 1.
 //!
 //! ```text
 //! my_set/                       my_set/
@@ -28,10 +33,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
-use regex::Regex;
-
 use crate::dataset::{assemble, LoadReport, ReidDataset, SplitSource};
 use crate::datasets::layout::{list_images, require_dir, require_file};
+use crate::datasets::name_pattern::labels_from_name;
 use crate::error::{DataError, Result};
 use crate::item::{ReidItem, Split, NO_VIEW_LABEL};
 use crate::kind::DatasetKind;
@@ -39,8 +43,8 @@ use crate::options::{ImageCheck, LoadOptions};
 
 const LAYOUT: &str = "custom";
 
-/// Image extensions read in the folder form.
-pub const IMAGE_EXTENSIONS: &[&str] = &["jpg", "jpeg", "png"];
+/// Image extensions read in the folder form: the formats this build decodes.
+pub const IMAGE_EXTENSIONS: &[&str] = &["jpg", "jpeg", "png", "bmp", "webp"];
 
 /// The two custom layouts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -98,7 +102,12 @@ pub fn load(root: &Path, options: &LoadOptions) -> Result<ReidDataset> {
         });
     }
     let all = || raw.iter().flatten();
-    let cameras = index_labels(all().map(|r| (&r.path, r.camera)), "camera")?;
+    let cameras = match format {
+        // 1-based names: `c<k>` is id k − 1, the same as `--camera name` reads.
+        CustomFormat::Folders => index_labels(all().map(|r| (&r.path, r.camera)), "camera")?
+            .map(|map| map.keys().map(|&c| (c, (c - 1) as usize)).collect()),
+        CustomFormat::Csv => index_labels(all().map(|r| (&r.path, r.camera)), "camera")?,
+    };
     let views = index_labels(all().map(|r| (&r.path, r.view)), "view")?;
     let mut splits = Vec::with_capacity(3);
     for (split, items) in Split::ALL.into_iter().zip(raw) {
@@ -121,7 +130,12 @@ pub fn load(root: &Path, options: &LoadOptions) -> Result<ReidDataset> {
         splits.push(SplitSource::new(items, origin(split)));
     }
     let splits: [SplitSource; 3] = splits.try_into().expect("three splits");
-    assemble(DatasetKind::Custom, root, splits, report, options)
+    let mut dataset = assemble(DatasetKind::Custom, root, splits, report, options)?;
+    if let (CustomFormat::Folders, Some(map)) = (format, &cameras) {
+        // Numbered cameras: the SIE table covers the largest number, used or not in train.
+        dataset.num_train_cams = map.values().max().map_or(1, |&id| id + 1);
+    }
+    Ok(dataset)
 }
 
 /// `None` when no item has a label; otherwise the ascending map raw label → index, or
@@ -152,25 +166,16 @@ fn index_labels<'a>(
 }
 
 fn read_folder(dir: &Path, junk: &mut usize) -> Result<Vec<RawItem>> {
-    let pattern = Regex::new(r"^(-?\d+)(?:_c(\d+))?(?:_.*)?$").expect("valid regex");
     let mut items = Vec::new();
     for path in list_images(dir, IMAGE_EXTENSIONS)? {
-        let unparsable = || DataError::UnparsableName {
+        let labels = labels_from_name(&path).ok_or_else(|| DataError::UnparsableName {
             path: path.clone(),
             expected: "<pid>_c<camera>_<anything> or <pid>_<anything> (e.g. 0042_c3_0001.jpg)",
-        };
-        let stem = path
-            .file_stem()
-            .and_then(|s| s.to_str())
-            .ok_or_else(unparsable)?;
-        let caps = pattern.captures(stem).ok_or_else(unparsable)?;
-        let pid: i64 = caps[1].parse().map_err(|_| unparsable())?;
-        let camera = caps
-            .get(2)
-            .map(|c| c.as_str().parse::<i64>())
-            .transpose()
-            .map_err(|_| unparsable())?;
-        if let Some(item) = raw_item(path.clone(), pid, camera, None, junk)? {
+        })?;
+        if labels.camera == Some(0) && labels.pid != -1 {
+            return Err(DataError::ZeroCamera { path });
+        }
+        if let Some(item) = raw_item(path.clone(), labels.pid, labels.camera, None, junk)? {
             items.push(item);
         }
     }
@@ -279,24 +284,26 @@ mod tests {
         write_tree(
             tmp.path(),
             &[
-                "train/0010_c0_a.jpg",
-                "train/0010_c4_b.jpeg",
-                "train/0042_c2_a.jpg",
-                "train/-1_c2_junk.jpg",
-                "query/0100_c2_q.jpg",
-                "gallery/0100_c0_g.jpg",
-                "gallery/0000_c4_distractor.jpg",
+                "train/0010_c1_a.jpg",
+                "train/0010_c5_b.jpeg",
+                "train/0042_c3_a.jpg",
+                "train/-1_c3_junk.jpg",
+                "train/._0042_c3_a.jpg",
+                "query/0100_c3_q.jpg",
+                "gallery/0100_c1_g.jpg",
+                "gallery/0000_c6_distractor.jpg",
             ],
         );
         write_png(
-            &tmp.path().join("train/0042_c4_c.png"),
+            &tmp.path().join("train/0042_c5_c.png"),
             &image::RgbImage::new(4, 8),
         );
         let d = load(tmp.path(), &LoadOptions::default()).unwrap();
-        // raw cameras {0, 2, 4} → {0, 1, 2}
+        // 1-based names: c<k> is camera k − 1; the table covers the largest camera (c6).
         let train: Vec<(usize, usize)> = d.train.iter().map(|i| (i.pid, i.camid)).collect();
-        assert_eq!(train, [(0, 0), (0, 2), (1, 1), (1, 2)]);
-        assert_eq!(d.query[0].camid, 1);
+        assert_eq!(train, [(0, 0), (0, 4), (1, 2), (1, 4)]);
+        assert_eq!(d.num_train_cams, 6);
+        assert_eq!(d.query[0].camid, 2);
         assert_eq!(
             d.stats().gallery,
             SplitStats {
@@ -307,6 +314,35 @@ mod tests {
             }
         );
         assert_eq!(d.report.junk.train, 1);
+    }
+
+    #[test]
+    fn market_names_load_their_cameras_and_camera_zero_is_refused() {
+        let tmp = tempfile::tempdir().unwrap();
+        write_tree(
+            tmp.path(),
+            &[
+                "train/0001_c1s1_000151_01.jpg",
+                "train/0002_c2s1_000301_02.jpg",
+                "query/0003_c1s2_000001_01.jpg",
+                "gallery/0003_c2s2_000002_01.jpg",
+            ],
+        );
+        let d = load(tmp.path(), &LoadOptions::default()).unwrap();
+        let train: Vec<(usize, usize)> = d.train.iter().map(|i| (i.pid, i.camid)).collect();
+        assert_eq!(train, [(0, 0), (1, 1)]);
+        assert_eq!(
+            (d.num_train_cams, d.query[0].camid, d.gallery[0].camid),
+            (2, 0, 1)
+        );
+
+        write_tree(tmp.path(), &["gallery/0004_c0_01.jpg"]);
+        match load(tmp.path(), &LoadOptions::default()) {
+            Err(e @ DataError::ZeroCamera { .. }) => {
+                assert!(e.to_string().contains("1-based"), "{e}")
+            }
+            other => panic!("expected ZeroCamera, got {other:?}"),
+        }
     }
 
     #[test]

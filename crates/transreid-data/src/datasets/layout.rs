@@ -42,17 +42,23 @@ pub(crate) fn require_file(path: &Path, layout: &'static str) -> Result<()> {
 }
 
 /// The files directly in `dir` whose extension is one of `extensions` (compared
-/// case-insensitively), sorted by path so that every run sees the same order.
+/// case-insensitively), sorted by path so that every run sees the same order. Hidden files
+/// (`.x.jpg`, macOS's `._x.jpg`) are skipped.
 pub(crate) fn list_images(dir: &Path, extensions: &[&str]) -> Result<Vec<PathBuf>> {
     let entries = std::fs::read_dir(dir).map_err(|e| DataError::io(dir, e))?;
     let mut paths = Vec::new();
     for entry in entries {
         let entry = entry.map_err(|e| DataError::io(dir, e))?;
         let path = entry.path();
-        let matches = path
-            .extension()
-            .and_then(|e| e.to_str())
-            .is_some_and(|e| extensions.iter().any(|x| x.eq_ignore_ascii_case(e)));
+        let hidden = entry
+            .file_name()
+            .to_str()
+            .is_some_and(|n| n.starts_with('.'));
+        let matches = !hidden
+            && path
+                .extension()
+                .and_then(|e| e.to_str())
+                .is_some_and(|e| extensions.iter().any(|x| x.eq_ignore_ascii_case(e)));
         if matches && path.is_file() {
             paths.push(path);
         }

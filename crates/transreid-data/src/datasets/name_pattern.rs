@@ -34,12 +34,33 @@ pub struct PidCam {
     pub camera: i64,
 }
 
-/// The identity and camera of a `<pid>_c<camera>…` file name as the datasets parse it
-/// (Market-1501, DukeMTMC-reID and VeRi-776 names: `0002_c1s1_000451_03.jpg`,
-/// `0776_c017_00086250_0.jpg`); `None` for other names.
-pub fn pid_cam_from_name(path: &Path) -> Option<PidCam> {
-    static PATTERN: LazyLock<PidCamPattern> = LazyLock::new(PidCamPattern::vehicle);
-    PATTERN.parse(path).ok()
+/// The labels a file name carries: an identity and, when it has one, a camera number.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NameLabels {
+    /// The identity (−1 marks junk).
+    pub pid: i64,
+    /// The camera number as written in the name (1-based in every dataset), if any.
+    pub camera: Option<i64>,
+}
+
+/// The one parser of `<pid>_c<camera>…` names outside the reference's dataset folders: the
+/// custom folder layout, `--camera name` and the identities of `search` all read names with it.
+///
+/// The stem starts with the identity (`-?\d+`); a following `_c<digits>` not followed by
+/// another digit is the camera (`0002_c1s1_000451_03.jpg`, `0776_c017_00086250_0.jpg`,
+/// `0042_c3_0001.jpg`); anything else after `_` is free text (`0042_0001.jpg`, `0042_cat.jpg`,
+/// `0042.jpg` have no camera). `None` when the stem does not start with an identity.
+pub fn labels_from_name(path: &Path) -> Option<NameLabels> {
+    static PATTERN: LazyLock<Regex> =
+        LazyLock::new(|| Regex::new(r"^(-?\d+)(?:_c(\d+)(?:\D.*)?|_.*)?$").expect("valid regex"));
+    let stem = path.file_stem()?.to_str()?;
+    let caps = PATTERN.captures(stem)?;
+    let pid = caps[1].parse().ok()?;
+    let camera = match caps.get(2) {
+        Some(c) => Some(c.as_str().parse().ok()?),
+        None => None,
+    };
+    Some(NameLabels { pid, camera })
 }
 
 impl PidCamPattern {
@@ -103,6 +124,31 @@ mod tests {
                 camera: 17
             }
         );
+    }
+
+    #[test]
+    fn one_parser_reads_market_veri_and_free_names() {
+        let labels = |name: &str| labels_from_name(Path::new(name));
+        let some = |pid, camera| Some(NameLabels { pid, camera });
+        assert_eq!(labels("q/0002_c1s1_000451_03.jpg"), some(2, Some(1)));
+        assert_eq!(labels("-1_c3s2_0001.jpg"), some(-1, Some(3)));
+        assert_eq!(labels("0776_c017_00086250_0.jpg"), some(776, Some(17)));
+        assert_eq!(labels("0005_c8_f0051234.jpg"), some(5, Some(8)));
+        assert_eq!(labels("0042_c3.png"), some(42, Some(3)));
+        assert_eq!(labels("0042_c0_a.png"), some(42, Some(0)));
+        assert_eq!(labels("0042_0001.jpg"), some(42, None));
+        assert_eq!(labels("0042_cat.jpg"), some(42, None));
+        assert_eq!(labels("0042_c.jpg"), some(42, None));
+        assert_eq!(labels("0042.jpg"), some(42, None));
+        for name in [
+            "photo_cat.jpg",
+            "crop.png",
+            "x0002_c1.jpg",
+            "-_c1.jpg",
+            "0002c1.jpg",
+        ] {
+            assert_eq!(labels(name), None, "{name}");
+        }
     }
 
     #[test]

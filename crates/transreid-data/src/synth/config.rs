@@ -74,7 +74,16 @@ impl SynthConfig {
                 ),
             );
         }
-        if !(1..=6).contains(&self.cameras) {
+        if self.cameras == 1 {
+            return fail(
+                "cameras",
+                "a set with one camera cannot be evaluated: the protocol leaves out gallery \
+                 images of the query's identity from the query's camera, so every query would \
+                 be skipped; use 2 to 6 cameras"
+                    .into(),
+            );
+        }
+        if !(2..=6).contains(&self.cameras) {
             return fail(
                 "cameras",
                 format!(

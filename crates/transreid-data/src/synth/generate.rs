@@ -341,6 +341,16 @@ mod tests {
     #[test]
     fn rejects_invalid_configs_and_non_empty_output() {
         let tmp = tempfile::tempdir().unwrap();
+        let one_camera = SynthConfig {
+            cameras: 1,
+            ..small(tmp.path())
+        };
+        match generate(&one_camera) {
+            Err(e @ DataError::InvalidConfig { .. }) => {
+                assert!(e.to_string().contains("cannot be evaluated"), "{e}")
+            }
+            other => panic!("expected InvalidConfig, got {other:?}"),
+        }
         for config in [
             SynthConfig {
                 cameras: 7,

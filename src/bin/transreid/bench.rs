@@ -1,0 +1,203 @@
+//! `transreid bench`: training and inference throughput, and the device check.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use burn::tensor::backend::Backend;
+use transreid::backend::TrainBackend;
+use transreid::bench::{bench_inference, bench_train_step, BenchModel};
+use transreid::config::PrecisionSetting;
+use transreid::device_check::check_device;
+use transreid::model::{Precision, VitPreset};
+
+use crate::backend::{on_backend, BackendJob, Device};
+
+#[derive(clap::Subcommand)]
+pub enum BenchCommand {
+    /// Training steps (forward, loss, backward, SGD) on random PK batches; prints a JSON line.
+    Train {
+        #[command(flatten)]
+        model: BenchModelArgs,
+        /// Images per step (a multiple of 4, at least 8).
+        #[arg(long, default_value_t = 64)]
+        batch: usize,
+        /// Timed steps, after one warm-up step.
+        #[arg(long, default_value_t = 3)]
+        steps: usize,
+    },
+    /// Batched embedding of random images; prints a JSON line.
+    Infer {
+        #[command(flatten)]
+        model: BenchModelArgs,
+        /// Images per forward.
+        #[arg(long, default_value_t = 16)]
+        batch: usize,
+        /// Timed forwards, after one warm-up forward.
+        #[arg(long, default_value_t = 3)]
+        iters: usize,
+    },
+    /// Compares a device's eval features, loss and gradients with the reference
+    /// implementation's on its tiny-model fixture; prints a JSON line, exits 1 if they differ.
+    Check {
+        /// Compute backend.
+        #[arg(long, value_enum, default_value = "flex")]
+        device: Device,
+        /// Dtype of the products (`auto`: bf16 on CUDA, f32 elsewhere).
+        #[arg(long, value_enum, default_value = "f32")]
+        precision: PrecisionSetting,
+        /// The fixture written by scripts/reference_model_fixture.py.
+        #[arg(long, default_value = "tests/fixtures/reference_model.safetensors")]
+        fixture: PathBuf,
+    },
+}
+
+/// The benchmarked network and where it runs.
+#[derive(clap::Args)]
+pub struct BenchModelArgs {
+    /// Compute backend.
+    #[arg(long, value_enum, default_value = "flex")]
+    device: Device,
+    /// Backbone: vit_base16, deit_base16, deit_small16, vit_small16, vit_small_legacy, tiny.
+    #[arg(long, default_value = "vit_base16")]
+    backbone: VitPreset,
+    /// Image height and width.
+    #[arg(long, num_args = 2, default_values_t = [256, 128])]
+    size: Vec<usize>,
+    /// Patch stride (1 to the patch size, 16).
+    #[arg(long, default_value_t = 16)]
+    stride: usize,
+    /// Dtype of the products (`auto`: bf16 on CUDA, f32 elsewhere).
+    #[arg(long, value_enum, default_value = "auto")]
+    precision: PrecisionSetting,
+}
+
+impl BenchModelArgs {
+    fn model(&self) -> anyhow::Result<BenchModel> {
+        let model = BenchModel {
+            backbone: self.backbone,
+            size: [self.size[0], self.size[1]],
+            stride: self.stride,
+        };
+        model.config().validate()?;
+        Ok(model)
+    }
+
+    fn precision(&self) -> Precision {
+        self.precision.resolve(self.device == Device::Cuda)
+    }
+}
+
+pub fn run(command: BenchCommand) -> anyhow::Result<()> {
+    match command {
+        BenchCommand::Train {
+            model,
+            batch,
+            steps,
+        } => {
+            anyhow::ensure!(
+                batch >= 8 && batch % 4 == 0,
+                "--batch must be a multiple of 4, at least 8"
+            );
+            anyhow::ensure!(steps > 0, "--steps must be at least 1");
+            let job = BenchJob::Train {
+                model: model.model()?,
+                precision: model.precision(),
+                batch,
+                steps,
+            };
+            on_backend(model.device, NamedBench(model.device, job))
+        }
+        BenchCommand::Infer {
+            model,
+            batch,
+            iters,
+        } => {
+            anyhow::ensure!(
+                batch > 0 && iters > 0,
+                "--batch and --iters must be at least 1"
+            );
+            let job = BenchJob::Infer {
+                model: model.model()?,
+                precision: model.precision(),
+                batch,
+                iters,
+            };
+            on_backend(model.device, NamedBench(model.device, job))
+        }
+        BenchCommand::Check {
+            device,
+            precision,
+            fixture,
+        } => {
+            let job = BenchJob::Check {
+                precision: precision.resolve(device == Device::Cuda),
+                fixture,
+            };
+            on_backend(device, NamedBench(device, job))
+        }
+    }
+}
+
+/// `transreid bench` on one backend; each prints one JSON line.
+enum BenchJob {
+    Train {
+        model: BenchModel,
+        precision: Precision,
+        batch: usize,
+        steps: usize,
+    },
+    Infer {
+        model: BenchModel,
+        precision: Precision,
+        batch: usize,
+        iters: usize,
+    },
+    Check {
+        precision: Precision,
+        fixture: PathBuf,
+    },
+}
+
+/// A [`BenchJob`] and the name of its `--device`, for the JSON's `impl`.
+struct NamedBench(Device, BenchJob);
+
+impl BackendJob for NamedBench {
+    fn run<B: Backend>(self, device: B::Device) -> anyhow::Result<()> {
+        let backend = self.0.name();
+        let name = |precision: Precision| match precision {
+            Precision::F32 => format!("burn-{backend}"),
+            p => format!("burn-{backend}-{}", p.name()),
+        };
+        let (mut json, passed) = match self.1 {
+            BenchJob::Train {
+                model,
+                precision,
+                batch,
+                steps,
+            } => {
+                let result =
+                    bench_train_step::<TrainBackend<B>>(model, batch, steps, precision, &device);
+                (serde_json::to_value(&result)?, true)
+            }
+            BenchJob::Infer {
+                model,
+                precision,
+                batch,
+                iters,
+            } => {
+                let result = bench_inference::<B>(model, batch, iters, precision, &device);
+                (serde_json::to_value(&result)?, true)
+            }
+            BenchJob::Check { precision, fixture } => {
+                let result = check_device::<TrainBackend<B>>(&fixture, precision, &device)
+                    .with_context(|| format!("checking against {}", fixture.display()))?;
+                (serde_json::to_value(&result)?, result.passed)
+            }
+        };
+        let precision: Precision = serde_json::from_value(json["precision"].clone())?;
+        json["impl"] = name(precision).into();
+        println!("{json}");
+        anyhow::ensure!(passed, "the device's numbers differ from the reference's");
+        Ok(())
+    }
+}

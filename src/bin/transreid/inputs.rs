@@ -1,0 +1,202 @@
+//! Options shared by the commands that embed images (`embed`, `search`, `eval`): the model,
+//! its side information, the image inputs, progress and output files.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use burn::tensor::backend::Backend;
+use clap::builder::{PossibleValuesParser, TypedValueParser};
+use indicatif::{ProgressBar, ProgressStyle};
+use transreid::data::{DatasetKind, Normalization};
+use transreid::embedder::{EmbeddedFiles, Embedder, Unreadable};
+use transreid::file_name::CameraSource;
+use transreid::image_files::{list_image_files, ImageFiles};
+use transreid::model::SieMode;
+use transreid::output_path::refuse_special_file;
+
+use crate::backend::Device;
+
+/// `--dataset`, listing every kind in `--help` and in its error.
+pub fn dataset_kind_parser() -> impl TypedValueParser<Value = DatasetKind> {
+    PossibleValuesParser::new(DatasetKind::ALL.map(DatasetKind::as_str))
+        .map(|name| name.parse::<DatasetKind>().expect("a listed kind parses"))
+}
+
+/// The input normalisation a model was trained with.
+#[derive(clap::ValueEnum, Clone, Copy, PartialEq, Eq, Debug)]
+pub enum NormalizationChoice {
+    /// Mean and std 0.5 (the ViT configs).
+    Half,
+    /// ImageNet mean and std (the DeiT configs of VeRi-776 / VehicleID).
+    Imagenet,
+}
+
+impl From<NormalizationChoice> for Normalization {
+    fn from(choice: NormalizationChoice) -> Self {
+        match choice {
+            NormalizationChoice::Half => Normalization::HALF,
+            NormalizationChoice::Imagenet => Normalization::IMAGENET,
+        }
+    }
+}
+
+/// The model of `embed` and `search` and the camera / view ids its images get.
+#[derive(clap::Args)]
+pub struct EmbedModelArgs {
+    /// Checkpoint.
+    #[arg(long)]
+    pub checkpoint: PathBuf,
+    /// Camera of every image, for camera SIE models: a 0-based id, or `name` to read each from
+    /// its `<pid>_c<camera>…` file name (1-based there: c1 is id 0; default: 0).
+    #[arg(long)]
+    pub camera: Option<CameraSource>,
+    /// View id of every image, for view SIE models (VeRi-776 TransReID; default 0).
+    #[arg(long)]
+    pub view: Option<i64>,
+    /// Input normalisation. Default: the one the checkpoint records (older checkpoints: the
+    /// run's `config.toml` beside it, else `half`, with a warning).
+    #[arg(long, value_enum)]
+    pub normalization: Option<NormalizationChoice>,
+    /// Compute backend.
+    #[arg(long, value_enum, default_value = "flex")]
+    pub device: Device,
+}
+
+impl EmbedModelArgs {
+    /// Loads the checkpoint and says what it will use that the user did not give.
+    pub fn embedder<B: Backend>(&self, device: &B::Device) -> anyhow::Result<Embedder<B>> {
+        let embedder = Embedder::from_checkpoint(
+            &self.checkpoint,
+            self.normalization.map(Normalization::from),
+            32,
+            device,
+        )
+        .with_context(|| format!("loading {}", self.checkpoint.display()))?;
+        if let Some(warning) = embedder.normalization().warning(&self.checkpoint) {
+            eprintln!("warning: {warning}");
+        }
+        let mode = embedder.config().sie.mode;
+        let has_camera = matches!(mode, SieMode::Camera | SieMode::CameraView);
+        let has_view = matches!(mode, SieMode::View | SieMode::CameraView);
+        if self.camera.is_some() && !has_camera {
+            eprintln!("warning: the model has no camera embedding (SIE): --camera is ignored");
+        }
+        if self.view.is_some() && !has_view {
+            eprintln!("warning: the model has no view embedding (SIE): --view is ignored");
+        }
+        if has_camera && self.camera.is_none() {
+            eprintln!(
+                "note: the model embeds cameras; every image gets camera 0 (give --camera N or \
+                 --camera name)"
+            );
+        }
+        if has_view && self.view.is_none() {
+            eprintln!("note: the model embeds views; every image gets view 0 (give --view N)");
+        }
+        Ok(embedder)
+    }
+
+    /// Embeds image files with their camera and view ids, with a progress bar.
+    pub fn embed_files<B: Backend>(
+        &self,
+        embedder: &Embedder<B>,
+        paths: &[PathBuf],
+        unreadable: Unreadable,
+        what: &str,
+    ) -> anyhow::Result<EmbeddedFiles> {
+        let cameras = self.camera.map(|c| c.camera_ids(paths)).transpose()?;
+        let views = self.view.map(|v| vec![v; paths.len()]);
+        let bar = images_bar(paths.len(), what);
+        let embedded = embedder.embed_files(
+            paths,
+            cameras.as_deref(),
+            views.as_deref(),
+            unreadable,
+            &mut |n| bar.inc(n as u64),
+        );
+        bar.finish_and_clear();
+        let embedded = embedded?;
+        if let Some(row) = embedded
+            .features
+            .chunks(embedder.dim().max(1))
+            .position(|f| f.iter().any(|v| !v.is_finite()))
+        {
+            anyhow::bail!(
+                "the features of {} are not finite (NaN or infinite): the checkpoint's weights \
+                 are probably corrupt; nothing was written",
+                embedded.paths[row].display()
+            );
+        }
+        for (path, error) in &embedded.skipped {
+            eprintln!("skipped {}: {error}", path.display());
+        }
+        if !embedded.skipped.is_empty() {
+            eprintln!(
+                "{} of {} files skipped as unreadable",
+                embedded.skipped.len(),
+                paths.len()
+            );
+        }
+        Ok(embedded)
+    }
+}
+
+/// Image files or folders, and how folders are read.
+#[derive(clap::Args)]
+pub struct FolderArgs {
+    /// Search folders' subfolders too (default: only the images directly in each folder).
+    #[arg(long)]
+    pub recursive: bool,
+    /// Leave out files that cannot be read or decoded and report them (default: stop at the
+    /// first one).
+    #[arg(long)]
+    pub skip_unreadable: bool,
+}
+
+impl FolderArgs {
+    /// The images of `inputs`, saying what was not searched.
+    pub fn list(&self, inputs: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
+        let ImageFiles {
+            paths,
+            skipped_folders,
+        } = list_image_files(inputs, self.recursive)?;
+        if !skipped_folders.is_empty() {
+            eprintln!(
+                "note: {} subfolder(s) not searched (e.g. {}); give --recursive to include them",
+                skipped_folders.len(),
+                skipped_folders[0].display()
+            );
+        }
+        Ok(paths)
+    }
+
+    pub fn unreadable(&self) -> Unreadable {
+        if self.skip_unreadable {
+            Unreadable::Skip
+        } else {
+            Unreadable::Fail
+        }
+    }
+}
+
+/// A progress bar over images with their rate, drawn on a terminal only.
+pub fn images_bar(len: usize, what: &str) -> ProgressBar {
+    let bar = ProgressBar::new(len as u64).with_style(
+        ProgressStyle::with_template(
+            "{prefix} [{bar:30}] {pos}/{len} images, {per_sec}, eta {eta}",
+        )
+        .expect("valid template")
+        .progress_chars("=> "),
+    );
+    bar.set_prefix(what.to_string());
+    bar
+}
+
+/// Writes a file through a temporary file and a rename.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    refuse_special_file(path)?;
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, bytes).with_context(|| format!("writing {}", tmp.display()))?;
+    std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))?;
+    Ok(())
+}
