@@ -187,3 +187,74 @@ fn peak_rss_mib() -> Option<f64> {
     let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
     Some(kib / 1024.0)
 }
+
+/// One measured gradient all-reduce case.
+#[derive(Debug, Clone, Serialize)]
+pub struct AllReduceBench {
+    /// The network whose gradients are averaged.
+    #[serde(flatten)]
+    pub model: BenchModel,
+    /// Ranks.
+    pub world: usize,
+    /// Trainable parameters (gradient values per step).
+    pub parameters: usize,
+    /// Gradient bytes each rank sends into the all-reduce per step (f32).
+    pub bytes_per_step: usize,
+    /// Bytes per all-reduce call.
+    pub bucket_bytes: usize,
+    /// Timed averages (after one warm-up).
+    pub iters: usize,
+    /// Seconds per averaging of one step's gradients: device to host, all-reduce, host to
+    /// device.
+    pub seconds_per_step: f64,
+}
+
+/// Times [`crate::distributed::average_gradients`] of a full set of `model` gradients (the
+/// parameters' own values stand in for them) over the ranks of `collective`.
+pub fn bench_allreduce<B: AutodiffBackend>(
+    model: BenchModel,
+    bucket_bytes: usize,
+    iters: usize,
+    collective: &dyn crate::distributed::Collective,
+    device: &B::Device,
+) -> Result<AllReduceBench, crate::distributed::CollectiveError> {
+    use burn::module::{ModuleVisitor, Param};
+    use burn::optim::GradientsParams;
+    struct Values<B: AutodiffBackend> {
+        grads: GradientsParams,
+        count: usize,
+        backend: std::marker::PhantomData<B>,
+    }
+    impl<B: AutodiffBackend> ModuleVisitor<B> for Values<B> {
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
+            let value = param.val();
+            if value.is_require_grad() {
+                self.count += value.shape().num_elements();
+                self.grads.register(param.id, value.inner());
+            }
+        }
+    }
+    let network = model.config().init::<B>(device);
+    let mut values = Values::<B> {
+        grads: GradientsParams::new(),
+        count: 0,
+        backend: std::marker::PhantomData,
+    };
+    network.visit(&mut values);
+    let mut grads = values.grads;
+    grads = crate::distributed::average_gradients(grads, &network, collective, bucket_bytes)?;
+    let started = Instant::now();
+    for _ in 0..iters {
+        grads = crate::distributed::average_gradients(grads, &network, collective, bucket_bytes)?;
+    }
+    let seconds_per_step = started.elapsed().as_secs_f64() / iters.max(1) as f64;
+    Ok(AllReduceBench {
+        model,
+        world: collective.world(),
+        parameters: values.count,
+        bytes_per_step: 4 * values.count,
+        bucket_bytes,
+        iters,
+        seconds_per_step,
+    })
+}

@@ -221,6 +221,15 @@ pub struct SolverSection {
     /// GPU). Default: `auto`.
     #[serde(default)]
     pub precision: PrecisionSetting,
+    /// Gradient accumulation: micro-batches per step, each `ims_per_batch / accumulate` images
+    /// (with the arithmetic of that many ranks, so a small GPU trains the reference's batch).
+    /// Default: 1.
+    #[serde(default = "default_accumulate")]
+    pub accumulate: usize,
+}
+
+fn default_accumulate() -> usize {
+    1
 }
 
 /// `solver.precision`: the compute dtype of training, see [`Precision`].
@@ -348,6 +357,17 @@ impl RunConfig {
                 s.ims_per_batch, s.num_instance
             ));
         }
+        if s.accumulate == 0
+            || !s
+                .ims_per_batch
+                .is_multiple_of(s.accumulate * s.num_instance)
+        {
+            return invalid(format!(
+                "ims_per_batch {} cannot be split into accumulate = {} micro-batches of whole \
+                 identities (num_instance {})",
+                s.ims_per_batch, s.accumulate, s.num_instance
+            ));
+        }
         if !(s.base_lr > 0.0 && s.base_lr.is_finite()) {
             return invalid(format!("base_lr {} must be positive", s.base_lr));
         }
@@ -453,6 +473,7 @@ impl RunConfig {
             seed: self.seed,
             workers: s.workers,
             precision: s.precision.resolve(cuda),
+            accumulate: s.accumulate,
         }
     }
 }

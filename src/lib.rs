@@ -6,6 +6,7 @@ pub mod backend;
 pub mod bench;
 pub mod config;
 pub mod device_check;
+pub mod distributed;
 pub mod embedder;
 pub mod file_name;
 pub mod image_files;

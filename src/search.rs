@@ -65,9 +65,17 @@ pub fn search(
     top_k: usize,
 ) -> Result<SearchResult, transreid_eval::EvalError> {
     let dim = query_feature.len();
+    let gallery = Features::new(gallery_features, dim)?;
+    if gallery.len() != gallery_paths.len() {
+        return Err(transreid_eval::EvalError::RowCount {
+            set: transreid_eval::FeatureSet::Gallery,
+            rows: gallery.len(),
+            labels: gallery_paths.len(),
+        });
+    }
     let distances = FeatureDistances::new(
         Features::new(query_feature, dim)?,
-        Features::new(gallery_features, dim)?,
+        gallery,
         Distance::SquaredEuclidean,
         FeatureNorm::L2,
     )?
@@ -139,6 +147,26 @@ mod tests {
         assert_eq!(result.hits[1].path, gallery_paths[0]);
         assert!((result.hits[1].distance - 2.0).abs() < 1e-6);
         assert_eq!(result.hits[1].rank, 2);
+    }
+
+    #[test]
+    fn features_and_paths_must_agree() {
+        let paths = vec![PathBuf::from("0001_c1_a.jpg")];
+        let err = search(
+            Path::new("q.jpg"),
+            &[1.0, 0.0],
+            &paths,
+            &[1.0, 0.0, 0.0, 1.0],
+            1,
+        );
+        assert!(matches!(
+            err,
+            Err(transreid_eval::EvalError::RowCount {
+                rows: 2,
+                labels: 1,
+                ..
+            })
+        ));
     }
 
     #[test]

@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use burn::module::AutodiffModule;
 use burn::prelude::*;
@@ -23,6 +23,11 @@ use transreid_model::{
     TransReidConfig, CONFIG_METADATA_KEY,
 };
 
+use crate::distributed::{
+    average_gradients, check_same_everywhere, fingerprint_bytes, mean_gradients,
+    weights_fingerprint, Collective, CollectiveError, SingleProcess, Watchdog,
+    DEFAULT_BUCKET_BYTES,
+};
 use crate::inference::{evaluate_model, InferenceError};
 use crate::input_normalization::input_spec;
 use crate::optim::{CosineWarmup, LossScaler, Sgd, SolverConfig};
@@ -73,6 +78,21 @@ pub struct TrainSettings {
     /// in f32, as the reference's.
     #[serde(default)]
     pub precision: Precision,
+    /// Micro-batches per step (gradient accumulation): each is `batch_size / accumulate`
+    /// images (divided further over the ranks), with its own BatchNorm statistics and triplet
+    /// mining, and the step uses the mean of their gradients, as that many ranks would.
+    #[serde(default = "one")]
+    pub accumulate: usize,
+}
+
+impl TrainSettings {
+    /// The settings every rank must share (the loader's worker count may differ).
+    pub fn without_workers(&self) -> TrainSettings {
+        TrainSettings {
+            workers: 0,
+            ..self.clone()
+        }
+    }
 }
 
 /// What to train on and where, besides the model.
@@ -190,6 +210,23 @@ pub enum TrainError {
         /// Epochs done.
         done: usize,
     },
+    /// The global batch cannot be split into whole identities per rank and micro-batch.
+    #[error(
+        "ims_per_batch {batch_size} cannot be split into {shards} blocks (ranks x micro-batches) \
+         of whole identities: it must be a multiple of {shards} x K = {}",
+        shards * instances
+    )]
+    BatchSplit {
+        /// The global batch.
+        batch_size: usize,
+        /// Ranks times micro-batches.
+        shards: usize,
+        /// K, images per identity.
+        instances: usize,
+    },
+    /// A collective operation failed, or the ranks disagree.
+    #[error(transparent)]
+    Collective(#[from] CollectiveError),
     /// The state file's metadata is unreadable.
     #[error("{path}: {message}")]
     BadState {
@@ -250,7 +287,17 @@ struct Progress {
     /// The loss scaler of f16 runs.
     #[serde(default)]
     loss_scaler: Option<LossScaler>,
+    /// Ranks the run was trained on.
+    #[serde(default = "one")]
+    world: usize,
 }
+
+fn one() -> usize {
+    1
+}
+
+/// How long the ranks wait for rank 0's evaluation and files at the end of an epoch.
+const EVALUATION_TIMEOUT: Duration = Duration::from_secs(24 * 3600);
 
 /// A step's loss and number of correct global-branch predictions, still on the device.
 struct StepValues<B: Backend> {
@@ -472,24 +519,84 @@ pub fn check_job(job: &TrainJob<'_>) -> Result<usize, TrainError> {
     Ok(done)
 }
 
+/// How a run is spread over processes (see [`train_parallel`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ParallelOptions {
+    /// Gradient bytes per all-reduce call.
+    pub bucket_bytes: usize,
+    /// With several ranks: end the process when a step does not complete in this time.
+    pub step_timeout: Duration,
+}
+
+impl Default for ParallelOptions {
+    fn default() -> Self {
+        Self {
+            bucket_bytes: DEFAULT_BUCKET_BYTES,
+            step_timeout: Duration::from_secs(600),
+        }
+    }
+}
+
 /// Trains `model` on `job.dataset.train`, evaluating on query / gallery, and writes to the run
-/// folder: [`METRICS_FILE`], [`PLOT_FILE`], [`CHECKPOINT_FILE`] (every `checkpoint_period`
-/// epochs and after the last) and [`STATE_FILE`] (every epoch), all atomically.
+/// folder: [`METRICS_FILE`], [`PLOT_FILE`] (with the `plots` feature), [`CHECKPOINT_FILE`]
+/// (every `checkpoint_period` epochs and after the last) and [`STATE_FILE`] (every epoch), all
+/// atomically.
 ///
-/// Epoch `e` draws its batches, augmentations and drop-path masks from `(seed, e)` alone, so a
-/// run resumed from its state ends with the same weights as an uninterrupted one.
+/// Epoch `e` draws its batches, augmentations and drop-path masks from `(seed, e)` alone (the
+/// drop-path generator is re-seeded for every block of images from its number in the epoch), so
+/// a run resumed from its state ends with the same weights as an uninterrupted one.
 pub fn train<B: AutodiffBackend>(
-    mut model: TransReid<B>,
+    model: TransReid<B>,
     job: &TrainJob<'_>,
     device: &B::Device,
 ) -> Result<(TransReid<B>, Vec<EpochRecord>), TrainError> {
+    train_parallel(
+        model,
+        job,
+        device,
+        &SingleProcess,
+        &ParallelOptions::default(),
+    )
+}
+
+/// [`train`] as one of the `collective.world()` ranks of a data-parallel run: every rank runs
+/// this with the same job. `settings.batch_size` stays the global batch: each step, every rank
+/// takes its blocks of `batch_size / (world · accumulate)` images (the reference's DDP sampler),
+/// computes the mean gradient of its `settings.accumulate` micro-batches, and the ranks average
+/// theirs ([`average_gradients`]) before the same SGD step, so the replicas stay identical.
+/// BatchNorm statistics and triplet mining are per micro-batch. Rank 0 alone evaluates and
+/// writes the run folder (metrics summed over the ranks); before the first epoch the ranks
+/// compare a fingerprint of their settings and weights.
+pub fn train_parallel<B: AutodiffBackend>(
+    mut model: TransReid<B>,
+    job: &TrainJob<'_>,
+    device: &B::Device,
+    collective: &dyn Collective,
+    options: &ParallelOptions,
+) -> Result<(TransReid<B>, Vec<EpochRecord>), TrainError> {
     check_job(job)?;
     let (settings, run_dir) = (job.settings, job.run_dir);
+    let (rank, world) = (collective.rank(), collective.world());
+    let micro_batches = settings.accumulate.max(1);
+    let shards = world * micro_batches;
+    if !settings
+        .batch_size
+        .is_multiple_of(shards * settings.instances)
+    {
+        return Err(TrainError::BatchSplit {
+            batch_size: settings.batch_size,
+            shards,
+            instances: settings.instances,
+        });
+    }
+    let writer = rank == 0;
     let io = |path: &Path| {
         let path = path.to_path_buf();
         move |source| TrainError::Io { path, source }
     };
-    std::fs::create_dir_all(run_dir).map_err(io(run_dir))?;
+    if writer {
+        std::fs::create_dir_all(run_dir).map_err(io(run_dir))?;
+    }
     let loader_config = LoaderConfig {
         workers: settings.workers,
         prefetch: 4,
@@ -497,11 +604,12 @@ pub fn train<B: AutodiffBackend>(
     };
     let train_loader = TrainLoader::from_dataset(
         job.dataset,
-        settings.batch_size,
+        settings.batch_size / shards,
         settings.instances,
         TrainTransform::new(job.transforms)?,
         loader_config,
-    )?;
+    )?
+    .sharded(rank, world, micro_batches)?;
     let eval_loader = EvalLoader::from_dataset(
         job.dataset,
         TestTransform::new(job.transforms)?,
@@ -528,29 +636,53 @@ pub fn train<B: AutodiffBackend>(
             &mut sgd,
             device,
         )?;
+        if writer && progress.world != world {
+            eprintln!(
+                "warning: the run was trained on {} rank(s) and continues on {world}: the \
+                 blocks of each step are drawn for {world}, so the result is not what an \
+                 uninterrupted run gives",
+                progress.world
+            );
+        }
         records = progress.records;
         if scaling && progress.loss_scaler.is_some() {
             sgd.set_loss_scaler(progress.loss_scaler);
         }
     }
+    if world > 1 {
+        let run = serde_json::to_string(&(job.model_config, settings.without_workers()))
+            .expect("settings serialise");
+        check_same_everywhere(
+            collective,
+            "the run's settings",
+            fingerprint_bytes(run.as_bytes()),
+        )?;
+        check_same_everywhere(
+            collective,
+            "the initial weights",
+            weights_fingerprint(&model),
+        )?;
+    }
     model.set_precision(settings.precision);
     let first_epoch = records.len() + 1;
     let csv_path = run_dir.join(METRICS_FILE);
-    let mut csv = std::fs::File::create(&csv_path).map_err(io(&csv_path))?;
-    writeln!(csv, "{}", EpochRecord::CSV_HEADER).map_err(io(&csv_path))?;
-    for record in &records {
-        writeln!(csv, "{}", record.csv_row()).map_err(io(&csv_path))?;
+    let mut csv = None;
+    if writer {
+        let mut file = std::fs::File::create(&csv_path).map_err(io(&csv_path))?;
+        writeln!(file, "{}", EpochRecord::CSV_HEADER).map_err(io(&csv_path))?;
+        for record in &records {
+            writeln!(file, "{}", record.csv_row()).map_err(io(&csv_path))?;
+        }
+        csv = Some(file);
     }
     let last_epoch = job
         .stop_after
         .unwrap_or(settings.epochs)
         .min(settings.epochs);
+    let watchdog = (world > 1)
+        .then(|| Watchdog::start(options.step_timeout, format!("rank {rank} of {world}")));
 
     for epoch in first_epoch..=last_epoch {
-        B::seed(
-            device,
-            derive_seed(settings.seed, RngPurpose::Model, epoch as u64, 0),
-        );
         let bar = Bar::new(
             train_loader.batches_in_epoch(epoch as u64) as u64,
             "epoch {prefix:>3} [{bar:30}] {pos}/{len} {msg}",
@@ -572,8 +704,17 @@ pub fn train<B: AutodiffBackend>(
             Ok::<_, TrainError>(())
         };
         let mut pending = None;
-        for batch in train_loader.epoch(epoch as u64) {
+        let mut micro_grads = Vec::with_capacity(micro_batches);
+        for (micro, batch) in train_loader.epoch(epoch as u64).enumerate() {
             let batch = batch?;
+            // Drop-path masks come from the block's own generator, so they do not depend on
+            // which rank or micro-batch computes the block.
+            let (step, m) = (micro / micro_batches, micro % micro_batches);
+            let block = step * shards + m * world + rank;
+            B::seed(
+                device,
+                derive_seed(settings.seed, RngPurpose::Model, epoch as u64, block as u64),
+            );
             let [n, c, h, w] = batch.shape;
             let labels: Vec<i64> = batch.pids.iter().map(|&p| p as i64).collect();
             let ints =
@@ -591,7 +732,7 @@ pub fn train<B: AutodiffBackend>(
                 &labels,
                 &settings.objective,
             )?;
-            let step = StepValues {
+            let values = StepValues {
                 loss: loss.total.clone().inner(),
                 hits: out.scores[0]
                     .clone()
@@ -603,12 +744,19 @@ pub fn train<B: AutodiffBackend>(
                     .sum(),
                 images: n,
             };
-            let grads = sgd.gradients(loss.total, &model);
-            model = sgd.step(model, grads, |group_lr| schedule.lr(epoch, group_lr));
-            // The previous step's values are read only now, with this step queued, so the host
-            // never waits for the device in the middle of a step. A non-finite loss is caught
-            // one step late, before anything is written.
-            if let Some(previous) = pending.replace(step) {
+            micro_grads.push(sgd.gradients(loss.total, &model));
+            if micro_grads.len() == micro_batches {
+                let grads = mean_gradients(std::mem::take(&mut micro_grads), &model);
+                let grads = average_gradients(grads, &model, collective, options.bucket_bytes)?;
+                model = sgd.step(model, grads, |group_lr| schedule.lr(epoch, group_lr));
+                if let Some(watchdog) = &watchdog {
+                    watchdog.feed();
+                }
+            }
+            // The previous micro-batch's values are read only now, with this one queued, so
+            // the host never waits for the device in the middle of a step. A non-finite loss
+            // is caught one micro-batch late, before anything is written.
+            if let Some(previous) = pending.replace(values) {
                 read(&mut tally, previous)?;
             }
         }
@@ -616,14 +764,41 @@ pub fn train<B: AutodiffBackend>(
             read(&mut tally, last)?;
         }
         bar.finish();
+        // The epoch's sums over every rank.
+        let mut sums = [
+            tally.loss_sum,
+            tally.correct as f64,
+            tally.seen as f64,
+            tally.iterations as f64,
+        ];
+        collective.all_reduce_sum_f64(&mut sums)?;
+        let tally = EpochTally {
+            loss_sum: sums[0],
+            correct: sums[1] as usize,
+            seen: sums[2] as usize,
+            iterations: sums[3] as usize,
+        };
         let seconds = started.elapsed().as_secs_f64();
-        if let Some(scaler) = sgd.loss_scaler() {
-            println!(
-                "epoch {epoch:>3}  loss scale {}  {} steps skipped so far",
-                scaler.scale, scaler.skipped_steps
-            );
+        if world > 1 {
+            // Identical gradients and steps keep the replicas identical; a difference is a bug
+            // or a faulty device, not something to train on.
+            let what = format!("the weights after epoch {epoch}");
+            check_same_everywhere(collective, &what, weights_fingerprint(&model))?;
         }
-        let metrics = if epoch % settings.eval_period.max(1) == 0 || epoch == settings.epochs {
+        // Rank 0 evaluates and writes while the others wait at their next collective.
+        if let Some(watchdog) = &watchdog {
+            watchdog.set_timeout(EVALUATION_TIMEOUT);
+        }
+        if writer {
+            if let Some(scaler) = sgd.loss_scaler() {
+                println!(
+                    "epoch {epoch:>3}  loss scale {}  {} steps skipped so far",
+                    scaler.scale, scaler.skipped_steps
+                );
+            }
+        }
+        let evaluate = epoch % settings.eval_period.max(1) == 0 || epoch == settings.epochs;
+        let metrics = if evaluate && writer {
             Some(evaluate_model(
                 &model.valid().with_precision(Precision::F32),
                 &eval_loader,
@@ -641,36 +816,42 @@ pub fn train<B: AutodiffBackend>(
             images_per_second: tally.seen as f64 / seconds,
             metrics,
         };
-        writeln!(csv, "{}", record.csv_row()).map_err(io(&csv_path))?;
-        println!(
-            "epoch {epoch:>3}  loss {:.4}  acc {:.3}  lr {:.2e}  {:.0} img/s{}",
-            record.loss,
-            record.accuracy,
-            record.lr,
-            record.images_per_second,
-            record.metrics.as_ref().map_or(String::new(), |m| format!(
-                "  mAP {:.1}%  Rank-1 {:.1}%",
-                m.map * 100.0,
-                m.rank1().unwrap_or(0.0) * 100.0
-            ))
-        );
-        records.push(record);
-        #[cfg(feature = "plots")]
-        plot_training(&run_dir.join(PLOT_FILE), &records)?;
-        if epoch % settings.checkpoint_period.max(1) == 0 || epoch == settings.epochs {
-            save_checkpoint_with_input(
-                &model.valid(),
-                job.model_config,
-                &input,
-                &run_dir.join(CHECKPOINT_FILE),
-            )?;
+        records.push(record.clone());
+        if let Some(csv) = csv.as_mut() {
+            writeln!(csv, "{}", record.csv_row()).map_err(io(&csv_path))?;
+            println!(
+                "epoch {epoch:>3}  loss {:.4}  acc {:.3}  lr {:.2e}  {:.0} img/s{}",
+                record.loss,
+                record.accuracy,
+                record.lr,
+                record.images_per_second,
+                record.metrics.as_ref().map_or(String::new(), |m| format!(
+                    "  mAP {:.1}%  Rank-1 {:.1}%",
+                    m.map * 100.0,
+                    m.rank1().unwrap_or(0.0) * 100.0
+                ))
+            );
+            #[cfg(feature = "plots")]
+            plot_training(&run_dir.join(PLOT_FILE), &records)?;
+            if epoch % settings.checkpoint_period.max(1) == 0 || epoch == settings.epochs {
+                save_checkpoint_with_input(
+                    &model.valid(),
+                    job.model_config,
+                    &input,
+                    &run_dir.join(CHECKPOINT_FILE),
+                )?;
+            }
+            let progress = Progress {
+                settings: settings.clone(),
+                records: records.clone(),
+                loss_scaler: sgd.loss_scaler().copied(),
+                world,
+            };
+            save_state(&state_path, &model, job.model_config, &sgd, &progress)?;
         }
-        let progress = Progress {
-            settings: settings.clone(),
-            records: records.clone(),
-            loss_scaler: sgd.loss_scaler().copied(),
-        };
-        save_state(&state_path, &model, job.model_config, &sgd, &progress)?;
+        if let Some(watchdog) = &watchdog {
+            watchdog.set_timeout(options.step_timeout);
+        }
     }
     Ok((model, records))
 }

@@ -1060,11 +1060,11 @@ fn folders_names_and_bad_inputs_get_clear_answers() {
     let hits = reused["hits"].as_array().unwrap();
     assert_eq!(hits.len(), 6, "the query itself left out");
     assert!(hits.iter().all(|h| h["distance"].as_f64().unwrap() >= 0.0));
-    let other = TransReidConfig::new(VitPreset::Tiny.config([128, 64], [16, 16]), 5);
+    // The same configuration with other weights (a later epoch, say) is another model.
     let other_checkpoint = p("other.safetensors");
     save_checkpoint(
-        &other.init::<NdArray>(&Default::default()),
-        &other,
+        &config.init::<NdArray>(&Default::default()),
+        &config,
         Path::new(&other_checkpoint),
     )
     .unwrap();
@@ -1197,4 +1197,74 @@ fn settings_that_cannot_work_are_errors_not_panics() {
         ],
         "stride",
     );
+}
+
+#[test]
+fn vehicleid_eval_averages_random_galleries() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = |name: &str| dir.path().join(name).to_str().unwrap().to_string();
+    let data = p("data");
+    ok(&[
+        "data",
+        "synth",
+        "--out",
+        &data,
+        "--ids",
+        "4",
+        "--cameras",
+        "2",
+    ]);
+    // A VehicleID layout from the synthetic images: 4 train and 5 test vehicles.
+    let root = p("VehicleID_V1.0");
+    std::fs::create_dir_all(format!("{root}/image")).unwrap();
+    std::fs::create_dir_all(format!("{root}/train_test_split")).unwrap();
+    let mut images: Vec<_> = std::fs::read_dir(format!("{data}/bounding_box_train"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    images.sort();
+    let (mut train, mut test) = (String::new(), String::new());
+    for (i, image) in images.iter().take(30).enumerate() {
+        let name = format!("{:07}", i + 1);
+        std::fs::copy(image, format!("{root}/image/{name}.jpg")).unwrap();
+        if i < 10 {
+            train.push_str(&format!("{name} {}\n", 1 + i % 4));
+        } else {
+            test.push_str(&format!("{name} {}\n", 100 + i % 5));
+        }
+    }
+    std::fs::write(format!("{root}/train_test_split/train_list.txt"), train).unwrap();
+    std::fs::write(format!("{root}/train_test_split/test_list_800.txt"), test).unwrap();
+    let config = TransReidConfig::new(VitPreset::Tiny.config([128, 64], [16, 16]), 4);
+    let checkpoint = p("tiny.safetensors");
+    save_checkpoint(
+        &config.init::<NdArray>(&Default::default()),
+        &config,
+        Path::new(&checkpoint),
+    )
+    .unwrap();
+    let eval = |trials: &str| {
+        ok(&[
+            "eval",
+            "--checkpoint",
+            &checkpoint,
+            "--dataset",
+            "vehicleid",
+            "--root",
+            &root,
+            "--trials",
+            trials,
+        ])
+    };
+    let out = eval("10");
+    assert!(
+        out.contains("10 random one-image-per-id galleries"),
+        "{out}"
+    );
+    assert!(
+        out.contains("| mAP | Rank-1 | Rank-5 |") && out.contains(" ± "),
+        "{out}"
+    );
+    let out = eval("1");
+    assert!(out.contains("a single random gallery draw"), "{out}");
 }

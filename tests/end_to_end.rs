@@ -74,6 +74,7 @@ fn short_training_run_learns_and_checkpoints() {
         seed: 0,
         workers: 2,
         precision: Precision::F32,
+        accumulate: 1,
     };
     let run = dir.path().join("run");
     let job = TrainJob {

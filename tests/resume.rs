@@ -89,6 +89,7 @@ fn assert_resume_is_exact(precision: Precision) -> Vec<f64> {
         seed: 7,
         workers: 2,
         precision,
+        accumulate: 1,
     };
     let device = Default::default();
     let fresh = |seed| {
@@ -176,6 +177,7 @@ fn a_non_finite_loss_stops_the_run_and_keeps_the_last_good_files() {
         seed: 0,
         workers: 1,
         precision: Precision::F32,
+        accumulate: 1,
     };
     // An infinite ID weight makes the very first loss non-finite.
     let infinite = TrainSettings {

@@ -7,4 +7,4 @@ mod sgd;
 
 pub use loss_scale::LossScaler;
 pub use schedule::CosineWarmup;
-pub use sgd::{ParamGroup, Sgd, SolverConfig};
+pub use sgd::{param_names, ParamGroup, Sgd, SolverConfig};

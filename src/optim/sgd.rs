@@ -140,11 +140,7 @@ impl<B: AutodiffBackend> Sgd<B> {
         grads: GradientsParams,
         group_lr: impl Fn(f64) -> f64,
     ) -> M {
-        let names: HashMap<ParamId, String> = model
-            .collect(None, None, false)
-            .into_iter()
-            .filter_map(|s| s.tensor_id.map(|id| (id, reference_key(&s.full_path()))))
-            .collect();
+        let names = param_names(&model);
         let loss_scale = self.loss_scale();
         if let Some(scaler) = &mut self.scaler {
             let mut check = NonFinite::<B> {
@@ -211,6 +207,16 @@ impl<B: AutodiffBackend> Sgd<B> {
             })
             .collect();
     }
+}
+
+/// Each parameter's reference state-dict name (the same in every process, unlike its
+/// `ParamId`).
+pub fn param_names<B: Backend, M: ModuleSnapshot<B>>(model: &M) -> HashMap<ParamId, String> {
+    model
+        .collect(None, None, false)
+        .into_iter()
+        .filter_map(|s| s.tensor_id.map(|id| (id, reference_key(&s.full_path()))))
+        .collect()
 }
 
 struct GradNorm<'a, B: AutodiffBackend> {

@@ -57,7 +57,7 @@ pub use loader::eval_loader::EvalLoader;
 pub use loader::host_batch::HostBatch;
 pub use loader::train_loader::TrainLoader;
 pub use options::{ImageCheck, LoadOptions, VehicleIdTestSize};
-pub use sampler::PkSampler;
+pub use sampler::{PkSampler, Shard};
 pub use seed::{derive_rng, derive_seed, RngPurpose};
 pub use stats::{DatasetStats, SplitStats};
 pub use synth::{SynthConfig, SynthSummary};

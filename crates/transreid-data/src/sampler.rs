@@ -158,6 +158,40 @@ impl PkSampler {
             .map(<[usize]>::to_vec)
             .collect()
     }
+
+    /// The blocks of `epoch` that one shard of a data-parallel step takes, with the block
+    /// numbers (a block's images sit at positions `block · batch_size ..` of the epoch).
+    ///
+    /// The sampler is built for one shard's batch (the global batch over `shards`). A step is
+    /// `shards` consecutive blocks; shard `k` of step `s` takes block `s · shards + k`, and an
+    /// incomplete last step is dropped, so every shard has the same number of blocks. This is
+    /// the reference's `RandomIdentitySampler_DDP` (rank `r` of `W` takes blocks `r, r + W, …`);
+    /// with one shard it is [`Self::epoch_batches`].
+    pub fn shard_blocks(&self, seed: u64, epoch: u64, shard: Shard) -> Vec<(usize, Vec<usize>)> {
+        let batches = self.epoch_batches(seed, epoch);
+        let steps = batches.len() / shard.count;
+        batches
+            .into_iter()
+            .enumerate()
+            .take(steps * shard.count)
+            .filter(|(block, _)| block % shard.count == shard.index)
+            .collect()
+    }
+}
+
+/// One of `count` equal parts of every step: a rank of a data-parallel run, or a micro-batch of
+/// gradient accumulation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Shard {
+    /// Which part, `0..count`.
+    pub index: usize,
+    /// How many parts.
+    pub count: usize,
+}
+
+impl Shard {
+    /// The whole step.
+    pub const WHOLE: Shard = Shard { index: 0, count: 1 };
 }
 
 #[cfg(test)]
@@ -254,6 +288,44 @@ mod tests {
         // resuming: a fresh sampler replays epoch 3 without running 0..3
         let again = PkSampler::new(&pids, 12, 4).unwrap();
         assert_eq!(again.epoch_indices(5, 3), sampler.epoch_indices(5, 3));
+    }
+
+    #[test]
+    fn shards_split_every_step_into_equal_blocks() {
+        let pids = pids();
+        for count in [1, 2, 3] {
+            // The global batch of 6 ids x 2 is split over the shards: 12 / count images each.
+            let sampler = PkSampler::new(&pids, 12 / count, 2).unwrap();
+            let all = sampler.epoch_batches(5, 2);
+            let shards: Vec<Vec<(usize, Vec<usize>)>> = (0..count)
+                .map(|index| sampler.shard_blocks(5, 2, Shard { index, count }))
+                .collect();
+            let steps = all.len() / count;
+            for (index, blocks) in shards.iter().enumerate() {
+                assert_eq!(blocks.len(), steps, "every shard runs the same steps");
+                for (step, (block, indices)) in blocks.iter().enumerate() {
+                    assert_eq!(*block, step * count + index);
+                    assert_eq!(indices, &all[*block]);
+                    let ids: HashSet<usize> = indices.iter().map(|&i| pids[i]).collect();
+                    assert_eq!(ids.len(), 6 / count, "P / W identities");
+                    assert_eq!(indices.len(), 12 / count);
+                }
+            }
+            let mut taken: Vec<usize> = shards.iter().flatten().map(|(b, _)| *b).collect();
+            taken.sort();
+            assert_eq!(taken, (0..steps * count).collect::<Vec<_>>());
+        }
+        let sampler = PkSampler::new(&pids, 12, 2).unwrap();
+        let whole: Vec<Vec<usize>> = sampler
+            .shard_blocks(5, 2, Shard::WHOLE)
+            .into_iter()
+            .map(|(_, b)| b)
+            .collect();
+        assert_eq!(
+            whole,
+            sampler.epoch_batches(5, 2),
+            "one shard is today's batches"
+        );
     }
 
     #[test]

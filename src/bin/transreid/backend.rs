@@ -26,15 +26,25 @@ pub trait BackendJob {
 }
 
 pub fn on_backend(device: Device, job: impl BackendJob) -> anyhow::Result<()> {
+    on_backend_at(device, 0, job)
+}
+
+/// [`on_backend`] on GPU `index` of a `cuda` or `wgpu` device (0: the default device; the CPU
+/// backends have one device).
+#[allow(unused_variables)]
+pub fn on_backend_at(device: Device, index: usize, job: impl BackendJob) -> anyhow::Result<()> {
     match device {
         #[cfg(feature = "flex")]
         Device::Flex => job.run::<burn::backend::Flex>(Default::default()),
         #[cfg(feature = "ndarray")]
         Device::Ndarray => job.run::<burn::backend::NdArray>(Default::default()),
         #[cfg(feature = "wgpu")]
-        Device::Wgpu => job.run::<burn::backend::Wgpu>(Default::default()),
+        Device::Wgpu => job.run::<burn::backend::Wgpu>(match index {
+            0 => Default::default(),
+            i => burn::backend::wgpu::WgpuDevice::DiscreteGpu(i),
+        }),
         #[cfg(feature = "cuda")]
-        Device::Cuda => job.run::<burn::backend::Cuda>(Default::default()),
+        Device::Cuda => job.run::<burn::backend::Cuda>(burn::backend::cuda::CudaDevice::new(index)),
         #[allow(unreachable_patterns)]
         other => {
             let name = other.name();

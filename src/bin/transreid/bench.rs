@@ -36,6 +36,18 @@ pub enum BenchCommand {
         #[arg(long, default_value_t = 3)]
         iters: usize,
     },
+    /// Averages a full set of the model's gradients over the ranks (run under `mpirun`); prints
+    /// a JSON line from rank 0: seconds per step, bytes moved.
+    Allreduce {
+        #[command(flatten)]
+        model: BenchModelArgs,
+        /// Megabytes per all-reduce call.
+        #[arg(long, default_value_t = 25)]
+        bucket_mb: usize,
+        /// Timed averages, after one warm-up.
+        #[arg(long, default_value_t = 5)]
+        iters: usize,
+    },
     /// Compares a device's eval features, loss and gradients with the reference
     /// implementation's on its tiny-model fixture; prints a JSON line, exits 1 if they differ.
     Check {
@@ -124,6 +136,22 @@ pub fn run(command: BenchCommand) -> anyhow::Result<()> {
             };
             on_backend(model.device, NamedBench(model.device, job))
         }
+        BenchCommand::Allreduce {
+            model,
+            bucket_mb,
+            iters,
+        } => {
+            anyhow::ensure!(
+                bucket_mb > 0 && iters > 0,
+                "--bucket-mb and --iters must be at least 1"
+            );
+            let job = BenchJob::AllReduce {
+                model: model.model()?,
+                bucket_bytes: bucket_mb << 20,
+                iters,
+            };
+            on_backend(model.device, NamedBench(model.device, job))
+        }
         BenchCommand::Check {
             device,
             precision,
@@ -150,6 +178,11 @@ enum BenchJob {
         model: BenchModel,
         precision: Precision,
         batch: usize,
+        iters: usize,
+    },
+    AllReduce {
+        model: BenchModel,
+        bucket_bytes: usize,
         iters: usize,
     },
     Check {
@@ -187,6 +220,28 @@ impl BackendJob for NamedBench {
             } => {
                 let result = bench_inference::<B>(model, batch, iters, precision, &device);
                 (serde_json::to_value(&result)?, true)
+            }
+            BenchJob::AllReduce {
+                model,
+                bucket_bytes,
+                iters,
+            } => {
+                let ranks = crate::train::Ranks::start()?;
+                let collective = ranks.collective.as_ref();
+                let result = transreid::bench::bench_allreduce::<TrainBackend<B>>(
+                    model,
+                    bucket_bytes,
+                    iters,
+                    collective,
+                    &device,
+                )?;
+                if collective.rank() != 0 {
+                    return Ok(());
+                }
+                let mut json = serde_json::to_value(&result)?;
+                json["impl"] = format!("burn-{backend}-mpi").into();
+                println!("{json}");
+                return Ok(());
             }
             BenchJob::Check { precision, fixture } => {
                 let result = check_device::<TrainBackend<B>>(&fixture, precision, &device)

@@ -87,6 +87,8 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
         resume: false,
         stop_after: None,
         cuda: false,
+        collective: Box::new(transreid::distributed::SingleProcess),
+        parallel: Default::default(),
     };
     let (model, records) = run_on::<CpuBackend>(job, device)?;
     let after = records

@@ -64,7 +64,10 @@ impl BackendJob for EmbedArgs {
         )]);
         let metadata = BTreeMap::from([
             (PATHS_KEY.to_string(), serde_json::to_string(&names)?),
-            (EMBEDDED_BY_KEY.to_string(), embedded_by(&embedder)?),
+            (
+                EMBEDDED_BY_KEY.to_string(),
+                embedded_by(&embedder, &model.checkpoint)?,
+            ),
         ]);
         write_safetensors(&out, &tensors, metadata)?;
         println!(
@@ -76,19 +79,45 @@ impl BackendJob for EmbedArgs {
     }
 }
 
-/// What makes features comparable: the model configuration and the input normalisation.
-pub fn embedded_by<B: Backend>(embedder: &Embedder<B>) -> anyhow::Result<String> {
+/// What makes features comparable: the checkpoint's content (its weights), the model
+/// configuration and the input normalisation.
+pub fn embedded_by<B: Backend>(
+    embedder: &Embedder<B>,
+    checkpoint: &Path,
+) -> anyhow::Result<String> {
     Ok(serde_json::to_string(&serde_json::json!({
+        "checkpoint": content_hash(checkpoint)?,
         "config": embedder.config(),
         "normalization": embedder.normalization().normalization,
     }))?)
 }
 
+/// A 64-bit hash of a file's bytes (SipHash with fixed keys), read in 1 MiB blocks.
+fn content_hash(path: &Path) -> anyhow::Result<String> {
+    use std::hash::Hasher;
+    use std::io::Read;
+    let mut file =
+        std::fs::File::open(path).with_context(|| format!("reading {}", path.display()))?;
+    let mut hasher = std::hash::DefaultHasher::new();
+    let mut block = vec![0u8; 1 << 20];
+    loop {
+        let n = file
+            .read(&mut block)
+            .with_context(|| format!("reading {}", path.display()))?;
+        if n == 0 {
+            break;
+        }
+        hasher.write(&block[..n]);
+    }
+    Ok(format!("{:016x}", hasher.finish()))
+}
+
 /// Features written by `embed`: the paths and `[paths, dim]` rows, checked to come from the
-/// same model and normalisation as `embedder`.
+/// same checkpoint and normalisation as `embedder` (loaded from `checkpoint`).
 pub fn read_features<B: Backend>(
     path: &Path,
     embedder: &Embedder<B>,
+    checkpoint: &Path,
 ) -> anyhow::Result<(Vec<PathBuf>, Vec<f32>)> {
     let (mut tensors, metadata) =
         read_state_dict(path).with_context(|| format!("reading {}", path.display()))?;
@@ -110,12 +139,12 @@ pub fn read_features<B: Backend>(
         names.len()
     );
     match metadata.get(EMBEDDED_BY_KEY) {
-        Some(by) if *by == embedded_by(embedder)? => {}
+        Some(by) if *by == embedded_by(embedder, checkpoint)? => {}
         Some(_) => anyhow::bail!(
             "{} was embedded with another model or input normalisation than {}: its distances \
              would mean nothing; embed the gallery again with this checkpoint",
             path.display(),
-            "the checkpoint given"
+            checkpoint.display()
         ),
         None => anyhow::bail!(
             "{} does not record which model made it (written by an older version): embed the \

@@ -60,7 +60,7 @@ impl BackendJob for SearchArgs {
             "query",
         )?;
         let (gallery, gallery_features) = match &self.gallery_features {
-            Some(file) => read_features(file, &embedder)?,
+            Some(file) => read_features(file, &embedder, &self.model.checkpoint)?,
             None => {
                 let embedded = self.model.embed_files(
                     &embedder,

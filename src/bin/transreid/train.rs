@@ -1,17 +1,21 @@
 //! `transreid train`: a run from a TOML configuration, or the continuation of one.
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use anyhow::Context;
 use burn::tensor::backend::Backend;
 use transreid::backend::TrainBackend;
 use transreid::config::{PrecisionSetting, RunConfig};
 use transreid::data::load_dataset;
+use transreid::distributed::{Collective, SingleProcess};
 use transreid::input_normalization::RUN_CONFIG_FILE;
 use transreid::model::TransReid;
-use transreid::train::{check_job, train, EpochRecord, TrainJob, STATE_FILE};
+use transreid::train::{
+    check_job, train_parallel, EpochRecord, ParallelOptions, TrainJob, STATE_FILE,
+};
 
-use crate::backend::{on_backend, BackendJob, Device};
+use crate::backend::{on_backend_at, BackendJob, Device};
 use crate::import::print_import_report;
 use crate::inputs::write_atomic;
 
@@ -49,6 +53,77 @@ pub struct TrainArgs {
     /// Override `solver.precision` (`auto`: bf16 on CUDA, f32 elsewhere).
     #[arg(long, value_enum)]
     precision: Option<PrecisionSetting>,
+    /// Override `solver.accumulate`: micro-batches per step (gradient accumulation).
+    #[arg(long)]
+    accumulate: Option<usize>,
+    /// Under `mpirun` / `srun`: megabytes of gradients per all-reduce call.
+    #[arg(long, default_value_t = 25)]
+    bucket_mb: usize,
+    /// Under `mpirun` / `srun`: end the job when a step does not complete in this many seconds
+    /// (a rank died or hangs).
+    #[arg(long, default_value_t = 600)]
+    step_timeout: u64,
+    /// Under `mpirun` / `srun` with `--device cuda` or `wgpu`: GPUs per node; local rank `r`
+    /// uses GPU `r % gpus-per-node`. Default: the devices in CUDA_VISIBLE_DEVICES, else the
+    /// NVIDIA devices of /dev, else 1.
+    #[arg(long)]
+    gpus_per_node: Option<usize>,
+}
+
+/// The processes of this run: MPI's world when started by an MPI launcher, else this one.
+pub struct Ranks {
+    pub collective: Box<dyn Collective>,
+    local_rank: usize,
+}
+
+impl Ranks {
+    pub fn start() -> anyhow::Result<Self> {
+        #[cfg(feature = "mpi")]
+        if transreid::distributed::launched_by_mpi() {
+            let mpi = transreid::distributed::MpiCollective::init()?;
+            let local_rank = mpi.local_rank();
+            return Ok(Self {
+                collective: Box::new(mpi),
+                local_rank,
+            });
+        }
+        #[cfg(not(feature = "mpi"))]
+        anyhow::ensure!(
+            !["OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_RANK"]
+                .iter()
+                .any(|var| std::env::var_os(var).is_some()),
+            "started by an MPI launcher, but this binary was built without the `mpi` feature: \
+             every process would train alone into the same folder (cargo build --release \
+             --features mpi)"
+        );
+        Ok(Self {
+            collective: Box::new(SingleProcess),
+            local_rank: 0,
+        })
+    }
+}
+
+/// GPUs on this node, when not given.
+fn visible_gpus() -> usize {
+    if let Ok(list) = std::env::var("CUDA_VISIBLE_DEVICES") {
+        return list
+            .split(',')
+            .filter(|d| !d.trim().is_empty())
+            .count()
+            .max(1);
+    }
+    let nvidia = std::fs::read_dir("/dev").map_or(0, |entries| {
+        entries
+            .filter_map(Result::ok)
+            .filter(|e| {
+                let name = e.file_name();
+                let name = name.to_string_lossy();
+                name.strip_prefix("nvidia")
+                    .is_some_and(|n| !n.is_empty() && n.chars().all(|c| c.is_ascii_digit()))
+            })
+            .count()
+    });
+    nvidia.max(1)
 }
 
 pub fn run(args: TrainArgs) -> anyhow::Result<()> {
@@ -79,17 +154,39 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
     if let Some(precision) = args.precision {
         config.solver.precision = precision;
     }
+    if let Some(accumulate) = args.accumulate {
+        config.solver.accumulate = accumulate;
+    }
     if let Some(stop_after) = args.stop_after {
         anyhow::ensure!(stop_after > 0, "--stop-after must be at least 1");
     }
+    anyhow::ensure!(
+        args.bucket_mb > 0 && args.step_timeout > 0,
+        "--bucket-mb and --step-timeout must be at least 1"
+    );
     config.validate()?;
+    let ranks = Ranks::start()?;
+    let gpus = args.gpus_per_node.unwrap_or_else(visible_gpus).max(1);
+    let device_index = ranks.local_rank % gpus;
+    let world = ranks.collective.world();
+    if world > 1 && matches!(args.device, Device::Cuda | Device::Wgpu) {
+        println!(
+            "rank {} of {world}: GPU {device_index} of {gpus} on this node",
+            ranks.collective.rank()
+        );
+    }
     let job = RunJob {
         config,
         resume: args.resume.is_some(),
         stop_after: args.stop_after,
         cuda: args.device == Device::Cuda,
+        collective: ranks.collective,
+        parallel: ParallelOptions {
+            bucket_bytes: args.bucket_mb << 20,
+            step_timeout: Duration::from_secs(args.step_timeout),
+        },
     };
-    on_backend(args.device, job)
+    on_backend_at(args.device, device_index, job)
 }
 
 /// A run on one backend: what `train` and `demo` do.
@@ -99,6 +196,9 @@ pub struct RunJob {
     pub stop_after: Option<usize>,
     /// Resolves `precision = "auto"`.
     pub cuda: bool,
+    /// The ranks of the run.
+    pub collective: Box<dyn Collective>,
+    pub parallel: ParallelOptions,
 }
 
 impl BackendJob for RunJob {
@@ -125,6 +225,7 @@ pub fn run_on<B: Backend>(
     let config = &job.config;
     let settings = config.train_settings(job.cuda);
     let run_dir = &config.output_dir;
+    let writer = job.collective.rank() == 0;
     if !job.resume {
         anyhow::ensure!(
             !run_dir.join(STATE_FILE).exists(),
@@ -139,7 +240,9 @@ pub fn run_on<B: Backend>(
         &config.dataset.options,
     )
     .with_context(|| format!("loading {}", config.dataset.root.display()))?;
-    println!("{}", dataset.stats());
+    if writer {
+        println!("{}", dataset.stats());
+    }
     let model_config = config.model_config_for(&dataset);
     model_config.validate()?;
     B::seed(&device, config.seed);
@@ -149,12 +252,23 @@ pub fn run_on<B: Backend>(
             let path = config.model.pretrained.path().unwrap_or(Path::new(""));
             format!("loading pretrained weights {}", path.display())
         })?;
-        if let Some(report) = loaded {
+        if let Some(report) = loaded.filter(|_| writer) {
             print_import_report(&report);
         }
     }
-    std::fs::create_dir_all(run_dir).with_context(|| format!("creating {}", run_dir.display()))?;
-    println!("precision: {}", settings.precision.name());
+    if writer {
+        std::fs::create_dir_all(run_dir)
+            .with_context(|| format!("creating {}", run_dir.display()))?;
+        println!("precision: {}", settings.precision.name());
+        let world = job.collective.world();
+        if world > 1 || settings.accumulate > 1 {
+            println!(
+                "{world} rank(s) x {} micro-batch(es) of {} images per step",
+                settings.accumulate,
+                settings.batch_size / (world * settings.accumulate)
+            );
+        }
+    }
     let train_job = TrainJob {
         model_config: &model_config,
         dataset: &dataset,
@@ -167,8 +281,19 @@ pub fn run_on<B: Backend>(
     // A run that cannot start or continue is refused before its configuration is (re)written;
     // an extended run (`--resume --epochs N`) then keeps its new length.
     check_job(&train_job)?;
-    write_atomic(&run_dir.join(RUN_CONFIG_FILE), config.to_toml().as_bytes())?;
-    let (model, records) = train(model, &train_job, &device)?;
+    if writer {
+        write_atomic(&run_dir.join(RUN_CONFIG_FILE), config.to_toml().as_bytes())?;
+    }
+    let (model, records) = train_parallel(
+        model,
+        &train_job,
+        &device,
+        job.collective.as_ref(),
+        &job.parallel,
+    )?;
+    if !writer {
+        return Ok((model, records));
+    }
     if let Some(m) = records.iter().rev().find_map(|r| r.metrics.as_ref()) {
         println!(
             "last evaluation: mAP {:.1}%  mINP {:.1}%  Rank-1 {:.1}%  Rank-5 {:.1}%",

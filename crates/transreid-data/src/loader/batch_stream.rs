@@ -29,10 +29,33 @@ pub struct BatchStream {
 pub(crate) type SampleWriter = dyn Fn(usize, &ReidItem, &RgbImage, &mut [f32]) + Send + Sync;
 
 impl BatchStream {
-    /// Starts producing `batches` (each a list of item indices) from `items`.
+    /// Starts producing `batches` (each a list of item indices) from `items`; the items of a
+    /// batch are numbered from the batch's first position, consecutively over the batches.
     pub(crate) fn spawn(
         items: Arc<[ReidItem]>,
         batches: Vec<Vec<usize>>,
+        size: ImageSize,
+        pool: Arc<rayon::ThreadPool>,
+        prefetch: usize,
+        write: Arc<SampleWriter>,
+    ) -> Self {
+        let starts = batches
+            .iter()
+            .scan(0, |position, batch| {
+                let start = *position;
+                *position += batch.len();
+                Some(start)
+            })
+            .collect();
+        Self::spawn_at(items, batches, starts, size, pool, prefetch, write)
+    }
+
+    /// [`Self::spawn`] with each batch's first position given (a shard of a pass keeps the
+    /// positions its images have in the whole pass).
+    pub(crate) fn spawn_at(
+        items: Arc<[ReidItem]>,
+        batches: Vec<Vec<usize>>,
+        starts: Vec<usize>,
         size: ImageSize,
         pool: Arc<rayon::ThreadPool>,
         prefetch: usize,
@@ -43,13 +66,11 @@ impl BatchStream {
         let producer = std::thread::Builder::new()
             .name("reid-loader-producer".into())
             .spawn(move || {
-                let mut position = 0;
-                for (b, batch) in batches.iter().enumerate() {
+                for (b, (batch, position)) in batches.iter().zip(starts).enumerate() {
                     let built =
                         pool.install(|| build_batch(&items, batch, position, size, &*write));
                     let built =
                         built.unwrap_or_else(|| Err(DataError::WorkerPanicked { batch: b }));
-                    position += batch.len();
                     let failed = built.is_err();
                     if sender.send(built).is_err() || failed {
                         return;

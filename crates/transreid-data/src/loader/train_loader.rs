@@ -7,7 +7,7 @@ use crate::error::{DataError, Result};
 use crate::item::ReidItem;
 use crate::loader::batch_stream::BatchStream;
 use crate::loader::config::LoaderConfig;
-use crate::sampler::PkSampler;
+use crate::sampler::{PkSampler, Shard};
 use crate::seed::{derive_rng, RngPurpose};
 use crate::transform::train_transform::TrainTransform;
 
@@ -19,6 +19,8 @@ use crate::transform::train_transform::TrainTransform;
 pub struct TrainLoader {
     items: Arc<[ReidItem]>,
     sampler: PkSampler,
+    /// The blocks this loader yields: its rank's, micro-batch after micro-batch.
+    shards: Vec<Shard>,
     transform: Arc<TrainTransform>,
     config: LoaderConfig,
     pool: Arc<rayon::ThreadPool>,
@@ -50,6 +52,7 @@ impl TrainLoader {
         Ok(Self {
             items: items.into(),
             sampler,
+            shards: vec![Shard::WHOLE],
             transform: Arc::new(transform),
             pool: Arc::new(config.thread_pool()?),
             config,
@@ -72,6 +75,46 @@ impl TrainLoader {
         Self::new(dataset.train.clone(), sampler, transform, config)
     }
 
+    /// A loader of one rank's part of each step, in micro-batches: the sampler must be built
+    /// for a micro-batch (`batch_size / (world · micro_batches)`); each step is `world ·
+    /// micro_batches` blocks, and this loader yields, per step, the `micro_batches` blocks of
+    /// `rank` (micro-batch `m` of rank `r` is block `m · world + r` of the step, so the ranks
+    /// of one micro-step take consecutive blocks, as the reference's DDP sampler does). Images
+    /// keep their augmentation of the whole epoch (keyed by their position in it).
+    ///
+    /// # Errors
+    /// [`DataError::InvalidConfig`] if `rank >= world` or a count is 0.
+    pub fn sharded(mut self, rank: usize, world: usize, micro_batches: usize) -> Result<Self> {
+        if world == 0 || micro_batches == 0 || rank >= world {
+            return Err(DataError::invalid(
+                "shard",
+                format!("rank {rank} of {world} ranks with {micro_batches} micro-batches"),
+            ));
+        }
+        let count = world * micro_batches;
+        self.shards = (0..micro_batches)
+            .map(|m| Shard {
+                index: m * world + rank,
+                count,
+            })
+            .collect();
+        Ok(self)
+    }
+
+    /// This loader's blocks of `epoch` in order, with their block numbers.
+    fn blocks(&self, epoch: u64) -> Vec<(usize, Vec<usize>)> {
+        let seed = self.config.seed;
+        let per_shard: Vec<Vec<(usize, Vec<usize>)>> = self
+            .shards
+            .iter()
+            .map(|&shard| self.sampler.shard_blocks(seed, epoch, shard))
+            .collect();
+        let steps = per_shard.first().map_or(0, Vec::len);
+        (0..steps)
+            .flat_map(|step| per_shard.iter().map(move |blocks| blocks[step].clone()))
+            .collect()
+    }
+
     /// The sampler.
     pub fn sampler(&self) -> &PkSampler {
         &self.sampler
@@ -82,18 +125,25 @@ impl TrainLoader {
         &self.items
     }
 
-    /// Number of batches of `epoch`.
+    /// Number of batches (micro-batches when sharded) this loader yields in `epoch`.
     pub fn batches_in_epoch(&self, epoch: u64) -> usize {
-        self.sampler.epoch_batches(self.config.seed, epoch).len()
+        self.blocks(epoch).len()
     }
 
     /// Starts producing the batches of `epoch`.
     pub fn epoch(&self, epoch: u64) -> BatchStream {
         let seed = self.config.seed;
         let transform = Arc::clone(&self.transform);
-        BatchStream::spawn(
+        let block_len = self.sampler.batch_size();
+        let (starts, batches) = self
+            .blocks(epoch)
+            .into_iter()
+            .map(|(block, batch)| (block * block_len, batch))
+            .unzip();
+        BatchStream::spawn_at(
             Arc::clone(&self.items),
-            self.sampler.epoch_batches(seed, epoch),
+            batches,
+            starts,
             self.transform.size(),
             Arc::clone(&self.pool),
             self.config.prefetch,
@@ -191,6 +241,63 @@ mod tests {
         assert_eq!(one, run(3, 3, 2));
         assert_ne!(one, run(1, 3, 1));
         assert_ne!(one, run(1, 4, 2));
+    }
+
+    #[test]
+    fn shards_yield_their_blocks_with_the_whole_epochs_augmentation() {
+        let tmp = tempfile::tempdir().unwrap();
+        let d = dataset(tmp.path());
+        // 6 ids x 6 images, blocks of 1 id x 4: 6 ... 9 blocks; 2 ranks x 2 micro-batches.
+        let micro = |rank: usize| -> Vec<HostBatch> {
+            let sampler = PkSampler::from_items(&d.train, 4, 4).unwrap();
+            let transform =
+                TrainTransform::new(&TransformConfig::person().with_size(ImageSize::new(24, 12)))
+                    .unwrap();
+            let config = LoaderConfig {
+                workers: 1,
+                prefetch: 2,
+                seed: 3,
+            };
+            TrainLoader::new(d.train.clone(), sampler, transform, config)
+                .unwrap()
+                .sharded(rank, 2, 2)
+                .unwrap()
+                .epoch(1)
+                .collect::<crate::Result<_>>()
+                .unwrap()
+        };
+        let whole = {
+            let sampler = PkSampler::from_items(&d.train, 4, 4).unwrap();
+            let transform =
+                TrainTransform::new(&TransformConfig::person().with_size(ImageSize::new(24, 12)))
+                    .unwrap();
+            let config = LoaderConfig {
+                workers: 1,
+                prefetch: 2,
+                seed: 3,
+            };
+            TrainLoader::new(d.train.clone(), sampler, transform, config)
+                .unwrap()
+                .epoch(1)
+                .collect::<crate::Result<Vec<HostBatch>>>()
+                .unwrap()
+        };
+        let (r0, r1) = (micro(0), micro(1));
+        assert_eq!(r0.len(), r1.len());
+        let steps = whole.len() / 4;
+        assert_eq!(r0.len(), 2 * steps);
+        for step in 0..steps {
+            for m in 0..2 {
+                // micro-batch m of rank r is block 4 * step + 2 * m + r of the epoch
+                assert_eq!(r0[2 * step + m], whole[4 * step + 2 * m]);
+                assert_eq!(r1[2 * step + m], whole[4 * step + 2 * m + 1]);
+            }
+        }
+        let err = loader(d.train.clone(), 1, 3)
+            .sharded(2, 2, 1)
+            .err()
+            .unwrap();
+        assert!(matches!(err, DataError::InvalidConfig { .. }));
     }
 
     #[test]
