@@ -348,12 +348,13 @@ impl EpochTally {
 /// The settings in which `now` does not continue the run `run`, as `name: run X, now Y`.
 /// Worker count and precision may change (a run started on a GPU can finish on a CPU; the
 /// resume is exact only with the same precision), and so may the number of epochs (extending a
-/// run).
+/// run) and of micro-batches (a run of 4 ranks continues on one GPU with `accumulate = 4`).
 fn run_differences(run: &TrainSettings, now: &TrainSettings) -> Vec<String> {
     let key = |s: &TrainSettings| TrainSettings {
         workers: 0,
         precision: Precision::F32,
         epochs: 0,
+        accumulate: 1,
         ..s.clone()
     };
     differences(&key(run), &key(now))
@@ -636,12 +637,14 @@ pub fn train_parallel<B: AutodiffBackend>(
             &mut sgd,
             device,
         )?;
-        if writer && progress.world != world {
+        let before = progress.world * progress.settings.accumulate.max(1);
+        if writer && before != shards {
             eprintln!(
-                "warning: the run was trained on {} rank(s) and continues on {world}: the \
-                 blocks of each step are drawn for {world}, so the result is not what an \
-                 uninterrupted run gives",
-                progress.world
+                "warning: the run was trained with {} rank(s) x {} micro-batch(es) per step and \
+                 continues with {world} x {micro_batches}: each step is now drawn as {shards} \
+                 blocks instead of {before}, so the result is not what an uninterrupted run gives",
+                progress.world,
+                progress.settings.accumulate.max(1)
             );
         }
         records = progress.records;

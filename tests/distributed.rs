@@ -225,6 +225,27 @@ fn a_two_rank_run_learns_and_resumes_exactly() {
     succeeded(out, "resume on 2 ranks");
     assert_eq!(metrics(&resumed), metrics(&straight));
     assert_eq!(state(&resumed), state(&straight));
+
+    // Continuing on one process draws each step as one block instead of two: said, not hidden.
+    let out = Command::new(transreid())
+        .args([
+            "train",
+            "--resume",
+            &resumed,
+            "--epochs",
+            "21",
+            "--workers",
+            "1",
+        ])
+        .output()
+        .unwrap();
+    let text = succeeded(out, "resume on 1 process");
+    assert!(
+        text.contains(
+            "trained with 2 rank(s) x 1 micro-batch(es) per step and continues with 1 x 1"
+        ),
+        "{text}"
+    );
 }
 
 #[test]
