@@ -852,6 +852,11 @@ pub fn train_parallel<B: AutodiffBackend>(
             };
             save_state(&state_path, &model, job.model_config, &sgd, &progress)?;
         }
+        if world > 1 {
+            // The others wait here, under the long limit, until rank 0 has evaluated and
+            // written; then every rank's next step runs under the step limit again.
+            collective.all_reduce_sum_f64(&mut [0.0])?;
+        }
         if let Some(watchdog) = &watchdog {
             watchdog.set_timeout(options.step_timeout);
         }
