@@ -157,15 +157,7 @@ impl<B: Backend> Embedder<B> {
         cameras: Option<&[i64]>,
         views: Option<&[i64]>,
     ) -> Result<Vec<f32>, EmbedderError> {
-        for (label, ids) in [(SideLabel::Camera, cameras), (SideLabel::View, views)] {
-            if let Some(ids) = ids.filter(|ids| ids.len() != images.len()) {
-                return Err(EmbedderError::LabelCount {
-                    label,
-                    images: images.len(),
-                    given: ids.len(),
-                });
-            }
-        }
+        check_label_counts(images.len(), cameras, views)?;
         let [h, w] = self.config.vit.img_size;
         let mut out = Vec::with_capacity(images.len() * self.dim());
         for (chunk_index, chunk) in images.chunks(self.batch_size).enumerate() {
@@ -216,15 +208,7 @@ impl<B: Backend> Embedder<B> {
         unreadable: Unreadable,
         progress: &mut dyn FnMut(usize),
     ) -> Result<EmbeddedFiles, EmbedderError> {
-        for (label, ids) in [(SideLabel::Camera, cameras), (SideLabel::View, views)] {
-            if let Some(ids) = ids.filter(|ids| ids.len() != paths.len()) {
-                return Err(EmbedderError::LabelCount {
-                    label,
-                    images: paths.len(),
-                    given: ids.len(),
-                });
-            }
-        }
+        check_label_counts(paths.len(), cameras, views)?;
         let id = |ids: Option<&[i64]>, i: usize| ids.map_or(0, |ids| ids[i]);
         for (i, path) in paths.iter().enumerate() {
             let (camera, view) = (id(cameras, i), id(views, i));
@@ -264,4 +248,22 @@ impl<B: Backend> Embedder<B> {
         }
         Ok(out)
     }
+}
+
+/// Camera and view ids, when given, must be one per image.
+fn check_label_counts(
+    images: usize,
+    cameras: Option<&[i64]>,
+    views: Option<&[i64]>,
+) -> Result<(), EmbedderError> {
+    for (label, ids) in [(SideLabel::Camera, cameras), (SideLabel::View, views)] {
+        if let Some(ids) = ids.filter(|ids| ids.len() != images) {
+            return Err(EmbedderError::LabelCount {
+                label,
+                images,
+                given: ids.len(),
+            });
+        }
+    }
+    Ok(())
 }

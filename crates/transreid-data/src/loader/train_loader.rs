@@ -183,7 +183,17 @@ mod tests {
     }
 
     fn loader(items: Vec<ReidItem>, workers: usize, seed: u64) -> TrainLoader {
-        let sampler = PkSampler::from_items(&items, 8, 4).unwrap();
+        loader_of_batch(items, 8, workers, seed)
+    }
+
+    /// A loader of `batch`-image PK batches (K = 4) at 24x12.
+    fn loader_of_batch(
+        items: Vec<ReidItem>,
+        batch: usize,
+        workers: usize,
+        seed: u64,
+    ) -> TrainLoader {
+        let sampler = PkSampler::from_items(&items, batch, 4).unwrap();
         let transform =
             TrainTransform::new(&TransformConfig::person().with_size(ImageSize::new(24, 12)))
                 .unwrap();
@@ -249,39 +259,17 @@ mod tests {
         let d = dataset(tmp.path());
         // 6 ids x 6 images, blocks of 1 id x 4: 6 ... 9 blocks; 2 ranks x 2 micro-batches.
         let micro = |rank: usize| -> Vec<HostBatch> {
-            let sampler = PkSampler::from_items(&d.train, 4, 4).unwrap();
-            let transform =
-                TrainTransform::new(&TransformConfig::person().with_size(ImageSize::new(24, 12)))
-                    .unwrap();
-            let config = LoaderConfig {
-                workers: 1,
-                prefetch: 2,
-                seed: 3,
-            };
-            TrainLoader::new(d.train.clone(), sampler, transform, config)
-                .unwrap()
+            loader_of_batch(d.train.clone(), 4, 1, 3)
                 .sharded(rank, 2, 2)
                 .unwrap()
                 .epoch(1)
                 .collect::<crate::Result<_>>()
                 .unwrap()
         };
-        let whole = {
-            let sampler = PkSampler::from_items(&d.train, 4, 4).unwrap();
-            let transform =
-                TrainTransform::new(&TransformConfig::person().with_size(ImageSize::new(24, 12)))
-                    .unwrap();
-            let config = LoaderConfig {
-                workers: 1,
-                prefetch: 2,
-                seed: 3,
-            };
-            TrainLoader::new(d.train.clone(), sampler, transform, config)
-                .unwrap()
-                .epoch(1)
-                .collect::<crate::Result<Vec<HostBatch>>>()
-                .unwrap()
-        };
+        let whole: Vec<HostBatch> = loader_of_batch(d.train.clone(), 4, 1, 3)
+            .epoch(1)
+            .collect::<crate::Result<_>>()
+            .unwrap();
         let (r0, r1) = (micro(0), micro(1));
         assert_eq!(r0.len(), r1.len());
         let steps = whole.len() / 4;
