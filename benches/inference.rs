@@ -1,5 +1,6 @@
 //! Inference throughput of ViT-B/16 TransReID (JPM + camera SIE) at 256x128 on the CPU
-//! backends compiled in. Run: `cargo bench --bench inference --features ndarray [-- --iters N]`.
+//! backends compiled in. Run: `cargo bench --bench inference --features ndarray [-- --iters N]
+//! [--stride S] [--batch B]`.
 //! Prints one JSON line per case; `scripts/bench-inference.sh` runs it beside PyTorch.
 
 use std::time::Instant;
@@ -44,13 +45,16 @@ fn bench<B: Backend>(backend: &str, stride: usize, batch: usize, iters: usize) {
 
 fn main() {
     transreid::allocator::keep_freed_memory();
-    let iters: usize = std::env::args()
-        .skip_while(|a| a != "--iters")
-        .nth(1)
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(3);
-    for stride in [16, 12] {
-        for batch in [1, 16] {
+    let arg = |name: &str| {
+        std::env::args()
+            .skip_while(|a| a != name)
+            .nth(1)
+            .and_then(|v| v.parse::<usize>().ok())
+    };
+    let iters = arg("--iters").unwrap_or(3);
+    let only = |value: usize, name: &str| arg(name).is_none_or(|v| v == value);
+    for stride in [16, 12].into_iter().filter(|&s| only(s, "--stride")) {
+        for batch in [1, 16].into_iter().filter(|&b| only(b, "--batch")) {
             #[cfg(feature = "flex")]
             bench::<burn::backend::Flex>("flex", stride, batch, iters);
             #[cfg(feature = "ndarray")]

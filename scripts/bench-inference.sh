@@ -1,18 +1,40 @@
 #!/usr/bin/env bash
-# ViT-B/16 TransReID inference on the CPU: Burn (flex, ndarray) and the reference PyTorch model
-# in one run on one machine. Usage: scripts/bench-inference.sh <reference checkout> [iters]
+# ViT-B/16 TransReID inference on the CPU: Burn (flex) and the reference PyTorch model on one
+# machine, alternating case by case for ROUNDS rounds so that both see the same load; the table
+# gives each side's median and best round and the ratio of the medians.
+# Usage: scripts/bench-inference.sh <reference checkout> [iters] [rounds] [extra cargo features]
 set -euo pipefail
 cd "$(dirname "$0")/.."
-ref="$1"; iters="${2:-3}"
-cargo bench --bench inference --features ndarray -- --iters "$iters" | grep '^{' > /tmp/bench-inference.jsonl
-python3 scripts/bench_inference_torch.py "$ref" "$iters" 2>/dev/null | grep '^{' >> /tmp/bench-inference.jsonl
-python3 - <<'PY'
-import json
-rows = [json.loads(l) for l in open("/tmp/bench-inference.jsonl")]
-torch = {(r["stride"], r["batch"]): r["images_per_second"] for r in rows if r["impl"] == "pytorch"}
-print("| impl | stride | batch | images/s | vs PyTorch |\n|---|---|---|---|---|")
-for r in rows:
-    base = torch.get((r["stride"], r["batch"]))
-    ratio = f'{r["images_per_second"] / base:.2f}x' if base else "-"
-    print(f'| {r["impl"]} | {r["stride"]} | {r["batch"]} | {r["images_per_second"]:.2f} | {ratio} |')
+ref="$1"; iters="${2:-3}"; rounds="${3:-3}"; features="${4:-}"
+out=$(mktemp /tmp/bench-inference.XXXXXX.jsonl)
+bin=$(cargo bench --bench inference ${features:+--features "$features"} --no-run \
+      --message-format=json 2>/dev/null \
+      | python3 -c 'import json,sys
+for l in sys.stdin:
+    m = json.loads(l)
+    if m.get("reason") == "compiler-artifact" and m["target"]["name"] == "inference" and m.get("executable"):
+        print(m["executable"])')
+for round in $(seq "$rounds"); do
+  for stride in 16 12; do
+    for batch in 1 16; do
+      "$bin" --iters "$iters" --stride "$stride" --batch "$batch" | grep '^{' >> "$out"
+      python3 scripts/bench_inference_torch.py "$ref" "$iters" --strides "$stride" \
+          --batches "$batch" 2>/dev/null | grep '^{' >> "$out"
+    done
+  done
+done
+python3 - "$out" <<'PY'
+import json, statistics, sys
+runs = {}
+for line in open(sys.argv[1]):
+    r = json.loads(line)
+    runs.setdefault((r["stride"], r["batch"]), {}).setdefault(r["impl"], []).append(r["images_per_second"])
+print("| stride | batch | impl | images/s (median) | best | vs PyTorch (medians) |")
+print("|---|---|---|---|---|---|")
+for (stride, batch), impls in sorted(runs.items(), key=lambda kv: (-kv[0][0], kv[0][1])):
+    base = statistics.median(impls["pytorch"])
+    for impl, values in sorted(impls.items()):
+        median = statistics.median(values)
+        print(f"| {stride} | {batch} | {impl} | {median:.2f} | {max(values):.2f} | {median / base:.2f}x |")
 PY
+echo "raw rounds: $out"

@@ -19,6 +19,8 @@ mod block;
 mod checkpoint;
 mod drop_path;
 mod error;
+#[cfg(feature = "flex")]
+mod flex_kernels;
 mod head;
 mod ics_stem;
 mod input_spec;
