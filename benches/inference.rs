@@ -1,14 +1,24 @@
 //! Inference throughput of ViT-B/16 TransReID (JPM + camera SIE) at 256x128 on the CPU
-//! backends compiled in. Run: `cargo bench --bench inference --features ndarray [-- --iters N]
-//! [--stride S] [--batch B]`.
-//! Prints one JSON line per case; `scripts/bench-inference.sh` runs it beside PyTorch.
+//! backends compiled in. Prints one JSON line per case; `scripts/bench-inference.sh` runs it
+//! beside PyTorch.
+//!
+//! Run: `cargo bench --bench inference [--features ndarray] -- [--iters N] [--stride S]
+//! [--batch B] [--ablation ROUNDS]`. `--ablation` measures Flex with its kernels switched on one
+//! by one (none, + linear, + attention, + GELU = all), the configurations interleaved within each
+//! of ROUNDS rounds so that they share the machine's state, and prints each one's median.
 
 use std::time::Instant;
 
 use burn::prelude::*;
 use transreid_model::{JpmConfig, SieConfig, SieMode, TransReidConfig, VitPreset};
 
-fn bench<B: Backend>(backend: &str, stride: usize, batch: usize, iters: usize) {
+/// Images per second of `iters` embeddings of a batch, after one warm-up, for each of `runs`.
+fn bench<B: Backend>(
+    stride: usize,
+    batch: usize,
+    iters: usize,
+    mut runs: Vec<&mut dyn FnMut()>,
+) -> Vec<f64> {
     let device = Default::default();
     let config = TransReidConfig::new(
         VitPreset::VitBase16.config([256, 128], [stride, stride]),
@@ -31,16 +41,68 @@ fn bench<B: Backend>(backend: &str, stride: usize, batch: usize, iters: usize) {
         let out = model.embed(images.clone(), Some(cams.clone()), None);
         let _ = out.into_data();
     };
-    run(); // warm-up
-    let started = Instant::now();
-    for _ in 0..iters {
-        run();
-    }
-    let seconds = started.elapsed().as_secs_f64();
-    let ips = (iters * batch) as f64 / seconds;
+    runs.iter_mut()
+        .map(|setup| {
+            setup();
+            run(); // warm-up
+            let started = Instant::now();
+            for _ in 0..iters {
+                run();
+            }
+            (iters * batch) as f64 / started.elapsed().as_secs_f64()
+        })
+        .collect()
+}
+
+fn print(backend: &str, stride: usize, batch: usize, ips: f64) {
     println!(
         "{{\"impl\": \"burn-{backend}\", \"stride\": {stride}, \"batch\": {batch}, \"images_per_second\": {ips:.3}}}"
     );
+}
+
+#[cfg(feature = "flex")]
+fn ablation(stride: usize, batch: usize, iters: usize, rounds: usize) {
+    use transreid_model::{set_flex_kernels, FlexKernels};
+    let steps = [
+        ("flex-generic", FlexKernels::NONE),
+        (
+            "flex+linear",
+            FlexKernels {
+                linear: true,
+                ..FlexKernels::NONE
+            },
+        ),
+        (
+            "flex+linear+attention",
+            FlexKernels {
+                gelu: false,
+                ..FlexKernels::ALL
+            },
+        ),
+        ("flex", FlexKernels::ALL),
+    ];
+    let mut results = vec![Vec::new(); steps.len()];
+    for _ in 0..rounds {
+        let mut setups: Vec<Box<dyn FnMut()>> = steps
+            .iter()
+            .map(|&(_, kernels)| Box::new(move || set_flex_kernels(kernels)) as Box<dyn FnMut()>)
+            .collect();
+        let runs = setups
+            .iter_mut()
+            .map(|s| s.as_mut() as &mut dyn FnMut())
+            .collect();
+        for (all, ips) in results
+            .iter_mut()
+            .zip(bench::<burn::backend::Flex>(stride, batch, iters, runs))
+        {
+            all.push(ips);
+        }
+    }
+    for ((name, _), mut all) in steps.iter().zip(results) {
+        all.sort_by(f64::total_cmp);
+        print(name, stride, batch, all[all.len() / 2]);
+    }
+    set_flex_kernels(FlexKernels::ALL);
 }
 
 fn main() {
@@ -56,9 +118,22 @@ fn main() {
     for stride in [16, 12].into_iter().filter(|&s| only(s, "--stride")) {
         for batch in [1, 16].into_iter().filter(|&b| only(b, "--batch")) {
             #[cfg(feature = "flex")]
-            bench::<burn::backend::Flex>("flex", stride, batch, iters);
+            match arg("--ablation") {
+                Some(rounds) => ablation(stride, batch, iters, rounds.max(1)),
+                None => print(
+                    "flex",
+                    stride,
+                    batch,
+                    bench::<burn::backend::Flex>(stride, batch, iters, vec![&mut || ()])[0],
+                ),
+            }
             #[cfg(feature = "ndarray")]
-            bench::<burn::backend::NdArray>("ndarray", stride, batch, iters);
+            print(
+                "ndarray",
+                stride,
+                batch,
+                bench::<burn::backend::NdArray>(stride, batch, iters, vec![&mut || ()])[0],
+            );
         }
     }
 }

@@ -102,12 +102,16 @@ impl<B: Backend> Attention<B> {
     pub fn forward(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
         let [b, n, d] = x.dims();
         let (h, p) = (self.num_heads, self.precision);
+        let qkv = p.linear(&self.qkv, p.cast_in(x));
+        // Flex without autodiff (so without attention dropout) computes it in one kernel.
+        #[cfg(feature = "flex")]
+        let qkv = match crate::flex_kernels::attention(qkv, h, self.scale as f32) {
+            Ok(out) => return p.cast_out(p.linear(&self.proj, out)),
+            Err(qkv) => qkv,
+        };
         // `[batch, 3 * heads, tokens, head_dim]` as a view: q, k and v are slices of it that the
         // products read in place, with no copy of the projection.
-        let qkv = p
-            .linear(&self.qkv, p.cast_in(x))
-            .reshape([b, n, 3 * h, d / h])
-            .swap_dims(1, 2);
+        let qkv = qkv.reshape([b, n, 3 * h, d / h]).swap_dims(1, 2);
         let q = qkv.clone().narrow(1, 0, h);
         let k = qkv.clone().narrow(1, h, h);
         let v = qkv.narrow(1, 2 * h, h);
@@ -124,12 +128,6 @@ impl<B: Backend> Attention<B> {
 
 /// The heads side by side: `[batch, heads, tokens, head_dim] -> [batch, tokens, heads * head_dim]`.
 fn merge_heads<B: Backend>(x: Tensor<B, 4>) -> Tensor<B, 3> {
-    // On Flex a permuted reshape is a strided gather, several times slower than the kernel.
-    #[cfg(feature = "flex")]
-    let x = match crate::flex_kernels::merge_heads(x) {
-        Ok(y) => return y,
-        Err(x) => x,
-    };
     let [b, h, n, e] = x.dims();
     x.swap_dims(1, 2).reshape([b, n, h * e])
 }

@@ -1,11 +1,13 @@
 //! Kernels for the Flex CPU backend where Burn's generic composition is slow: the exact GELU
-//! (Flex evaluates `erf` one scalar at a time) and the merge of attention heads (a permuted
-//! reshape is a strided gather there). The modules stay generic: each function takes a
-//! `Tensor<B, D>`, computes it here when `B` is Flex and the tensor f32, and otherwise hands
-//! the tensor back for the generic path. The autodiff backends never match, so training and
-//! gradients are untouched.
+//! (Flex evaluates `erf` one scalar at a time) and self-attention (the generic path copies the
+//! heads in and out of a permuted layout with strided gathers, runs the per-head products
+//! one thread per head group and the softmax with a scalar `exp`). The modules stay generic:
+//! each function takes a `Tensor<B, D>`, computes it here when `B` is Flex and the tensor f32,
+//! and otherwise hands the tensor back for the generic path. The autodiff backends never
+//! match, so training and gradients are untouched.
 
 use std::any::{Any, TypeId};
+use std::sync::atomic::{AtomicU8, Ordering};
 
 use burn::prelude::*;
 use burn::tensor::{DType, TensorData, TensorPrimitive};
@@ -15,6 +17,54 @@ use rayon::prelude::*;
 /// Elements per parallel task: large enough to amortise scheduling, small enough to share
 /// out a `[tokens, 3072]` activation between cores.
 const CHUNK: usize = 1 << 14;
+
+/// Which Flex kernels run (all by default); the others take the generic path. For measuring
+/// what each kernel brings (`benches/inference.rs --kernels`) and for comparing results.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FlexKernels {
+    /// The exact GELU of the MLP.
+    pub gelu: bool,
+    /// Self-attention between the two projections.
+    pub attention: bool,
+    /// The Linear layers of the blocks, bias included.
+    pub linear: bool,
+}
+
+impl FlexKernels {
+    /// Every kernel.
+    pub const ALL: Self = Self {
+        gelu: true,
+        attention: true,
+        linear: true,
+    };
+    /// None: Flex runs the generic modules.
+    pub const NONE: Self = Self {
+        gelu: false,
+        attention: false,
+        linear: false,
+    };
+
+    fn bits(self) -> u8 {
+        self.gelu as u8 | (self.attention as u8) << 1 | (self.linear as u8) << 2
+    }
+}
+
+static ENABLED: AtomicU8 = AtomicU8::new(0b111);
+
+/// Chooses the Flex kernels for the whole process (see [`FlexKernels`]).
+pub fn set_flex_kernels(kernels: FlexKernels) {
+    ENABLED.store(kernels.bits(), Ordering::Relaxed);
+}
+
+/// The Flex kernels in use.
+pub fn flex_kernels() -> FlexKernels {
+    let bits = ENABLED.load(Ordering::Relaxed);
+    FlexKernels {
+        gelu: bits & 1 != 0,
+        attention: bits & 2 != 0,
+        linear: bits & 4 != 0,
+    }
+}
 
 /// `x` as `U` when it is one.
 fn cast<T: 'static, U: 'static>(x: T) -> Result<U, T> {
@@ -52,6 +102,9 @@ fn from_vec<B: Backend, const D: usize>(values: Vec<f32>, shape: [usize; D]) -> 
 pub(crate) fn gelu<B: Backend, const D: usize>(
     x: Tensor<B, D>,
 ) -> Result<Tensor<B, D>, Tensor<B, D>> {
+    if !flex_kernels().gelu {
+        return Err(x);
+    }
     let mut t = into_flex(x)?;
     if !t.is_contiguous() {
         t = t.to_contiguous();
@@ -67,29 +120,220 @@ pub(crate) fn gelu<B: Backend, const D: usize>(
     Ok(from_flex(t))
 }
 
-/// `[batch, heads, tokens, head_dim] -> [batch, tokens, heads * head_dim]` on Flex: one copy
-/// of `head_dim`-long rows. Or `x` back for another backend.
-pub(crate) fn merge_heads<B: Backend>(x: Tensor<B, 4>) -> Result<Tensor<B, 3>, Tensor<B, 4>> {
-    let [b, h, n, e] = x.dims();
-    let t = into_flex(x)?;
-    let t = if t.is_contiguous() {
+/// `x W + b` on Flex as one GEMM that starts from the bias rows (Flex's linear zeroes its output,
+/// multiplies, then adds the bias in another pass); or `x` back for another backend or dtype.
+/// The same arithmetic: each output is its dot product plus the bias, added once.
+///
+/// # Shapes
+/// - `x`: `[rows, d_in]`, `weight`: `[d_in, d_out]` (Burn's layout), `bias`: `[d_out]`
+/// - output: `[rows, d_out]`
+pub(crate) fn linear<B: Backend>(
+    x: Tensor<B, 2>,
+    weight: Tensor<B, 2>,
+    bias: Option<Tensor<B, 1>>,
+) -> Result<Tensor<B, 2>, Tensor<B, 2>> {
+    if !flex_kernels().linear {
+        return Err(x);
+    }
+    let ([m, k], [_, n]) = (x.dims(), weight.dims());
+    let x = contiguous(into_flex(x)?);
+    let Ok(w) = into_flex(weight).map(contiguous) else {
+        return Err(from_flex(x));
+    };
+    let bias = match bias.map(into_flex).transpose() {
+        Ok(bias) => bias.map(contiguous),
+        Err(_) => return Err(from_flex(x)),
+    };
+    let (x_values, w_values) = (slice(&x), slice(&w));
+    let mut out = Vec::with_capacity(m * n);
+    match &bias {
+        Some(bias) => (0..m).for_each(|_| out.extend_from_slice(slice(bias))),
+        None => out.resize(m * n, 0.0),
+    }
+    let parallelism = if m * n * k >= PARALLEL_WORK {
+        gemm::Parallelism::Rayon(0)
+    } else {
+        gemm::Parallelism::None
+    };
+    // SAFETY: row-major operands of the sizes read: x is m x k, w is k x n, out is m x n.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            out.as_mut_ptr(),
+            1,
+            n as isize,
+            true,
+            x_values.as_ptr(),
+            1,
+            k as isize,
+            w_values.as_ptr(),
+            1,
+            n as isize,
+            1.0,
+            1.0,
+            false,
+            false,
+            false,
+            parallelism,
+        );
+    }
+    Ok(from_vec(out, [m, n]))
+}
+
+/// Multiply-adds below which one thread is faster (Flex's own threshold, 192^3).
+const PARALLEL_WORK: usize = 192 * 192 * 192;
+
+fn contiguous(t: FlexTensor) -> FlexTensor {
+    if t.is_contiguous() {
         t
     } else {
         t.to_contiguous()
-    };
-    let input = t
-        .as_slice::<f32>()
-        .expect("a contiguous f32 tensor has a slice");
-    let mut out = vec![0.0f32; input.len()];
-    // One output row per (batch, token): its heads' rows side by side.
-    out.par_chunks_mut(h * e).enumerate().for_each(|(row, o)| {
-        let (bi, ti) = (row / n, row % n);
-        for (hi, dst) in o.chunks_mut(e).enumerate() {
-            let src = ((bi * h + hi) * n + ti) * e;
-            dst.copy_from_slice(&input[src..src + e]);
+    }
+}
+
+fn slice(t: &FlexTensor) -> &[f32] {
+    t.as_slice::<f32>()
+        .expect("a contiguous f32 tensor has a slice")
+}
+
+/// `softmax(q k^T * scale) v` for every head, the heads side by side, on Flex; or `qkv` back
+/// for another backend. The same arithmetic as the generic path: one f32 product per score,
+/// the scale applied to it, a max-shifted softmax.
+///
+/// # Shapes
+/// - `qkv`: `[batch, tokens, 3 * dim]`, the fused projection (rows `[q | k | v]`, head-major)
+/// - output: `[batch, tokens, dim]`
+pub(crate) fn attention<B: Backend>(
+    qkv: Tensor<B, 3>,
+    heads: usize,
+    scale: f32,
+) -> Result<Tensor<B, 3>, Tensor<B, 3>> {
+    if !flex_kernels().attention {
+        return Err(qkv);
+    }
+    let [b, n, three_d] = qkv.dims();
+    let t = contiguous(into_flex(qkv)?);
+    let input = slice(&t);
+    let (d, row) = (three_d / 3, three_d as isize);
+    let e = d / heads;
+    let mut out = vec![0.0f32; b * n * d];
+    // Each (batch, head) task writes its own `head_dim` columns of the output rows: disjoint
+    // memory, shared through the address because `&mut` cannot split by columns.
+    let out_addr = out.as_mut_ptr() as usize;
+    (0..b * heads).into_par_iter().for_each_init(
+        || vec![0.0f32; n * n],
+        |scores, task| {
+            let (bi, hi) = (task / heads, task % heads);
+            let q = &input[bi * n * three_d + hi * e..];
+            let (k, v) = (&q[d..], &q[2 * d..]);
+            // SAFETY: q, k and v rows are `row` apart with `e` readable values each, inside
+            // `input`; `scores` holds n x n values; the output block is this task's own, inside
+            // `out`, which outlives the loop.
+            unsafe {
+                // scores = q k^T: k read transposed through its strides.
+                gemm::gemm(
+                    n,
+                    n,
+                    e,
+                    scores.as_mut_ptr(),
+                    1,
+                    n as isize,
+                    false,
+                    q.as_ptr(),
+                    1,
+                    row,
+                    k.as_ptr(),
+                    row,
+                    1,
+                    0.0,
+                    1.0,
+                    false,
+                    false,
+                    false,
+                    gemm::Parallelism::None,
+                );
+                softmax_rows(scores, n, scale);
+                let dst = (out_addr as *mut f32).add(bi * n * d + hi * e);
+                gemm::gemm(
+                    n,
+                    e,
+                    n,
+                    dst,
+                    1,
+                    d as isize,
+                    false,
+                    scores.as_ptr(),
+                    1,
+                    n as isize,
+                    v.as_ptr(),
+                    1,
+                    row,
+                    0.0,
+                    1.0,
+                    false,
+                    false,
+                    false,
+                    gemm::Parallelism::None,
+                );
+            }
+        },
+    );
+    Ok(from_vec(out, [b, n, d]))
+}
+
+/// Each `len`-long row of `scores` becomes `softmax(row * scale)`.
+fn softmax_rows(scores: &mut [f32], len: usize, scale: f32) {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") {
+        // SAFETY: the CPU has AVX2.
+        return unsafe { softmax_rows_avx2(scores, len, scale) };
+    }
+    softmax_rows_plain(scores, len, scale);
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn softmax_rows_avx2(scores: &mut [f32], len: usize, scale: f32) {
+    softmax_rows_plain(scores, len, scale);
+}
+
+/// Simple passes over a row that sits in L1: each loop vectorises on its own, the max and the
+/// sum in eight independent lanes so that no float reduction is reassociated.
+#[inline(always)]
+fn softmax_rows_plain(scores: &mut [f32], len: usize, scale: f32) {
+    const LANES: usize = 8;
+    for row in scores.chunks_exact_mut(len) {
+        for x in row.iter_mut() {
+            *x *= scale;
         }
-    });
-    Ok(from_vec(out, [b, n, h * e]))
+        let (body, tail) = row.as_chunks::<LANES>();
+        let mut lanes = [f32::NEG_INFINITY; LANES];
+        for chunk in body {
+            for i in 0..LANES {
+                lanes[i] = lanes[i].max(chunk[i]);
+            }
+        }
+        let max = tail
+            .iter()
+            .chain(&lanes)
+            .fold(f32::NEG_INFINITY, |m, &x| m.max(x));
+        for x in row.iter_mut() {
+            *x = exp_f32(*x - max);
+        }
+        let (body, tail) = row.as_chunks::<LANES>();
+        let mut sums = [0.0f32; LANES];
+        for chunk in body {
+            for i in 0..LANES {
+                sums[i] += chunk[i];
+            }
+        }
+        let inv = 1.0 / (sums.iter().sum::<f32>() + tail.iter().sum::<f32>());
+        for x in row.iter_mut() {
+            *x *= inv;
+        }
+    }
 }
 
 fn gelu_in_place(values: &mut [f32]) {
@@ -121,6 +365,7 @@ fn gelu_in_place_plain(values: &mut [f32]) {
 /// every argument), so the negative tail keeps its relative accuracy, where `1 + erf` would
 /// cancel: within 5e-7 relative of `x Φ(x)` down to `x = -2`, 2.5e-8 absolute below.
 #[inline(always)]
+#[allow(clippy::excessive_precision)] // the coefficients as published
 fn gelu_f32(x: f32) -> f32 {
     let z = x.abs() * std::f32::consts::FRAC_1_SQRT_2;
     let t = 1.0 / (1.0 + 0.5 * z);
@@ -139,8 +384,8 @@ fn gelu_f32(x: f32) -> f32 {
 }
 
 /// `e^x`, branch-free: `2^n · e^r` with `|r| <= ln 2 / 2` and a degree-7 Taylor polynomial
-/// (truncation below 4e-9); relative error within 2 ulp on `[-87.3, 88]`, the range it clamps
-/// `x` to (`e^-87.3` is the smallest normal float).
+/// (truncation below 4e-9); relative error within 2 ulp on `[-87.3, 88]`, 0 below (where
+/// `e^x` is no longer a normal float), `e^88` above.
 #[inline(always)]
 fn exp_f32(x: f32) -> f32 {
     const LN2_HI: f32 = 0.693_145_75;
@@ -148,10 +393,10 @@ fn exp_f32(x: f32) -> f32 {
     // Adding 1.5 * 2^23 rounds to an integer, kept in the low mantissa bits; subtracting it
     // again gives that integer as a float. No float-to-int conversion, which does not vectorise.
     const ROUND: f32 = 12_582_912.0;
-    let x = x.clamp(-87.3, 88.0);
-    let shifted = x * std::f32::consts::LOG2_E + ROUND;
+    let clamped = x.clamp(-87.3, 88.0);
+    let shifted = clamped * std::f32::consts::LOG2_E + ROUND;
     let n = shifted - ROUND;
-    let r = (x - n * LN2_HI) - n * LN2_LO;
+    let r = (clamped - n * LN2_HI) - n * LN2_LO;
     let p = 1.0
         + r * (1.0
             + r * (0.5
@@ -161,13 +406,29 @@ fn exp_f32(x: f32) -> f32 {
     // 2^n from its exponent bits: n + 127 is in [1, 254] after the clamp.
     let biased = (shifted + 127.0).to_bits().wrapping_sub(ROUND.to_bits());
     let scale = f32::from_bits(biased << 23);
-    p * scale
+    if x < -87.3 {
+        0.0
+    } else {
+        p * scale
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use burn::backend::{Flex, NdArray};
+    use burn::tensor::activation::softmax;
+    use burn::tensor::Tolerance;
+    use std::sync::RwLock;
+
+    /// Read by the tests that need the kernels on, written by the one that turns them off.
+    static SWITCH: RwLock<()> = RwLock::new(());
+
+    fn kernels_stay_on() -> std::sync::RwLockReadGuard<'static, ()> {
+        SWITCH
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
 
     /// `Φ(x)` in f64 (libm's `erfc`, relative error ~1e-16 in both tails).
     fn cdf_f64(x: f64) -> f64 {
@@ -185,8 +446,8 @@ mod tests {
             x += 0.001_3;
         }
         assert!(worst < 2.5e-7, "relative error {worst:e}");
-        assert_eq!(exp_f32(-200.0), exp_f32(-87.3));
-        assert!(exp_f32(-200.0) < 1e-37);
+        assert_eq!(exp_f32(-87.4), 0.0);
+        assert_eq!(exp_f32(f32::NEG_INFINITY), 0.0);
         assert!(exp_f32(88.0).is_finite() && exp_f32(1e9) == exp_f32(88.0));
         assert!(exp_f32(f32::NAN).is_nan());
     }
@@ -213,11 +474,12 @@ mod tests {
         assert_eq!(gelu_f32(0.0), 0.0);
         assert!(gelu_f32(f32::NAN).is_nan());
         assert_eq!(gelu_f32(f32::INFINITY), f32::INFINITY);
-        assert!(gelu_f32(-100.0).abs() < 1e-37);
+        assert_eq!(gelu_f32(-100.0), 0.0);
     }
 
     #[test]
     fn flex_kernels_agree_with_the_generic_composition() {
+        let _on = kernels_stay_on();
         let device = Default::default();
         let x = Tensor::<Flex, 3>::random(
             [3, 7, 301],
@@ -238,29 +500,127 @@ mod tests {
         let fast = gelu(strided.clone()).unwrap_or_else(|_| panic!("fast path"));
         let slow = crate::mlp::gelu_composed(strided);
         assert_eq!(fast.dims(), slow.dims());
-        fast.into_data().assert_approx_eq::<f32>(
-            &slow.into_data(),
-            burn::tensor::Tolerance::rel_abs(1e-6, 1e-6),
-        );
+        fast.into_data()
+            .assert_approx_eq::<f32>(&slow.into_data(), Tolerance::rel_abs(1e-6, 1e-6));
+    }
 
-        let heads =
-            Tensor::<Flex, 4>::random([2, 3, 5, 4], burn::tensor::Distribution::Default, &device);
-        let want = heads.clone().swap_dims(1, 2).reshape([2, 5, 12]);
-        let got = merge_heads(heads.clone()).unwrap_or_else(|_| panic!("fast path"));
-        assert_eq!(got.into_data(), want.into_data());
-        // From a strided view too.
-        let view = heads.swap_dims(2, 3);
-        let want = view.clone().swap_dims(1, 2).reshape([2, 4, 15]);
-        let got = merge_heads(view).unwrap_or_else(|_| panic!("fast path"));
-        assert_eq!(got.into_data(), want.into_data());
+    /// The generic path of `Attention::forward` between the two projections.
+    fn attention_composed(qkv: Tensor<Flex, 3>, h: usize, scale: f32) -> Tensor<Flex, 3> {
+        let [b, n, three_d] = qkv.dims();
+        let qkv = qkv.reshape([b, n, 3 * h, three_d / 3 / h]).swap_dims(1, 2);
+        let q = qkv.clone().narrow(1, 0, h);
+        let k = qkv.clone().narrow(1, h, h);
+        let v = qkv.narrow(1, 2 * h, h);
+        let attn = softmax(q.matmul(k.swap_dims(2, 3)).mul_scalar(scale), 3);
+        attn.matmul(v).swap_dims(1, 2).reshape([b, n, three_d / 3])
+    }
+
+    #[test]
+    fn attention_matches_the_generic_path() {
+        let _on = kernels_stay_on();
+        let device = Default::default();
+        // Token counts below, at and between multiples of the 8 lanes.
+        for (b, n, h, e) in [
+            (2, 7, 3, 8),
+            (1, 129, 2, 64),
+            (3, 33, 4, 5),
+            (1, 1, 1, 3),
+            (2, 16, 2, 4),
+        ] {
+            let qkv = Tensor::<Flex, 3>::random(
+                [b, n, 3 * h * e],
+                burn::tensor::Distribution::Normal(0.0, 2.0),
+                &device,
+            );
+            let scale = (e as f32).powf(-0.5);
+            let want = attention_composed(qkv.clone(), h, scale).into_data();
+            let got = attention(qkv.clone(), h, scale).unwrap_or_else(|_| panic!("fast path"));
+            assert_eq!(got.dims(), [b, n, h * e]);
+            got.into_data()
+                .assert_approx_eq::<f32>(&want, Tolerance::rel_abs(1e-5, 1e-6));
+            // A strided view (every other column of a wider tensor) is made contiguous first.
+            let wide =
+                Tensor::stack::<4>(vec![qkv.clone(), qkv.clone()], 3).reshape([b, n, 6 * h * e]);
+            let strided =
+                wide.reshape([b, n, 3 * h * e, 2])
+                    .narrow(3, 0, 1)
+                    .reshape([b, n, 3 * h * e]);
+            let got = attention(strided, h, scale).unwrap_or_else(|_| panic!("fast path"));
+            got.into_data()
+                .assert_approx_eq::<f32>(&want, Tolerance::rel_abs(1e-5, 1e-6));
+        }
+    }
+
+    #[test]
+    fn linear_matches_burns_linear() {
+        let _on = kernels_stay_on();
+        let device = Default::default();
+        // Below and above the threshold for threads; with and without bias.
+        for (m, k, n) in [(3, 5, 7), (300, 200, 250)] {
+            for bias in [true, false] {
+                let layer = burn::nn::LinearConfig::new(k, n)
+                    .with_bias(bias)
+                    .init::<Flex>(&device);
+                let x =
+                    Tensor::<Flex, 2>::random([m, k], burn::tensor::Distribution::Default, &device);
+                let want = layer.forward(x.clone()).into_data();
+                let got = linear(x, layer.weight.val(), layer.bias.as_ref().map(|b| b.val()))
+                    .unwrap_or_else(|_| panic!("fast path"));
+                got.into_data()
+                    .assert_approx_eq::<f32>(&want, Tolerance::rel_abs(1e-6, 1e-6));
+            }
+        }
+        // A transposed (strided) input.
+        let layer = burn::nn::LinearConfig::new(4, 3).init::<Flex>(&device);
+        let x = Tensor::<Flex, 2>::random([4, 6], burn::tensor::Distribution::Default, &device)
+            .transpose();
+        let want = layer.forward(x.clone()).into_data();
+        let got = linear(x, layer.weight.val(), layer.bias.map(|b| b.val()))
+            .unwrap_or_else(|_| panic!("fast path"));
+        got.into_data()
+            .assert_approx_eq::<f32>(&want, Tolerance::rel_abs(1e-6, 1e-6));
+    }
+
+    #[test]
+    fn softmax_rows_are_distributions_and_keep_nan() {
+        let mut rows = vec![1.0f32, 2.0, 3.0, 1000.0, -1000.0, 0.0, f32::NAN, 1.0, 0.5];
+        softmax_rows(&mut rows, 3, 2.0);
+        let want = [(-4.0f32).exp(), (-2.0f32).exp(), 1.0];
+        let total: f32 = want.iter().sum();
+        for (got, want) in rows[..3].iter().zip(want) {
+            assert!((got - want / total).abs() < 1e-7);
+        }
+        assert_eq!(&rows[3..6], &[1.0, 0.0, 0.0]);
+        assert!(rows[6..].iter().all(|x| x.is_nan()));
     }
 
     #[test]
     fn other_backends_get_their_tensor_back() {
         let x = Tensor::<NdArray, 2>::ones([2, 2], &Default::default());
         assert!(gelu(x.clone()).is_err());
-        assert!(merge_heads(x.reshape([1, 1, 2, 2])).is_err());
+        assert!(attention(x.clone().reshape([1, 1, 4]), 1, 1.0).is_err());
+        assert!(linear(x.clone(), x.clone(), None).is_err());
         let ad = Tensor::<burn::backend::Autodiff<Flex>, 2>::ones([2, 2], &Default::default());
         assert!(gelu(ad).is_err());
+    }
+
+    #[test]
+    fn kernels_can_be_switched_off() {
+        let _only = SWITCH
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        assert_eq!(flex_kernels(), FlexKernels::ALL);
+        let x = Tensor::<Flex, 2>::ones([2, 3], &Default::default());
+        set_flex_kernels(FlexKernels {
+            gelu: false,
+            ..FlexKernels::ALL
+        });
+        assert!(gelu(x.clone()).is_err());
+        assert!(linear(x.clone(), x.clone().reshape([3, 2]), None).is_ok());
+        set_flex_kernels(FlexKernels::NONE);
+        assert!(linear(x.clone(), x.clone().reshape([3, 2]), None).is_err());
+        assert!(attention(x.reshape([1, 2, 3]), 1, 1.0).is_err());
+        set_flex_kernels(FlexKernels::ALL);
+        assert_eq!(flex_kernels(), FlexKernels::ALL);
     }
 }

@@ -46,6 +46,8 @@ pub use checkpoint::{
 };
 pub use drop_path::drop_path;
 pub use error::{ImportError, LabelError, ModelConfigError};
+#[cfg(feature = "flex")]
+pub use flex_kernels::{flex_kernels, set_flex_kernels, FlexKernels};
 pub use head::BnNeck;
 pub use ics_stem::{Ibn, IcsStem, IcsStemConfig};
 pub use input_spec::{InputSpec, INPUT_METADATA_KEY};

@@ -79,6 +79,14 @@ impl Precision {
         let mut dims = x.dims();
         let rows: Tensor<B, 2> = x.flatten(0, D - 2);
         let y = match self.compute_dtype() {
+            #[cfg(feature = "flex")]
+            None => crate::flex_kernels::linear(
+                rows,
+                layer.weight.val(),
+                layer.bias.as_ref().map(|b| b.val()),
+            )
+            .unwrap_or_else(|rows| layer.forward(rows)),
+            #[cfg(not(feature = "flex"))]
             None => layer.forward(rows),
             Some(dtype) => linear(
                 rows,
