@@ -132,6 +132,43 @@ fn eval_features_before_and_after_the_neck() {
     }
 }
 
+/// The same features from Flex without autodiff, whose inference runs its own kernels (GELU,
+/// attention, Linear): against the reference, and against Flex's generic path.
+#[test]
+fn eval_features_on_flex_with_its_kernels() {
+    use burn::backend::Flex;
+    use transreid::model::{set_flex_kernels, FlexKernels};
+    let g = fixture();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("reference.safetensors");
+    write_safetensors(&path, &with_prefix(&g, "weights."), BTreeMap::new()).unwrap();
+    let device = Default::default();
+    let mut model = config(NeckFeat::Before).init::<Flex>(&device);
+    load_reference(&mut model, &path, ImportOptions::default()).unwrap();
+    let x = inputs(&g);
+    let embed = || {
+        let images = Tensor::<Flex, 4>::from_data(x.images.clone().into_data(), &device);
+        let cams = Tensor::<Flex, 1, Int>::from_data(x.cams.clone().into_data(), &device);
+        let views = Tensor::<Flex, 1, Int>::from_data(x.views.clone().into_data(), &device);
+        flat(model.embed(images, Some(cams), Some(views)))
+    };
+    let fast = embed();
+    assert_close(&fast, &g["eval.feat_before"], 1e-4, "flex eval.feat_before");
+    set_flex_kernels(FlexKernels::NONE);
+    let generic = embed();
+    set_flex_kernels(FlexKernels::ALL);
+    let generic = HostTensor {
+        shape: vec![generic.len()],
+        data: generic,
+    };
+    assert_close(
+        &fast,
+        &generic,
+        1e-5,
+        "flex kernels against the generic path",
+    );
+}
+
 #[test]
 fn training_forward_loss_gradients_and_sgd_step() {
     let g = fixture();

@@ -124,6 +124,43 @@ impl<B: Backend> Attention<B> {
         self.proj_drop
             .forward(p.cast_out(p.linear(&self.proj, out)))
     }
+
+    /// [`Self::forward`] for the class token only: keys and values of every token, the query,
+    /// the attention row and the projection of token 0. Equal to `forward(x)` narrowed to
+    /// token 0, with a sixth of the work per token.
+    ///
+    /// # Shapes
+    /// - `x`: `[batch, tokens, dim]`
+    /// - output: `[batch, 1, dim]`
+    pub fn forward_cls(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
+        let [b, n, d] = x.dims();
+        let (h, p) = (self.num_heads, self.precision);
+        let x = p.cast_in(x);
+        let weight = self.qkv.weight.val();
+        let bias = self.qkv.bias.as_ref().map(|b| b.val());
+        // Output columns [start, start + len) of the fused projection.
+        let project = |x: Tensor<B, 3>, start: usize, len: usize| {
+            p.linear_with(
+                x,
+                weight.clone().narrow(1, start, len),
+                bias.clone().map(|b| b.narrow(0, start, len)),
+            )
+        };
+        let q = project(x.clone().narrow(1, 0, 1), 0, d)
+            .reshape([b, 1, h, d / h])
+            .swap_dims(1, 2);
+        let kv = project(x, d, 2 * d)
+            .reshape([b, n, 2 * h, d / h])
+            .swap_dims(1, 2);
+        let (k, v) = (kv.clone().narrow(1, 0, h), kv.narrow(1, h, h));
+        let scores = p
+            .cast_out(q.matmul(k.swap_dims(2, 3)))
+            .mul_scalar(self.scale);
+        let attn = self.attn_drop.forward(softmax(scores, 3));
+        let out = merge_heads(p.cast_in(attn).matmul(v));
+        self.proj_drop
+            .forward(p.cast_out(p.linear(&self.proj, out)))
+    }
 }
 
 /// The heads side by side: `[batch, heads, tokens, head_dim] -> [batch, tokens, heads * head_dim]`.

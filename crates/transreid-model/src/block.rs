@@ -77,4 +77,43 @@ impl<B: Backend> Block<B> {
         let x = x.clone() + drop_path(self.attn.forward(self.norm1.forward(x)), self.drop_path);
         x.clone() + drop_path(self.mlp.forward(self.norm2.forward(x)), self.drop_path)
     }
+
+    /// The output for the class token: [`Self::forward`] narrowed to token 0, without the
+    /// attention rows, projections and MLP of the other tokens (see
+    /// [`Attention::forward_cls`]).
+    ///
+    /// # Shapes
+    /// - `x`: `[batch, tokens, dim]` -> `[batch, 1, dim]`
+    pub fn forward_cls(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
+        let cls = x.clone().narrow(1, 0, 1);
+        let x = cls + drop_path(self.attn.forward_cls(self.norm1.forward(x)), self.drop_path);
+        x.clone() + drop_path(self.mlp.forward(self.norm2.forward(x)), self.drop_path)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::backend::{Flex, NdArray};
+    use burn::tensor::{Distribution, Tolerance};
+
+    fn cls_matches_the_whole_block<B: Backend>() {
+        let device = Default::default();
+        let block = BlockConfig::new(AttentionConfig::new(24, 3)).init::<B>(&device);
+        for tokens in [1, 2, 9] {
+            let x =
+                Tensor::<B, 3>::random([2, tokens, 24], Distribution::Normal(0.0, 1.0), &device);
+            let whole = block.forward(x.clone()).narrow(1, 0, 1);
+            let cls = block.forward_cls(x);
+            assert_eq!(cls.dims(), [2, 1, 24]);
+            cls.into_data()
+                .assert_approx_eq::<f32>(&whole.into_data(), Tolerance::rel_abs(1e-5, 1e-6));
+        }
+    }
+
+    #[test]
+    fn forward_cls_is_token_zero_of_forward() {
+        cls_matches_the_whole_block::<NdArray>();
+        cls_matches_the_whole_block::<Flex>();
+    }
 }

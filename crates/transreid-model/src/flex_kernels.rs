@@ -137,14 +137,19 @@ pub(crate) fn linear<B: Backend>(
     }
     let ([m, k], [_, n]) = (x.dims(), weight.dims());
     let x = contiguous(into_flex(x)?);
-    let Ok(w) = into_flex(weight).map(contiguous) else {
+    // Rows of the weight may be apart (a column slice of a wider one) but not its columns.
+    let Ok(w) = into_flex(weight).map(|w| match w.layout().strides() {
+        [_, 1] => w,
+        _ => w.to_contiguous(),
+    }) else {
         return Err(from_flex(x));
     };
+    let w_row = w.layout().strides()[0];
     let bias = match bias.map(into_flex).transpose() {
         Ok(bias) => bias.map(contiguous),
         Err(_) => return Err(from_flex(x)),
     };
-    let (x_values, w_values) = (slice(&x), slice(&w));
+    let (x_values, w_values) = (slice(&x), &w.storage::<f32>()[w.layout().start_offset()..]);
     let mut out = Vec::with_capacity(m * n);
     match &bias {
         Some(bias) => (0..m).for_each(|_| out.extend_from_slice(slice(bias))),
@@ -155,7 +160,8 @@ pub(crate) fn linear<B: Backend>(
     } else {
         gemm::Parallelism::None
     };
-    // SAFETY: row-major operands of the sizes read: x is m x k, w is k x n, out is m x n.
+    // SAFETY: x is m x k row-major, out m x n row-major, w a valid k x n view with unit
+    // column stride and `w_row` between rows.
     unsafe {
         gemm::gemm(
             m,
@@ -170,7 +176,7 @@ pub(crate) fn linear<B: Backend>(
             k as isize,
             w_values.as_ptr(),
             1,
-            n as isize,
+            w_row,
             1.0,
             1.0,
             false,
@@ -570,6 +576,14 @@ mod tests {
                     .assert_approx_eq::<f32>(&want, Tolerance::rel_abs(1e-6, 1e-6));
             }
         }
+        // A weight that is a column slice of a wider one.
+        let wide = Tensor::<Flex, 2>::random([5, 9], burn::tensor::Distribution::Default, &device);
+        let x = Tensor::<Flex, 2>::random([4, 5], burn::tensor::Distribution::Default, &device);
+        let w = wide.narrow(1, 3, 4);
+        let want = x.clone().matmul(w.clone()).into_data();
+        let got = linear(x, w, None).unwrap_or_else(|_| panic!("fast path"));
+        got.into_data()
+            .assert_approx_eq::<f32>(&want, Tolerance::rel_abs(1e-6, 1e-6));
         // A transposed (strided) input.
         let layer = burn::nn::LinearConfig::new(4, 3).init::<Flex>(&device);
         let x = Tensor::<Flex, 2>::random([4, 6], burn::tensor::Distribution::Default, &device)

@@ -7,6 +7,7 @@ use burn::nn::LayerNorm;
 use burn::prelude::*;
 
 use crate::block::Block;
+use crate::vit::cls_of;
 
 /// JPM settings (`MODEL.SHIFT_NUM`, `SHUFFLE_GROUP`, `DEVIDE_LENGTH`, `RE_ARRANGE`).
 #[derive(Config, Debug, PartialEq)]
@@ -132,6 +133,19 @@ impl<B: Backend> JpmBranch<B> {
     /// - `x`: `[batch, tokens, D]` -> `[batch, tokens, D]`
     pub fn forward(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
         self.norm.forward(self.block.forward(x))
+    }
+
+    /// The normalised class token of [`Self::forward`]. Without autodiff only what token 0
+    /// needs is computed ([`Block::forward_cls`]); training runs the whole block.
+    ///
+    /// # Shapes
+    /// - `x`: `[batch, tokens, D]` -> `[batch, D]`
+    pub fn cls(&self, x: Tensor<B, 3>) -> Tensor<B, 2> {
+        if B::ad_enabled(&x.device()) {
+            cls_of(self.forward(x))
+        } else {
+            cls_of(self.norm.forward(self.block.forward_cls(x)))
+        }
     }
 }
 

@@ -76,23 +76,26 @@ impl Precision {
         layer: &Linear<B>,
         x: Tensor<B, D>,
     ) -> Tensor<B, D> {
+        self.linear_with(x, layer.weight.val(), layer.bias.as_ref().map(|b| b.val()))
+    }
+
+    /// [`Self::linear`] with the weight `[d_in, d_out]` and bias given as tensors (slices of a
+    /// layer's parameters, say).
+    pub(crate) fn linear_with<B: Backend, const D: usize>(
+        self,
+        x: Tensor<B, D>,
+        weight: Tensor<B, 2>,
+        bias: Option<Tensor<B, 1>>,
+    ) -> Tensor<B, D> {
         let mut dims = x.dims();
         let rows: Tensor<B, 2> = x.flatten(0, D - 2);
         let y = match self.compute_dtype() {
             #[cfg(feature = "flex")]
-            None => crate::flex_kernels::linear(
-                rows,
-                layer.weight.val(),
-                layer.bias.as_ref().map(|b| b.val()),
-            )
-            .unwrap_or_else(|rows| layer.forward(rows)),
+            None => crate::flex_kernels::linear(rows, weight.clone(), bias.clone())
+                .unwrap_or_else(|rows| linear(rows, weight, bias)),
             #[cfg(not(feature = "flex"))]
-            None => layer.forward(rows),
-            Some(dtype) => linear(
-                rows,
-                layer.weight.val().cast(dtype),
-                layer.bias.as_ref().map(|b| b.val().cast(dtype)),
-            ),
+            None => linear(rows, weight, bias),
+            Some(dtype) => linear(rows, weight.cast(dtype), bias.map(|b| b.cast(dtype))),
         };
         dims[D - 1] = y.dims()[1];
         y.reshape(dims)

@@ -9,7 +9,7 @@ use crate::head::BnNeck;
 use crate::jpm::{JpmBranch, JpmConfig};
 use crate::precision::Precision;
 use crate::sie::SieConfig;
-use crate::vit::{cls_of, VisionTransformer, VitConfig};
+use crate::vit::{VisionTransformer, VitConfig};
 
 /// Which feature [`TransReid::embed`] returns (`TEST.NECK_FEAT`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -190,7 +190,7 @@ impl<B: Backend> TransReid<B> {
         let depth = self.base.blocks.len();
         let f = self.base.forward_blocks(images, cameras, views, depth - 1);
         let [batch, _, d] = f.dims();
-        let global = cls_of(b1.forward(f.clone()));
+        let global = b1.cls(f.clone());
 
         // All parts go through the shared b2 as one batch: [parts * batch, 1 + part_len, D].
         let parts = self.num_parts;
@@ -205,7 +205,7 @@ impl<B: Backend> TransReid<B> {
             .reshape([batch, parts, part_tokens, d])
             .swap_dims(0, 1)
             .reshape([parts * batch, part_tokens, d]);
-        let local = cls_of(b2.forward(x)).reshape([parts, batch, d]);
+        let local = b2.cls(x).reshape([parts, batch, d]);
         std::iter::once(global)
             .chain((0..parts).map(|k| local.clone().narrow(0, k, 1).reshape([batch, d])))
             .collect()

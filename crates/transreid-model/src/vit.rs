@@ -227,7 +227,15 @@ impl<B: Backend> VisionTransformer<B> {
         cameras: Option<Tensor<B, 1, Int>>,
         views: Option<Tensor<B, 1, Int>>,
     ) -> Tensor<B, 2> {
-        cls_of(self.forward_features(images, cameras, views))
+        let last = self.blocks.len().saturating_sub(1);
+        match self.blocks.last() {
+            // Without autodiff the last block computes token 0 only.
+            Some(block) if !B::ad_enabled(&images.device()) => {
+                let x = self.forward_blocks(images, cameras, views, last);
+                cls_of(self.norm.forward(block.forward_cls(x)))
+            }
+            _ => cls_of(self.forward_features(images, cameras, views)),
+        }
     }
 
     /// The side-information settings of this backbone.
