@@ -3,22 +3,24 @@
 //! beside PyTorch.
 //!
 //! Run: `cargo bench --bench inference [--features ndarray] -- [--iters N] [--stride S]
-//! [--batch B] [--ablation ROUNDS]`. `--ablation` measures Flex with its kernels switched on one
-//! by one (none, + linear, + attention, + GELU = all), the configurations interleaved within each
-//! of ROUNDS rounds so that they share the machine's state, and prints each one's median.
+//! [--batch B] [--ablation ROUNDS]`: the median and the best of N timed embeddings per case.
+//! `--ablation` measures Flex with its kernels switched on one by one (none, + linear,
+//! + attention, + GELU = all), one embedding of each per round, interleaved.
 
 use std::time::Instant;
 
 use burn::prelude::*;
 use transreid_model::{JpmConfig, SieConfig, SieMode, TransReidConfig, VitPreset};
 
-/// Images per second of `iters` embeddings of a batch, after one warm-up, for each of `runs`.
+/// Images per second of each embedding of a batch: `rounds` rounds, each of which runs every
+/// setup then one timed embedding, after one warm-up per setup. Interleaved, so that every
+/// setup sees the same periods of a machine whose speed drifts.
 fn bench<B: Backend>(
     stride: usize,
     batch: usize,
-    iters: usize,
-    mut runs: Vec<&mut dyn FnMut()>,
-) -> Vec<f64> {
+    rounds: usize,
+    setups: &mut [&mut dyn FnMut()],
+) -> Vec<Vec<f64>> {
     let device = Default::default();
     let config = TransReidConfig::new(
         VitPreset::VitBase16.config([256, 128], [stride, stride]),
@@ -41,27 +43,35 @@ fn bench<B: Backend>(
         let out = model.embed(images.clone(), Some(cams.clone()), None);
         let _ = out.into_data();
     };
-    runs.iter_mut()
-        .map(|setup| {
+    for setup in setups.iter_mut() {
+        setup();
+        run(); // warm-up
+    }
+    let mut results = vec![Vec::new(); setups.len()];
+    for _ in 0..rounds {
+        for (setup, times) in setups.iter_mut().zip(&mut results) {
             setup();
-            run(); // warm-up
             let started = Instant::now();
-            for _ in 0..iters {
-                run();
-            }
-            (iters * batch) as f64 / started.elapsed().as_secs_f64()
-        })
-        .collect()
+            run();
+            times.push(batch as f64 / started.elapsed().as_secs_f64());
+        }
+    }
+    results
 }
 
-fn print(backend: &str, stride: usize, batch: usize, ips: f64) {
+/// One JSON line: the overall rate (images over the total time, as the PyTorch side reports
+/// it), the median and the best of the measurements (images per second each).
+fn print(backend: &str, stride: usize, batch: usize, mut values: Vec<f64>) {
+    let overall = values.len() as f64 / values.iter().map(|v| 1.0 / v).sum::<f64>();
+    values.sort_by(f64::total_cmp);
+    let (median, best) = (values[values.len() / 2], values[values.len() - 1]);
     println!(
-        "{{\"impl\": \"burn-{backend}\", \"stride\": {stride}, \"batch\": {batch}, \"images_per_second\": {ips:.3}}}"
+        "{{\"impl\": \"burn-{backend}\", \"stride\": {stride}, \"batch\": {batch}, \"images_per_second\": {overall:.3}, \"median\": {median:.3}, \"best\": {best:.3}}}"
     );
 }
 
 #[cfg(feature = "flex")]
-fn ablation(stride: usize, batch: usize, iters: usize, rounds: usize) {
+fn ablation(stride: usize, batch: usize, rounds: usize) {
     use transreid_model::{set_flex_kernels, FlexKernels};
     let steps = [
         ("flex-generic", FlexKernels::NONE),
@@ -81,26 +91,14 @@ fn ablation(stride: usize, batch: usize, iters: usize, rounds: usize) {
         ),
         ("flex", FlexKernels::ALL),
     ];
-    let mut results = vec![Vec::new(); steps.len()];
-    for _ in 0..rounds {
-        let mut setups: Vec<Box<dyn FnMut()>> = steps
-            .iter()
-            .map(|&(_, kernels)| Box::new(move || set_flex_kernels(kernels)) as Box<dyn FnMut()>)
-            .collect();
-        let runs = setups
-            .iter_mut()
-            .map(|s| s.as_mut() as &mut dyn FnMut())
-            .collect();
-        for (all, ips) in results
-            .iter_mut()
-            .zip(bench::<burn::backend::Flex>(stride, batch, iters, runs))
-        {
-            all.push(ips);
-        }
-    }
-    for ((name, _), mut all) in steps.iter().zip(results) {
-        all.sort_by(f64::total_cmp);
-        print(name, stride, batch, all[all.len() / 2]);
+    let mut setups: Vec<Box<dyn FnMut()>> = steps
+        .iter()
+        .map(|&(_, kernels)| Box::new(move || set_flex_kernels(kernels)) as Box<dyn FnMut()>)
+        .collect();
+    let mut setups: Vec<&mut dyn FnMut()> = setups.iter_mut().map(|s| s.as_mut() as _).collect();
+    let results = bench::<burn::backend::Flex>(stride, batch, rounds, &mut setups);
+    for ((name, _), values) in steps.iter().zip(results) {
+        print(name, stride, batch, values);
     }
     set_flex_kernels(FlexKernels::ALL);
 }
@@ -113,27 +111,25 @@ fn main() {
             .nth(1)
             .and_then(|v| v.parse::<usize>().ok())
     };
-    let iters = arg("--iters").unwrap_or(3);
+    let iters = arg("--iters").unwrap_or(3).max(1);
     let only = |value: usize, name: &str| arg(name).is_none_or(|v| v == value);
     for stride in [16, 12].into_iter().filter(|&s| only(s, "--stride")) {
         for batch in [1, 16].into_iter().filter(|&b| only(b, "--batch")) {
             #[cfg(feature = "flex")]
             match arg("--ablation") {
-                Some(rounds) => ablation(stride, batch, iters, rounds.max(1)),
-                None => print(
-                    "flex",
-                    stride,
-                    batch,
-                    bench::<burn::backend::Flex>(stride, batch, iters, vec![&mut || ()])[0],
-                ),
+                Some(rounds) => ablation(stride, batch, rounds.max(1)),
+                None => {
+                    let mut runs =
+                        bench::<burn::backend::Flex>(stride, batch, iters, &mut [&mut || ()]);
+                    print("flex", stride, batch, runs.remove(0));
+                }
             }
             #[cfg(feature = "ndarray")]
-            print(
-                "ndarray",
-                stride,
-                batch,
-                bench::<burn::backend::NdArray>(stride, batch, iters, vec![&mut || ()])[0],
-            );
+            {
+                let mut runs =
+                    bench::<burn::backend::NdArray>(stride, batch, iters, &mut [&mut || ()]);
+                print("ndarray", stride, batch, runs.remove(0));
+            }
         }
     }
 }
