@@ -106,7 +106,11 @@ impl<B: Backend> Attention<B> {
         // Flex without autodiff (so without attention dropout) computes it in one kernel.
         #[cfg(feature = "flex")]
         let qkv = match crate::flex_kernels::attention(qkv, h, self.scale as f32) {
-            Ok(out) => return p.cast_out(p.linear(&self.proj, out)),
+            Ok(out) => {
+                return self
+                    .proj_drop
+                    .forward(p.cast_out(p.linear(&self.proj, out)))
+            }
             Err(qkv) => qkv,
         };
         // `[batch, 3 * heads, tokens, head_dim]` as a view: q, k and v are slices of it that the
