@@ -119,14 +119,7 @@ impl<B: Backend> Attention<B> {
         let q = qkv.clone().narrow(1, 0, h);
         let k = qkv.clone().narrow(1, h, h);
         let v = qkv.narrow(1, 2 * h, h);
-        // Softmax in f32, the products in the compute dtype.
-        let scores = p
-            .cast_out(q.matmul(k.swap_dims(2, 3)))
-            .mul_scalar(self.scale);
-        let attn = self.attn_drop.forward(softmax(scores, 3));
-        let out = merge_heads(p.cast_in(attn).matmul(v));
-        self.proj_drop
-            .forward(p.cast_out(p.linear(&self.proj, out)))
+        self.attend(q, k, v)
     }
 
     /// [`Self::forward`] for the class token only: keys and values of every token, the query,
@@ -157,6 +150,17 @@ impl<B: Backend> Attention<B> {
             .reshape([b, n, 2 * h, d / h])
             .swap_dims(1, 2);
         let (k, v) = (kv.clone().narrow(1, 0, h), kv.narrow(1, h, h));
+        self.attend(q, k, v)
+    }
+
+    /// `softmax(q k^T * scale) v`, heads side by side, projected: softmax in f32, the products
+    /// in the compute dtype.
+    ///
+    /// # Shapes
+    /// - `q`: `[batch, heads, queries, head_dim]`; `k`, `v`: `[batch, heads, tokens, head_dim]`
+    /// - output: `[batch, queries, dim]`
+    fn attend(&self, q: Tensor<B, 4>, k: Tensor<B, 4>, v: Tensor<B, 4>) -> Tensor<B, 3> {
+        let p = self.precision;
         let scores = p
             .cast_out(q.matmul(k.swap_dims(2, 3)))
             .mul_scalar(self.scale);

@@ -89,6 +89,20 @@ impl<B: Backend> Block<B> {
         let x = cls + drop_path(self.attn.forward_cls(self.norm1.forward(x)), self.drop_path);
         x.clone() + drop_path(self.mlp.forward(self.norm2.forward(x)), self.drop_path)
     }
+
+    /// Token 0 of [`Self::forward`], for callers that read nothing else: without autodiff
+    /// from [`Self::forward_cls`]; with autodiff from the whole block, so that training keeps
+    /// its arithmetic.
+    ///
+    /// # Shapes
+    /// - `x`: `[batch, tokens, dim]` -> `[batch, 1, dim]`
+    pub fn forward_token0(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
+        if B::ad_enabled(&x.device()) {
+            self.forward(x).narrow(1, 0, 1)
+        } else {
+            self.forward_cls(x)
+        }
+    }
 }
 
 #[cfg(test)]

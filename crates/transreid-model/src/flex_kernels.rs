@@ -164,25 +164,12 @@ pub(crate) fn linear<B: Backend>(
     // SAFETY: x is m x k row-major, out m x n row-major, w a valid k x n view with unit
     // column stride and `w_row` between rows.
     unsafe {
-        gemm::gemm(
-            m,
-            n,
-            k,
-            out.as_mut_ptr(),
-            1,
-            n as isize,
+        product(
+            [m, n, k],
+            (out.as_mut_ptr(), n as isize),
             true,
-            x_values.as_ptr(),
-            1,
-            k as isize,
-            w_values.as_ptr(),
-            1,
-            w_row,
-            1.0,
-            1.0,
-            false,
-            false,
-            false,
+            (x_values.as_ptr(), k as isize, 1),
+            (w_values.as_ptr(), w_row, 1),
             parallelism,
         );
     }
@@ -191,6 +178,47 @@ pub(crate) fn linear<B: Backend>(
 
 /// Multiply-adds below which one thread is faster (Flex's own threshold, 192^3).
 const PARALLEL_WORK: usize = 192 * 192 * 192;
+
+/// `dst = lhs rhs` (`dst += lhs rhs` when `accumulate`) for `[m, n, k]`: `dst` an m x n
+/// matrix given as (pointer, row stride) with unit column stride, `lhs` m x k and `rhs` k x n
+/// as (pointer, row stride, column stride).
+///
+/// # Safety
+/// Every element those pointers and strides address must be inside its allocation, and `dst`
+/// writable with no other access meanwhile.
+unsafe fn product(
+    [m, n, k]: [usize; 3],
+    (dst, dst_row): (*mut f32, isize),
+    accumulate: bool,
+    (lhs, lhs_row, lhs_col): (*const f32, isize, isize),
+    (rhs, rhs_row, rhs_col): (*const f32, isize, isize),
+    parallelism: gemm::Parallelism,
+) {
+    // SAFETY: the caller's.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            dst,
+            1,
+            dst_row,
+            accumulate,
+            lhs,
+            lhs_col,
+            lhs_row,
+            rhs,
+            rhs_col,
+            rhs_row,
+            if accumulate { 1.0 } else { 0.0 },
+            1.0,
+            false,
+            false,
+            false,
+            parallelism,
+        );
+    }
+}
 
 fn contiguous(t: FlexTensor) -> FlexTensor {
     if t.is_contiguous() {
@@ -229,6 +257,7 @@ pub(crate) fn attention<B: Backend>(
     // Each (batch, head) task writes its own `head_dim` columns of the output rows: disjoint
     // memory, shared through the address because `&mut` cannot split by columns.
     let out_addr = out.as_mut_ptr() as usize;
+    let serial = gemm::Parallelism::None;
     (0..b * heads).into_par_iter().for_each_init(
         || vec![0.0f32; n * n],
         |scores, task| {
@@ -240,50 +269,19 @@ pub(crate) fn attention<B: Backend>(
             // `out`, which outlives the loop.
             unsafe {
                 // scores = q k^T: k read transposed through its strides.
-                gemm::gemm(
-                    n,
-                    n,
-                    e,
-                    scores.as_mut_ptr(),
-                    1,
-                    n as isize,
+                let (q, k) = ((q.as_ptr(), row, 1), (k.as_ptr(), 1, row));
+                product(
+                    [n, n, e],
+                    (scores.as_mut_ptr(), n as isize),
                     false,
-                    q.as_ptr(),
-                    1,
-                    row,
-                    k.as_ptr(),
-                    row,
-                    1,
-                    0.0,
-                    1.0,
-                    false,
-                    false,
-                    false,
-                    gemm::Parallelism::None,
+                    q,
+                    k,
+                    serial,
                 );
                 softmax_rows(scores, n, scale);
                 let dst = (out_addr as *mut f32).add(bi * n * d + hi * e);
-                gemm::gemm(
-                    n,
-                    e,
-                    n,
-                    dst,
-                    1,
-                    d as isize,
-                    false,
-                    scores.as_ptr(),
-                    1,
-                    n as isize,
-                    v.as_ptr(),
-                    1,
-                    row,
-                    0.0,
-                    1.0,
-                    false,
-                    false,
-                    false,
-                    gemm::Parallelism::None,
-                );
+                let (p, v) = ((scores.as_ptr(), n as isize, 1), (v.as_ptr(), row, 1));
+                product([n, e, n], (dst, d as isize), false, p, v, serial);
             }
         },
     );

@@ -135,17 +135,12 @@ impl<B: Backend> JpmBranch<B> {
         self.norm.forward(self.block.forward(x))
     }
 
-    /// The normalised class token of [`Self::forward`]. Without autodiff only what token 0
-    /// needs is computed ([`Block::forward_cls`]); training runs the whole block.
+    /// The normalised class token of [`Self::forward`] ([`Block::forward_token0`]).
     ///
     /// # Shapes
     /// - `x`: `[batch, tokens, D]` -> `[batch, D]`
     pub fn cls(&self, x: Tensor<B, 3>) -> Tensor<B, 2> {
-        if B::ad_enabled(&x.device()) {
-            cls_of(self.forward(x))
-        } else {
-            cls_of(self.norm.forward(self.block.forward_cls(x)))
-        }
+        cls_of(self.norm.forward(self.block.forward_token0(x)))
     }
 }
 

@@ -227,14 +227,13 @@ impl<B: Backend> VisionTransformer<B> {
         cameras: Option<Tensor<B, 1, Int>>,
         views: Option<Tensor<B, 1, Int>>,
     ) -> Tensor<B, 2> {
-        let last = self.blocks.len().saturating_sub(1);
+        // Only token 0 of the last block is read (`Block::forward_token0`).
         match self.blocks.last() {
-            // Without autodiff the last block computes token 0 only.
-            Some(block) if !B::ad_enabled(&images.device()) => {
-                let x = self.forward_blocks(images, cameras, views, last);
-                cls_of(self.norm.forward(block.forward_cls(x)))
+            Some(last) => {
+                let x = self.forward_blocks(images, cameras, views, self.blocks.len() - 1);
+                cls_of(self.norm.forward(last.forward_token0(x)))
             }
-            _ => cls_of(self.forward_features(images, cameras, views)),
+            None => cls_of(self.forward_features(images, cameras, views)),
         }
     }
 
