@@ -5,22 +5,18 @@
 //! Run: `cargo bench --bench inference [--features ndarray] -- [--iters N] [--stride S]
 //! [--batch B] [--ablation ROUNDS]`: the median and the best of N timed embeddings per case.
 //! `--ablation` measures Flex with its kernels switched on one by one (none, + linear,
-//! + attention, + GELU = all), one embedding of each per round, interleaved.
+//! + attention, + GELU = all), one embedding of each per round, interleaved. `--serve` (Flex,
+//! the first stride and batch selected) times one embedding per line of stdin, for
+//! `scripts/bench_inference_paired.py`.
 
 use std::time::Instant;
 
 use burn::prelude::*;
 use transreid_model::{JpmConfig, SieConfig, SieMode, TransReidConfig, VitPreset};
 
-/// Images per second of each embedding of a batch: `rounds` rounds, each of which runs every
-/// setup then one timed embedding, after one warm-up per setup. Interleaved, so that every
-/// setup sees the same periods of a machine whose speed drifts.
-fn bench<B: Backend>(
-    stride: usize,
-    batch: usize,
-    rounds: usize,
-    setups: &mut [&mut dyn FnMut()],
-) -> Vec<Vec<f64>> {
+/// A ready ViT-B/16 TransReID (JPM + camera SIE, random weights) and a random batch; the
+/// closure runs one embedding of the batch to the end.
+fn embedder<B: Backend>(stride: usize, batch: usize) -> impl Fn() {
     let device = Default::default();
     let config = TransReidConfig::new(
         VitPreset::VitBase16.config([256, 128], [stride, stride]),
@@ -39,10 +35,22 @@ fn bench<B: Backend>(
         &device,
     );
     let cams = Tensor::<B, 1, Int>::zeros([batch], &device);
-    let run = || {
+    move || {
         let out = model.embed(images.clone(), Some(cams.clone()), None);
         let _ = out.into_data();
-    };
+    }
+}
+
+/// Images per second of each embedding of a batch: `rounds` rounds, each of which runs every
+/// setup then one timed embedding, after one warm-up per setup. Interleaved, so that every
+/// setup sees the same periods of a machine whose speed drifts.
+fn bench<B: Backend>(
+    stride: usize,
+    batch: usize,
+    rounds: usize,
+    setups: &mut [&mut dyn FnMut()],
+) -> Vec<Vec<f64>> {
+    let run = embedder::<B>(stride, batch);
     for setup in setups.iter_mut() {
         setup();
         run(); // warm-up
@@ -57,6 +65,23 @@ fn bench<B: Backend>(
         }
     }
     results
+}
+
+/// Paired runs (`scripts/bench_inference_paired.py`): after a warm-up prints `ready`, then one
+/// timed embedding per line read from stdin, printing its seconds, until stdin closes.
+fn serve<B: Backend>(stride: usize, batch: usize) {
+    use std::io::{BufRead, Write};
+    let run = embedder::<B>(stride, batch);
+    run();
+    let mut stdout = std::io::stdout();
+    let _ = writeln!(stdout, "ready");
+    let _ = stdout.flush();
+    for _ in std::io::stdin().lock().lines().map_while(Result::ok) {
+        let started = Instant::now();
+        run();
+        let _ = writeln!(stdout, "{}", started.elapsed().as_secs_f64());
+        let _ = stdout.flush();
+    }
 }
 
 /// One JSON line: the overall rate (images over the total time, as the PyTorch side reports
@@ -115,6 +140,10 @@ fn main() {
     let only = |value: usize, name: &str| arg(name).is_none_or(|v| v == value);
     for stride in [16, 12].into_iter().filter(|&s| only(s, "--stride")) {
         for batch in [1, 16].into_iter().filter(|&b| only(b, "--batch")) {
+            #[cfg(feature = "flex")]
+            if std::env::args().any(|a| a == "--serve") {
+                return serve::<burn::backend::Flex>(stride, batch);
+            }
             #[cfg(feature = "flex")]
             match arg("--ablation") {
                 Some(rounds) => ablation(stride, batch, rounds.max(1)),

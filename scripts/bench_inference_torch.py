@@ -4,7 +4,9 @@ line per case.
 
 Usage: python3 scripts/bench_inference_torch.py <reference checkout> [iters]
            [--device cpu|cuda] [--strides 16 12] [--batches 1 16] [--amp]
-`--amp` runs under fp16 autocast, as the reference trains.
+`--amp` runs under fp16 autocast, as the reference trains. `--serve` (first stride and batch)
+prints `ready` after a warm-up, then times one forward per line read from stdin and prints its
+seconds, for `scripts/bench_inference_paired.py`.
 """
 import argparse
 import collections.abc
@@ -22,6 +24,7 @@ parser.add_argument("--device", default="cpu")
 parser.add_argument("--strides", type=int, nargs="+", default=[16, 12])
 parser.add_argument("--batches", type=int, nargs="+", default=[1, 16])
 parser.add_argument("--amp", action="store_true")
+parser.add_argument("--serve", action="store_true")
 args = parser.parse_args()
 ref, iters, device = args.reference, args.iters, torch.device(args.device)
 sys.path.insert(0, ref)
@@ -42,6 +45,19 @@ for stride in args.strides:
                        "MODEL.PRETRAIN_CHOICE", "none", "INPUT.SIZE_TRAIN", [256, 128],
                        "MODEL.STRIDE_SIZE", [stride, stride], "TEST.NECK_FEAT", "before"])
     model = make_model(c, num_class=751, camera_num=6, view_num=1).eval().to(device)
+    if args.serve:
+        x = torch.randn(args.batches[0], 3, 256, 128, device=device)
+        cams = torch.zeros(args.batches[0], dtype=torch.long, device=device)
+        with torch.no_grad(), torch.autocast(device.type, torch.float16, enabled=args.amp):
+            model(x, cam_label=cams)
+            sync()
+            print("ready", flush=True)
+            for _ in sys.stdin:
+                start = time.perf_counter()
+                model(x, cam_label=cams)
+                sync()
+                print(time.perf_counter() - start, flush=True)
+        break
     for batch in args.batches:
         x = torch.randn(batch, 3, 256, 128, device=device)
         cams = torch.zeros(batch, dtype=torch.long, device=device)

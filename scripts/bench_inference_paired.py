@@ -1,0 +1,77 @@
+"""Paired CPU inference comparison: a Burn (Flex) process and a reference PyTorch process per
+case, both loaded at once and idle between requests, asked for one timed embedding each in
+turn (the order alternating, a pause before each so that neither's threads still spin). Each
+pair's ratio compares the two within seconds of each other, so the machine's drift cancels;
+the table gives each side's median and the median, spread and wins of the pair ratios.
+
+Usage: python3 scripts/bench_inference_paired.py <inference bench binary> <reference checkout>
+           [--pairs 8] [--cases 16x1 16x16 12x1 12x16] [--raw FILE]
+"""
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+
+parser = argparse.ArgumentParser()
+parser.add_argument("burn")
+parser.add_argument("reference")
+parser.add_argument("--pairs", type=int, default=8)
+parser.add_argument("--cases", nargs="+", default=["16x1", "16x16", "12x1", "12x16"])
+parser.add_argument("--raw", help="append one JSON line per pair to this file")
+args = parser.parse_args()
+torch_script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "bench_inference_torch.py")
+
+
+class Server:
+    def __init__(self, command):
+        self.process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                        stderr=subprocess.DEVNULL, text=True)
+        self.expect("ready")
+
+    def expect(self, word):
+        for line in self.process.stdout:
+            if line.strip() == word:
+                return
+        sys.exit(f"{self.process.args[0]} ended before '{word}' (exit {self.process.wait()})")
+
+    def time_one(self):
+        time.sleep(0.5)
+        self.process.stdin.write("\n")
+        self.process.stdin.flush()
+        line = self.process.stdout.readline()
+        if not line:
+            sys.exit(f"{self.process.args[0]} ended (exit {self.process.wait()})")
+        return float(line)
+
+    def close(self):
+        self.process.stdin.close()
+        self.process.wait()
+
+
+print("| stride | batch | Burn images/s (median) | PyTorch (median) | Burn / PyTorch, median of pairs "
+      "| pair ratios, min - max | pairs Burn ahead |")
+print("|---|---|---|---|---|---|---|")
+raw = open(args.raw, "a") if args.raw else None
+for case in args.cases:
+    stride, batch = map(int, case.split("x"))
+    burn = Server([args.burn, "--serve", "--stride", str(stride), "--batch", str(batch)])
+    torch = Server([sys.executable, torch_script, args.reference, "--serve", "--strides",
+                    str(stride), "--batches", str(batch)])
+    pairs = []
+    for i in range(args.pairs):
+        first, second = (burn, torch) if i % 2 == 0 else (torch, burn)
+        times = {first: first.time_one(), second: second.time_one()}
+        pairs.append((batch / times[burn], batch / times[torch]))
+        if raw:
+            print(json.dumps({"stride": stride, "batch": batch, "burn": pairs[-1][0],
+                              "pytorch": pairs[-1][1]}), file=raw, flush=True)
+    burn.close()
+    torch.close()
+    ratios = sorted(b / t for b, t in pairs)
+    print(f"| {stride} | {batch} | {statistics.median(b for b, _ in pairs):.2f} "
+          f"| {statistics.median(t for _, t in pairs):.2f} | {statistics.median(ratios):.2f}x "
+          f"| {ratios[0]:.2f} - {ratios[-1]:.2f} | {sum(r > 1 for r in ratios)} of {len(ratios)} |",
+          flush=True)
