@@ -371,6 +371,9 @@ impl RunConfig {
         if !(s.base_lr > 0.0 && s.base_lr.is_finite()) {
             return invalid(format!("base_lr {} must be positive", s.base_lr));
         }
+        if let Some(norm) = s.grad_clip_norm.filter(|n| !(*n > 0.0 && n.is_finite())) {
+            return invalid(format!("grad_clip_norm {norm} must be positive"));
+        }
         if self.model.pretrain_hw_ratio == 0 {
             return invalid("model.pretrain_hw_ratio must be at least 1".into());
         }
@@ -582,5 +585,17 @@ margin = "soft"
         assert!(parse(&kind).unwrap_err().contains("market"));
         let shift = MINIMAL.replace("shift_num = 5", "shift_num = 500");
         assert!(parse(&shift).unwrap_err().contains("shift"));
+        for clip in ["0.0", "-5.0", "nan"] {
+            let text = MINIMAL.replace(
+                "eval_period = 120",
+                &format!("eval_period = 120\ngrad_clip_norm = {clip}"),
+            );
+            assert!(
+                parse(&text).unwrap_err().contains("grad_clip_norm"),
+                "{clip}"
+            );
+        }
+        let text = MINIMAL.replace("[model]", "[model]\ndrop_path = 10.0");
+        assert!(parse(&text).unwrap_err().contains("drop_path_rate 10"));
     }
 }

@@ -32,6 +32,12 @@ pub enum EmbedderError {
         /// The id and the model's range.
         source: transreid_model::LabelError,
     },
+    /// An image without pixels.
+    #[error("image {index} has no pixels")]
+    EmptyImage {
+        /// Its position in the slice given.
+        index: usize,
+    },
     /// Camera or view ids given, but not one per image.
     #[error("{images} images but {given} {label} ids")]
     LabelCount {
@@ -158,6 +164,12 @@ impl<B: Backend> Embedder<B> {
         views: Option<&[i64]>,
     ) -> Result<Vec<f32>, EmbedderError> {
         check_label_counts(images.len(), cameras, views)?;
+        if let Some(index) = images
+            .iter()
+            .position(|i| i.width() == 0 || i.height() == 0)
+        {
+            return Err(EmbedderError::EmptyImage { index });
+        }
         let [h, w] = self.config.vit.img_size;
         let mut out = Vec::with_capacity(images.len() * self.dim());
         for (chunk_index, chunk) in images.chunks(self.batch_size).enumerate() {
@@ -176,8 +188,7 @@ impl<B: Backend> Embedder<B> {
                 &ids(cameras),
                 &ids(views),
                 &self.device,
-            )
-            .map_err(InferenceError::from)?;
+            )?;
             out.extend(feats);
         }
         Ok(out)

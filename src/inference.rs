@@ -5,7 +5,7 @@ use transreid_data::{EvalLoader, ImageSize, Normalization, ReidItem, TransformCo
 use transreid_eval::{
     evaluate, evaluate_rows, rerank_sparse, EvalConfig, Features, Labels, ReidMetrics, RerankConfig,
 };
-use transreid_model::{LabelError, TransReid, TransReidConfig};
+use transreid_model::{LabelError, SieMode, TransReid, TransReidConfig};
 
 /// Errors of the inference pipeline.
 #[derive(Debug, thiserror::Error)]
@@ -19,6 +19,29 @@ pub enum InferenceError {
     /// A camera or view id does not fit the model.
     #[error(transparent)]
     Label(#[from] transreid_model::LabelError),
+    /// Pixels that are not a batch of the model's input.
+    #[error(
+        "a batch of shape {shape:?} with {pixels} values: the model takes [n, 3, {}, {}]",
+        input[0], input[1]
+    )]
+    BatchShape {
+        /// The shape given.
+        shape: [usize; 4],
+        /// Values given.
+        pixels: usize,
+        /// The model's input size `[height, width]`.
+        input: [usize; 2],
+    },
+    /// Features, items and the query count that do not fit together.
+    #[error("{features} feature values for {items} items, {num_query} of them queries")]
+    FeatureLayout {
+        /// Feature values given.
+        features: usize,
+        /// Items given.
+        items: usize,
+        /// Queries among them.
+        num_query: usize,
+    },
 }
 
 /// Embeds every item of the loader (query then gallery), `[items, dim]` row-major.
@@ -56,7 +79,8 @@ pub fn embed_items_with_progress<B: Backend>(
 }
 
 /// Embeds one batch of transformed images (`[n, 3, H, W]` row-major) after checking the
-/// camera / view labels against the model's SIE table. Returns `[n, dim]` row-major.
+/// camera / view labels (one of each per image; unused and unchecked without SIE) against the
+/// model's SIE table. Returns `[n, dim]` row-major.
 pub fn embed_batch<B: Backend>(
     model: &TransReid<B>,
     pixels: Vec<f32>,
@@ -64,14 +88,31 @@ pub fn embed_batch<B: Backend>(
     cameras: &[i64],
     views: &[i64],
     device: &B::Device,
-) -> Result<Vec<f32>, LabelError> {
-    model.sie().check_labels(cameras, views)?;
+) -> Result<Vec<f32>, InferenceError> {
     let n = shape[0];
+    let input = model.base.patch_embed.img_size();
+    if shape != [n, 3, input[0], input[1]] || pixels.len() != shape.iter().product::<usize>() {
+        return Err(InferenceError::BatchShape {
+            shape,
+            pixels: pixels.len(),
+            input,
+        });
+    }
+    let uses_labels = model.sie().mode != SieMode::None;
+    if uses_labels {
+        if cameras.len() != n {
+            return Err(LabelError::LengthMismatch {
+                what: "cameras",
+                expected: n,
+                got: cameras.len(),
+            }
+            .into());
+        }
+        model.sie().check_labels(cameras, views)?;
+    }
     let ids = |v: &[i64]| {
-        Some(Tensor::<B, 1, Int>::from_data(
-            TensorData::new(v.to_vec(), [n]),
-            device,
-        ))
+        uses_labels
+            .then(|| Tensor::<B, 1, Int>::from_data(TensorData::new(v.to_vec(), [n]), device))
     };
     let images = Tensor::<B, 4>::from_data(TensorData::new(pixels, shape), device);
     let out = model.embed(images, ids(cameras), ids(views));
@@ -115,6 +156,13 @@ pub fn evaluate_features(
     rerank: Option<&RerankConfig>,
     config: &EvalConfig,
 ) -> Result<ReidMetrics, InferenceError> {
+    if num_query > items.len() || !features.len().is_multiple_of(items.len().max(1)) {
+        return Err(InferenceError::FeatureLayout {
+            features: features.len(),
+            items: items.len(),
+            num_query,
+        });
+    }
     let dim = features.len() / items.len().max(1);
     let pids: Vec<i64> = items.iter().map(|i| i.pid as i64).collect();
     let cams: Vec<i64> = items.iter().map(|i| i.camid as i64).collect();

@@ -16,6 +16,8 @@ const QUERY_GAP: u32 = 24;
 /// Hits per row of the picture.
 pub const TILES_PER_ROW: usize = 10;
 const TILE_H: u32 = 192;
+/// The most hits a picture shows: 50 rows, a picture of about 3,000 x 12,600 pixels.
+pub const MAX_HITS: usize = 500;
 
 /// The frame colours of the ranked-list picture.
 const QUERY_BLUE: RGBColor = RGBColor(31, 119, 180);
@@ -34,6 +36,12 @@ pub enum RankedListError {
         hits: usize,
         /// Images given.
         images: usize,
+    },
+    /// More hits than a picture shows.
+    #[error("a ranked list of {hits} hits is more than the {MAX_HITS} a picture shows")]
+    TooManyHits {
+        /// Hits of the result.
+        hits: usize,
     },
     /// Drawing or writing failed.
     #[error(transparent)]
@@ -62,6 +70,11 @@ pub fn draw_ranked_list(
     result: &SearchResult,
     images: &[RgbImage],
 ) -> Result<(), RankedListError> {
+    if result.hits.len() > MAX_HITS {
+        return Err(RankedListError::TooManyHits {
+            hits: result.hits.len(),
+        });
+    }
     if images.len() != result.hits.len() + 1 {
         return Err(RankedListError::ImageCount {
             hits: result.hits.len(),
@@ -249,5 +262,19 @@ mod tests {
         );
         let amber = picture.pixels().filter(|p| p.0 == [255, 170, 0]).count();
         assert!(amber > 6 * 500, "same-camera frames");
+    }
+
+    #[test]
+    fn more_hits_than_a_picture_shows_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("ranked.png");
+        let n = MAX_HITS + 1;
+        let paths: Vec<PathBuf> = (0..n).map(|i| format!("{i:05}_c1.jpg").into()).collect();
+        let features = vec![1.0f32; n];
+        let result = search(Path::new("q.jpg"), &[1.0], &paths, &features, n).unwrap();
+        let pixel = RgbImage::new(1, 1);
+        let err = draw_ranked_list(&out, &result, &vec![pixel; n + 1]).unwrap_err();
+        assert!(matches!(err, RankedListError::TooManyHits { hits } if hits == n));
+        assert!(!out.exists());
     }
 }

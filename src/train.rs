@@ -12,15 +12,15 @@ use burn::prelude::*;
 use burn::tensor::backend::AutodiffBackend;
 use serde::{Deserialize, Serialize};
 use transreid_data::{
-    derive_seed, EvalLoader, LoaderConfig, ReidDataset, RngPurpose, TestTransform, TrainLoader,
-    TrainTransform, TransformConfig,
+    derive_seed, EvalLoader, LoaderConfig, ReidDataset, RngPurpose, Split, TestTransform,
+    TrainLoader, TrainTransform, TransformConfig,
 };
 use transreid_eval::{EvalConfig, ReidMetrics};
 use transreid_loss::{transreid_loss, ObjectiveConfig};
 use transreid_model::{
     export_state_dict, load_reference_dict, read_safetensors_metadata, read_state_dict,
-    save_checkpoint_with_input, write_safetensors, ImportOptions, Precision, StateDict, TransReid,
-    TransReidConfig, CONFIG_METADATA_KEY,
+    save_checkpoint_with_input, write_safetensors, ImportOptions, LabelError, Precision, StateDict,
+    TransReid, TransReidConfig, CONFIG_METADATA_KEY,
 };
 
 use crate::distributed::{
@@ -223,6 +223,30 @@ pub enum TrainError {
         shards: usize,
         /// K, images per identity.
         instances: usize,
+    },
+    /// A camera or view id of the dataset is outside the model's SIE table.
+    #[error("{split} split: {source}")]
+    Labels {
+        /// The split holding the id.
+        split: Split,
+        /// Which id.
+        source: LabelError,
+    },
+    /// An epoch draws no complete step from the training identities.
+    #[error(
+        "epoch {epoch} draws no complete step of {batch_size} images ({shards} block(s) of whole \
+         identities) from {identities} training identities: lower ims_per_batch, accumulate or \
+         the number of ranks"
+    )]
+    NoSteps {
+        /// The epoch (1-based).
+        epoch: usize,
+        /// Identities in the training split.
+        identities: usize,
+        /// The global batch.
+        batch_size: usize,
+        /// Ranks times micro-batches.
+        shards: usize,
     },
     /// A collective operation failed, or the ranks disagree.
     #[error(transparent)]
@@ -520,6 +544,24 @@ pub fn check_job(job: &TrainJob<'_>) -> Result<usize, TrainError> {
     Ok(done)
 }
 
+/// Every camera and view id of the dataset must index the model's SIE table, checked before
+/// the work starts: a bad id would otherwise stop training, or its first evaluation, midway.
+fn check_dataset_labels<B: Backend>(
+    model: &TransReid<B>,
+    dataset: &ReidDataset,
+) -> Result<(), TrainError> {
+    let splits = [&dataset.train, &dataset.query, &dataset.gallery];
+    for (split, items) in Split::ALL.into_iter().zip(splits) {
+        let cameras: Vec<i64> = items.iter().map(|i| i.camid as i64).collect();
+        let views: Vec<i64> = items.iter().map(|i| i.viewid as i64).collect();
+        model
+            .sie()
+            .check_labels(&cameras, &views)
+            .map_err(|source| TrainError::Labels { split, source })?;
+    }
+    Ok(())
+}
+
 /// How a run is spread over processes (see [`train_parallel`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ParallelOptions {
@@ -575,7 +617,8 @@ pub fn train_parallel<B: AutodiffBackend>(
     collective: &dyn Collective,
     options: &ParallelOptions,
 ) -> Result<(TransReid<B>, Vec<EpochRecord>), TrainError> {
-    check_job(job)?;
+    let done = check_job(job)?;
+    check_dataset_labels(&model, job.dataset)?;
     let (settings, run_dir) = (job.settings, job.run_dir);
     let (rank, world) = (collective.rank(), collective.world());
     let micro_batches = settings.accumulate.max(1);
@@ -595,9 +638,6 @@ pub fn train_parallel<B: AutodiffBackend>(
         let path = path.to_path_buf();
         move |source| TrainError::Io { path, source }
     };
-    if writer {
-        std::fs::create_dir_all(run_dir).map_err(io(run_dir))?;
-    }
     let loader_config = LoaderConfig {
         workers: settings.workers,
         prefetch: 4,
@@ -617,6 +657,22 @@ pub fn train_parallel<B: AutodiffBackend>(
         settings.eval_batch_size,
         loader_config,
     )?;
+    let steps = |epoch: usize| {
+        let blocks = train_loader.batches_in_epoch(epoch as u64);
+        match blocks / micro_batches {
+            0 => Err(TrainError::NoSteps {
+                epoch,
+                identities: job.dataset.num_train_pids,
+                batch_size: settings.batch_size,
+                shards,
+            }),
+            steps => Ok(steps),
+        }
+    };
+    steps(done + 1)?;
+    if writer {
+        std::fs::create_dir_all(run_dir).map_err(io(run_dir))?;
+    }
     let schedule = CosineWarmup {
         warmup_epochs: settings.warmup_epochs,
         ..CosineWarmup::new(settings.solver.base_lr, settings.epochs)
@@ -687,7 +743,7 @@ pub fn train_parallel<B: AutodiffBackend>(
 
     for epoch in first_epoch..=last_epoch {
         let bar = Bar::new(
-            train_loader.batches_in_epoch(epoch as u64) as u64,
+            (steps(epoch)? * micro_batches) as u64,
             "epoch {prefix:>3} [{bar:30}] {pos}/{len} {msg}",
             epoch.to_string(),
         );

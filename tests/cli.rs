@@ -1082,6 +1082,30 @@ fn folders_names_and_bad_inputs_get_clear_answers() {
         ],
         "embedded with another model",
     );
+    // A picture named like a PNG image whose features are stored is refused before it is
+    // replaced.
+    let png_gallery = p("png_gallery");
+    std::fs::create_dir(&png_gallery).unwrap();
+    let png = format!("{png_gallery}/0001_c1s1_000151_01.png");
+    image::open(&images[0]).unwrap().save(&png).unwrap();
+    let png_features = p("png_gallery.safetensors");
+    ok_stderr(&embed_args(&checkpoint, &png_gallery, &png_features, &[]));
+    let before = std::fs::read(&png).unwrap();
+    fails(
+        &[
+            "search",
+            "--checkpoint",
+            &checkpoint,
+            "--query",
+            &query,
+            "--gallery-features",
+            &png_features,
+            "--out",
+            &png,
+        ],
+        "is an input of this command",
+    );
+    assert_eq!(std::fs::read(&png).unwrap(), before);
 
     // Re-ranking says so and takes its parameters; --help lists the dataset kinds.
     let eval = |extra: &[&str]| -> Vec<String> {

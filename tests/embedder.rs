@@ -111,6 +111,14 @@ fn wrong_label_counts_ranges_and_files_are_typed_errors() {
         "{err}"
     );
 
+    let mut with_empty = images.clone();
+    with_empty.insert(1, RgbImage::new(0, 0));
+    let err = embedder.embed_images(&with_empty, None, None).unwrap_err();
+    assert!(
+        matches!(err, EmbedderError::EmptyImage { index: 1 }),
+        "{err}"
+    );
+
     let dir = tempfile::tempdir().unwrap();
     let missing = dir.path().join("missing.jpg");
     let err = embedder.embed_paths(&[missing], None, None).unwrap_err();
@@ -119,4 +127,66 @@ fn wrong_label_counts_ranges_and_files_are_typed_errors() {
     std::fs::write(&corrupt, b"not a jpeg").unwrap();
     let err = embedder.embed_paths(&[corrupt], None, None).unwrap_err();
     assert!(err.to_string().contains("corrupt.jpg"), "{err}");
+}
+
+#[test]
+fn batches_and_feature_layouts_that_do_not_fit_are_typed_errors() {
+    use transreid::data::ReidItem;
+    use transreid::eval::EvalConfig;
+    use transreid::inference::{embed_batch, evaluate_features, InferenceError};
+    use transreid::model::LabelError;
+    let device = Default::default();
+    let plain = TransReidConfig::new(VitPreset::Tiny.config([64, 32], [16, 16]), 4);
+    let model = plain.init::<Flex>(&device);
+    let pixels = |n: usize| vec![0.5f32; n * 3 * 64 * 32];
+    // Without SIE the labels are not used: none at all is fine.
+    let features = embed_batch(&model, pixels(2), [2, 3, 64, 32], &[], &[], &device).unwrap();
+    assert_eq!(features.len(), 2 * plain.embed_dim());
+    for (values, shape) in [
+        (pixels(2), [2, 3, 32, 64]),
+        (pixels(2), [2, 1, 64, 32]),
+        (pixels(1), [2, 3, 64, 32]),
+    ] {
+        let err = embed_batch(&model, values, shape, &[], &[], &device).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                InferenceError::BatchShape {
+                    input: [64, 32],
+                    ..
+                }
+            ),
+            "{err}"
+        );
+    }
+    // With camera SIE, one camera per image.
+    let sie = plain.clone().with_sie(
+        SieConfig::new()
+            .with_mode(SieMode::Camera)
+            .with_camera_num(2),
+    );
+    let model = sie.init::<Flex>(&device);
+    let err = embed_batch(&model, pixels(2), [2, 3, 64, 32], &[0], &[0], &device).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            InferenceError::Label(LabelError::LengthMismatch {
+                what: "cameras",
+                expected: 2,
+                got: 1
+            })
+        ),
+        "{err}"
+    );
+
+    let items: Vec<ReidItem> = (0..4).map(|i| ReidItem::new("x.jpg", i % 2, i)).collect();
+    let config = EvalConfig::default();
+    for (values, num_query) in [(8, 5), (7, 2)] {
+        let err =
+            evaluate_features(&vec![0.0; values], &items, num_query, None, &config).unwrap_err();
+        assert!(
+            matches!(err, InferenceError::FeatureLayout { items: 4, .. }),
+            "{err}"
+        );
+    }
 }

@@ -10,12 +10,12 @@ use burn::backend::{Autodiff, Flex};
 use burn::module::AutodiffModule;
 use burn::tensor::backend::Backend;
 use transreid::data::{
-    load_dataset, synth, DatasetKind, ImageSize, LoadOptions, SynthConfig, TransformConfig,
+    load_dataset, synth, DatasetKind, ImageSize, LoadOptions, Split, SynthConfig, TransformConfig,
 };
 use transreid::loss::ObjectiveConfig;
 use transreid::model::{
-    export_state_dict, read_state_dict, write_safetensors, JpmConfig, Precision, SieConfig,
-    SieMode, TransReidConfig, VitPreset,
+    export_state_dict, read_state_dict, write_safetensors, JpmConfig, LabelError, Precision,
+    SieConfig, SieMode, TransReidConfig, VitPreset,
 };
 use transreid::optim::SolverConfig;
 use transreid::train::{train, TrainError, TrainJob, TrainSettings, STATE_FILE};
@@ -226,4 +226,81 @@ fn a_non_finite_loss_stops_the_run_and_keeps_the_last_good_files() {
     let err = train(fresh(), &job(&good, true, None), &device).unwrap_err();
     assert_eq!(stopped_at(err), (2, 0));
     assert!(files() == before, "state and checkpoint untouched");
+}
+
+#[test]
+fn ids_outside_the_sie_table_and_epochs_without_steps_are_refused_before_any_work() {
+    let dir = tempfile::tempdir().unwrap();
+    let (dataset, model_config, transforms) = small_run(&dir.path().join("synthetic"));
+    let settings = TrainSettings {
+        epochs: 1,
+        batch_size: 16,
+        instances: 4,
+        solver: SolverConfig::new(0.01),
+        warmup_epochs: 1,
+        objective: ObjectiveConfig::default(),
+        eval_period: 1,
+        checkpoint_period: 1,
+        eval_batch_size: 32,
+        seed: 0,
+        workers: 1,
+        precision: Precision::F32,
+        accumulate: 1,
+    };
+    let device = Default::default();
+    let run = dir.path().join("run");
+    let attempt = |model_config: &TransReidConfig, settings: &TrainSettings| {
+        let job = TrainJob {
+            model_config,
+            dataset: &dataset,
+            transforms: &transforms,
+            settings,
+            run_dir: &run,
+            resume: false,
+            stop_after: None,
+        };
+        train(model_config.init::<Autodiff<Flex>>(&device), &job, &device).unwrap_err()
+    };
+    let labels = |err: TrainError| match err {
+        TrainError::Labels { split, source } => (split, source),
+        other => panic!("{other}"),
+    };
+
+    // A camera table with one row for a two-camera training split.
+    let one_camera = TransReidConfig {
+        sie: model_config.sie.clone().with_camera_num(1),
+        ..model_config.clone()
+    };
+    let (split, source) = labels(attempt(&one_camera, &settings));
+    assert_eq!(split, Split::Train);
+    assert_eq!(source, LabelError::CameraOutOfRange { id: 1, count: 1 });
+    // View SIE on a dataset without view labels: every image has the reference's view 1.
+    let views = TransReidConfig {
+        sie: SieConfig::new().with_mode(SieMode::View).with_view_num(1),
+        ..model_config.clone()
+    };
+    let (_, source) = labels(attempt(&views, &settings));
+    assert_eq!(source, LabelError::ViewOutOfRange { id: 1, count: 1 });
+
+    // Micro-batches of all 8 identities x 4 images: their 8 images each make 2 blocks an
+    // epoch, short of one step of 4 micro-batches.
+    let accumulated = TrainSettings {
+        batch_size: 128,
+        accumulate: 4,
+        ..settings.clone()
+    };
+    let err = attempt(&model_config, &accumulated);
+    assert!(
+        matches!(
+            err,
+            TrainError::NoSteps {
+                epoch: 1,
+                identities: 8,
+                batch_size: 128,
+                shards: 4
+            }
+        ),
+        "{err}"
+    );
+    assert!(!run.exists(), "nothing was written");
 }

@@ -25,7 +25,8 @@ pub struct SolverConfig {
     pub bias_lr_factor: f64,
     /// `LARGE_FC_LR`: classifiers at `2 * base_lr` (off in every config).
     pub large_fc_lr: bool,
-    /// Clip the global gradient norm to this value (not in the reference). Default: off.
+    /// Clip the global gradient norm to this positive value (not in the reference). Default:
+    /// off.
     pub grad_clip_norm: Option<f64>,
 }
 

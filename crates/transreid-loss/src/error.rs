@@ -25,6 +25,9 @@ pub enum LossError {
         /// The count of the first label.
         expected: usize,
     },
+    /// A batch without samples.
+    #[error("an empty batch has no triplets")]
+    EmptyBatch,
     /// Features and labels disagree in length.
     #[error("{features} feature rows but {labels} labels")]
     LengthMismatch {

@@ -84,11 +84,14 @@ fn check_pk_labels(labels: &[i64], n: usize) -> Result<(), LossError> {
             labels: labels.len(),
         });
     }
+    let Some(first) = labels.first() else {
+        return Err(LossError::EmptyBatch);
+    };
     let mut counts = std::collections::BTreeMap::new();
     for &l in labels {
         *counts.entry(l).or_insert(0usize) += 1;
     }
-    let expected = counts[&labels[0]];
+    let expected = counts[first];
     for (&label, &count) in &counts {
         if count < 2 {
             return Err(LossError::NoPositive { label });

@@ -205,6 +205,11 @@ fn bad_batches_are_typed_errors() {
         triplet_loss(feats6, &[0, 0, 0, 0, 1, 1], TripletMargin::Soft),
         Err(LossError::UnbalancedBatch { .. })
     ));
+    let empty: Tensor<B, 2> = Tensor::zeros([0, 3], &Default::default());
+    assert_eq!(
+        triplet_loss(empty, &[], TripletMargin::Soft).unwrap_err(),
+        LossError::EmptyBatch
+    );
 }
 
 /// Analytic gradients against central finite differences (in f64 for precision).

@@ -135,7 +135,7 @@ pub enum ImportError {
 }
 
 /// A model configuration that cannot be built.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum ModelConfigError {
     /// A patch stride outside `1..=patch`.
     #[error("patch stride {stride:?} must be between 1 and the patch size {patch}")]
@@ -166,6 +166,25 @@ pub enum ModelConfigError {
     /// JPM settings that do not fit the patch grid.
     #[error(transparent)]
     Jpm(#[from] crate::jpm::JpmError),
+    /// Attention heads that do not split the embedding.
+    #[error("embed_dim {dim} cannot be split into {heads} attention heads")]
+    Heads {
+        /// The embedding width.
+        dim: usize,
+        /// The heads asked for.
+        heads: usize,
+    },
+    /// A backbone without blocks.
+    #[error("depth must be at least 1 block")]
+    NoBlocks,
+    /// A dropout or drop-path rate outside `[0, 1)`.
+    #[error("{name} {value} must be in [0, 1)")]
+    Rate {
+        /// The setting.
+        name: &'static str,
+        /// Its value.
+        value: f64,
+    },
 }
 
 /// Errors from invalid side information (camera / view labels).

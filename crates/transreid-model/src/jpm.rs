@@ -75,18 +75,24 @@ pub fn shuffle_index(
             num_patches: n,
         });
     }
-    let mut x: Vec<usize> = (0..n).map(|i| 1 + (i + shift - 1) % n).collect();
-    if !n.is_multiple_of(groups) {
-        x.push(x[n - 2]);
-    }
-    let len = x.len();
-    if groups == 0 || !len.is_multiple_of(groups) {
+    let padded = if groups > 0 && !n.is_multiple_of(groups) {
+        n + 1
+    } else {
+        n
+    };
+    // The padding copies the second-to-last token, which one patch does not have.
+    if groups == 0 || !padded.is_multiple_of(groups) || (padded > n && n < 2) {
         return Err(JpmError::Groups {
             num_patches: n,
-            padded: len,
+            padded,
             groups,
         });
     }
+    let mut x: Vec<usize> = (0..n).map(|i| 1 + (i + shift - 1) % n).collect();
+    if padded > n {
+        x.push(x[n - 2]);
+    }
+    let len = x.len();
     let chunk = len / groups;
     Ok((0..len)
         .map(|p| x[(p % groups) * chunk + p / groups])
@@ -173,6 +179,14 @@ mod tests {
             shuffle_index(10, 0, 2),
             Err(JpmError::Shift { .. })
         ));
+        // One patch has no second-to-last token to pad with; no groups cannot shuffle.
+        assert_eq!(shuffle_index(1, 1, 1).unwrap(), vec![1]);
+        for groups in [0, 2] {
+            assert!(matches!(
+                shuffle_index(1, 1, groups),
+                Err(JpmError::Groups { .. })
+            ));
+        }
     }
 
     #[test]

@@ -129,6 +129,11 @@ pub struct PatchEmbed<B: Backend> {
 }
 
 impl<B: Backend> PatchEmbed<B> {
+    /// The input image size `[height, width]`.
+    pub fn img_size(&self) -> [usize; 2] {
+        self.img_size
+    }
+
     /// Patch grid `[num_y, num_x]`.
     pub fn grid(&self) -> [usize; 2] {
         self.grid

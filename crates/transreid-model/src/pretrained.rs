@@ -389,7 +389,13 @@ pub fn load_backbone_dict<B: Backend>(
             continue;
         }
         if key == "patch_embed.proj.weight" && tensor.shape.len() < 4 {
-            let d = tensor.shape[0];
+            let Some(&d) = tensor.shape.first() else {
+                return Err(ImportError::ShapeMismatch {
+                    key,
+                    expected: vec![dim, channels, kernel, kernel],
+                    got: tensor.shape,
+                });
+            };
             tensor.shape = vec![d, channels, kernel, kernel];
             if tensor.shape.iter().product::<usize>() != tensor.data.len() {
                 return Err(ImportError::ShapeMismatch {
@@ -400,7 +406,19 @@ pub fn load_backbone_dict<B: Backend>(
             }
         }
         if key == "pos_embed" && tensor.shape.get(1) != Some(&target_tokens) {
-            let from = tensor.shape[1];
+            // `[1, tokens, dim]`: the class token, the distillation token if any, and at least
+            // one patch to resize from.
+            let leading = 1 + usize::from(distilled);
+            let from = match tensor.shape[..] {
+                [1, from, width] if width == dim && from > leading => from,
+                _ => {
+                    return Err(ImportError::ShapeMismatch {
+                        key,
+                        expected: vec![1, target_tokens, dim],
+                        got: tensor.shape,
+                    })
+                }
+            };
             let mut data = tensor.data;
             if distilled {
                 data.drain(dim..2 * dim);

@@ -53,7 +53,7 @@ impl TransReidConfig {
 
     /// Checks the settings without building anything.
     pub fn validate(&self) -> Result<(), ModelConfigError> {
-        self.vit.patch_embed().validate()?;
+        self.vit.validate()?;
         if let Some(jpm) = &self.jpm {
             jpm.part_index(self.vit.patch_embed().num_patches())?;
         }
@@ -63,7 +63,7 @@ impl TransReidConfig {
     /// Builds the model with random weights (the reference's initialisation).
     ///
     /// # Panics
-    /// If the JPM settings do not fit the patch grid (see [`Self::validate`]).
+    /// If the settings are invalid (see [`Self::validate`]).
     pub fn init<B: Backend>(&self, device: &B::Device) -> TransReid<B> {
         let base = self.vit.init(&self.sie, device);
         let part_index = match &self.jpm {

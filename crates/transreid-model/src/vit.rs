@@ -5,6 +5,7 @@ use burn::prelude::*;
 
 use crate::attention::AttentionConfig;
 use crate::block::{Block, BlockConfig};
+use crate::error::ModelConfigError;
 use crate::ics_stem::IcsStemConfig;
 use crate::patch_embed::{PatchEmbed, PatchEmbedConfig};
 use crate::precision::Precision;
@@ -65,6 +66,29 @@ impl VitConfig {
             .with_patch_size(self.patch_size)
             .with_in_channels(self.in_channels)
             .with_stem(self.stem.clone())
+    }
+
+    /// Checks what [`Self::init`] needs: the patch grid, heads that split the embedding, at
+    /// least one block, and dropout and drop-path rates in `[0, 1)`.
+    pub fn validate(&self) -> Result<(), ModelConfigError> {
+        self.patch_embed().validate()?;
+        let (dim, heads) = (self.embed_dim, self.num_heads);
+        if heads == 0 || !dim.is_multiple_of(heads) {
+            return Err(ModelConfigError::Heads { dim, heads });
+        }
+        if self.depth == 0 {
+            return Err(ModelConfigError::NoBlocks);
+        }
+        for (name, value) in [
+            ("drop_rate", self.drop_rate),
+            ("attn_drop_rate", self.attn_drop_rate),
+            ("drop_path_rate", self.drop_path_rate),
+        ] {
+            if !(0.0..1.0).contains(&value) {
+                return Err(ModelConfigError::Rate { name, value });
+            }
+        }
+        Ok(())
     }
 
     /// Patch grid `[num_y, num_x]`.

@@ -593,3 +593,38 @@ fn files_that_are_not_checkpoints_say_what_they_are() {
     assert!(err.to_string().contains("training state"), "{err}");
     assert!(err.to_string().contains("checkpoint.safetensors"), "{err}");
 }
+
+#[test]
+fn malformed_patch_and_position_embeddings_are_shape_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("edited.safetensors");
+    let edits: [(&str, Vec<usize>); 5] = [
+        ("patch_embed.proj.weight", vec![]),
+        ("pos_embed", vec![197 * 192]),
+        ("pos_embed", vec![1, 1, 192]),
+        ("pos_embed", vec![1, 197, 96, 2]),
+        ("pos_embed", vec![2, 197, 96]),
+    ];
+    for (key, shape) in edits {
+        let mut dict = timm_block0();
+        let len = shape.iter().product(); // 1 for the rank-0 tensor
+        dict.insert(
+            key.to_string(),
+            HostTensor::new(shape.clone(), vec![0.1; len]),
+        );
+        write_safetensors(&path, &dict, BTreeMap::new()).unwrap();
+        let mut model = tiny_vit([256, 128], 16);
+        let err = load_pretrained(
+            &mut model,
+            &path,
+            WeightKind::Imagenet,
+            PretrainGrid::default(),
+            ImportOptions::default(),
+        )
+        .unwrap_err();
+        assert!(
+            matches!(&err, ImportError::ShapeMismatch { key: k, .. } if k == key),
+            "{key} {shape:?}: {err}"
+        );
+    }
+}

@@ -431,3 +431,50 @@ fn corrupt_and_missing_files_are_errors() {
         Err(ImportError::Config { .. })
     ));
 }
+
+#[test]
+fn architectures_init_cannot_build_are_typed_errors() {
+    use transreid_model::{ModelConfigError, CONFIG_METADATA_KEY};
+    let base = tiny(true, SieMode::Camera);
+    let edits: [(fn(&mut TransReidConfig), &str); 6] = [
+        (|c| c.vit.num_heads = 0, "heads"),
+        (|c| c.vit.num_heads = 5, "heads"),
+        (|c| c.vit.depth = 0, "depth"),
+        (|c| c.vit.drop_path_rate = 10.0, "drop_path_rate"),
+        (|c| c.vit.drop_rate = -0.1, "drop_rate"),
+        (|c| c.vit.attn_drop_rate = 1.0, "attn_drop_rate"),
+    ];
+    let device = Default::default();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("edited.safetensors");
+    save_checkpoint(&base.init::<NdArray>(&device), &base, &path).unwrap();
+    let (dict, mut metadata) = read_state_dict(&path).unwrap();
+    for (edit, what) in edits {
+        let mut config = base.clone();
+        edit(&mut config);
+        let err = config.validate().unwrap_err();
+        assert!(
+            matches!(
+                err,
+                ModelConfigError::Heads { .. }
+                    | ModelConfigError::NoBlocks
+                    | ModelConfigError::Rate { .. }
+            ) && err.to_string().contains(what),
+            "{what}: {err}"
+        );
+        // The same configuration in a checkpoint's metadata is refused before building.
+        metadata.insert(
+            CONFIG_METADATA_KEY.to_string(),
+            serde_json::to_string(&config).unwrap(),
+        );
+        write_safetensors(&path, &dict, metadata.clone()).unwrap();
+        assert!(
+            matches!(
+                load_checkpoint::<NdArray>(&path, &device),
+                Err(ImportError::Config { .. })
+            ),
+            "{what}"
+        );
+    }
+    base.validate().unwrap();
+}

@@ -1,7 +1,7 @@
 //! `transreid eval`: a checkpoint's metrics on a dataset's query / gallery split.
 
 use std::collections::HashSet;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use burn::tensor::backend::Backend;
@@ -44,10 +44,10 @@ pub struct EvalArgs {
     /// and the reference's 0.3).
     #[arg(long, default_value_t = 0.3, requires = "rerank")]
     lambda: f64,
-    /// VehicleID: random one-image-per-id galleries, evaluated and averaged (the reference's
-    /// protocol draws 10).
-    #[arg(long, default_value_t = 10)]
-    trials: usize,
+    /// VehicleID: random one-image-per-id galleries, evaluated and averaged. Default: 10, as
+    /// the reference's protocol draws.
+    #[arg(long)]
+    trials: Option<usize>,
     /// Input normalisation. Default: the one the checkpoint records (older checkpoints: the
     /// run's `config.toml` beside it, else `half`, with a warning).
     #[arg(long, value_enum)]
@@ -65,7 +65,8 @@ impl BackendJob for EvalArgs {
         if let Some(plot) = &self.cmc_plot {
             check_output(plot, "png", &[&self.checkpoint])?;
         }
-        anyhow::ensure!(self.trials > 0, "--trials must be at least 1");
+        let trials = self.trials.unwrap_or(10);
+        anyhow::ensure!(trials > 0, "--trials must be at least 1");
         anyhow::ensure!(
             self.k1 > 0 && self.k2 > 0 && (0.0..=1.0).contains(&self.lambda),
             "--k1 and --k2 must be at least 1 and --lambda within 0..=1"
@@ -82,9 +83,31 @@ impl BackendJob for EvalArgs {
         }
         let kind = self.dataset;
         let dataset = load_dataset(kind, &self.root, &LoadOptions::default())?;
+        if let Some(plot) = &self.cmc_plot {
+            // The dataset's images are inputs too.
+            let splits = [&dataset.train, &dataset.query, &dataset.gallery];
+            let images: Vec<&Path> = splits
+                .into_iter()
+                .flatten()
+                .map(|item| item.path.as_path())
+                .collect();
+            check_output(plot, "png", &images)?;
+        }
         let vehicle_id = kind == DatasetKind::VehicleId;
+        if !vehicle_id && self.trials.is_some() {
+            eprintln!("warning: --trials applies to VehicleID only: ignored");
+        }
         if !vehicle_id {
             check_scorable(&dataset.query, &dataset.gallery)?;
+        }
+        // Every id is checked before the embedding starts rather than at its batch.
+        for (split, items) in [("query", &dataset.query), ("gallery", &dataset.gallery)] {
+            let ids = |f: fn(&ReidItem) -> usize| items.iter().map(|i| f(i) as i64).collect();
+            let (cameras, views): (Vec<i64>, Vec<i64>) = (ids(|i| i.camid), ids(|i| i.viewid));
+            model
+                .sie()
+                .check_labels(&cameras, &views)
+                .with_context(|| format!("the {split} split does not fit the model"))?;
         }
         let transforms = model_transforms(&config, normalization.normalization);
         let loader = EvalLoader::from_dataset(
@@ -115,7 +138,7 @@ impl BackendJob for EvalArgs {
                 rerank.is_none(),
                 "--rerank is not part of the VehicleID protocol here"
             );
-            vehicle_id_trials(&features, loader.items(), self.trials)?
+            vehicle_id_trials(&features, loader.items(), trials)?
         } else {
             let metrics = evaluate_features(
                 &features,

@@ -40,6 +40,14 @@ impl From<NormalizationChoice> for Normalization {
     }
 }
 
+/// Whether a model with SIE `mode` embeds cameras, and views.
+fn side_labels(mode: SieMode) -> (bool, bool) {
+    (
+        matches!(mode, SieMode::Camera | SieMode::CameraView),
+        matches!(mode, SieMode::View | SieMode::CameraView),
+    )
+}
+
 /// The model of `embed` and `search` and the camera / view ids its images get.
 #[derive(clap::Args)]
 pub struct EmbedModelArgs {
@@ -75,9 +83,7 @@ impl EmbedModelArgs {
         if let Some(warning) = embedder.normalization().warning(&self.checkpoint) {
             eprintln!("warning: {warning}");
         }
-        let mode = embedder.config().sie.mode;
-        let has_camera = matches!(mode, SieMode::Camera | SieMode::CameraView);
-        let has_view = matches!(mode, SieMode::View | SieMode::CameraView);
+        let (has_camera, has_view) = side_labels(embedder.config().sie.mode);
         if self.camera.is_some() && !has_camera {
             eprintln!("warning: the model has no camera embedding (SIE): --camera is ignored");
         }
@@ -104,8 +110,13 @@ impl EmbedModelArgs {
         unreadable: Unreadable,
         what: &str,
     ) -> anyhow::Result<EmbeddedFiles> {
-        let cameras = self.camera.map(|c| c.camera_ids(paths)).transpose()?;
-        let views = self.view.map(|v| vec![v; paths.len()]);
+        // Ids the model does not use (warned about when it was loaded) are not read.
+        let (has_camera, has_view) = side_labels(embedder.config().sie.mode);
+        let cameras = match self.camera.filter(|_| has_camera) {
+            Some(source) => Some(source.camera_ids(paths)?),
+            None => None,
+        };
+        let views = self.view.filter(|_| has_view).map(|v| vec![v; paths.len()]);
         let bar = images_bar(paths.len(), what);
         let embedded = embedder.embed_files(
             paths,

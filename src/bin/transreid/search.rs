@@ -6,7 +6,7 @@ use burn::tensor::backend::Backend;
 use transreid::data::decode_rgb;
 use transreid::embedder::Unreadable;
 use transreid::output_path::check_output;
-use transreid::ranked_list::draw_ranked_list;
+use transreid::ranked_list::{draw_ranked_list, MAX_HITS};
 use transreid::search::search;
 
 use crate::backend::BackendJob;
@@ -25,7 +25,7 @@ pub struct SearchArgs {
     /// re-embedding of the gallery for every query.
     #[arg(long, conflicts_with = "gallery")]
     gallery_features: Option<PathBuf>,
-    /// How many gallery images to keep.
+    /// How many gallery images to keep, at most 500 (the hits a picture shows).
     #[arg(long, default_value_t = 10)]
     top_k: usize,
     /// The ranked-list picture (`.png`); the JSON goes beside it (`.json`).
@@ -39,7 +39,11 @@ pub struct SearchArgs {
 
 impl BackendJob for SearchArgs {
     fn run<B: Backend>(self, device: B::Device) -> anyhow::Result<()> {
-        anyhow::ensure!(self.top_k > 0, "--top-k must be at least 1");
+        anyhow::ensure!(
+            (1..=MAX_HITS).contains(&self.top_k),
+            "--top-k {} must be between 1 and {MAX_HITS}, the hits a picture can show",
+            self.top_k
+        );
         let gallery = match &self.gallery_features {
             Some(_) => Vec::new(),
             None => self.folders.list(&self.gallery)?,
@@ -53,14 +57,25 @@ impl BackendJob for SearchArgs {
         check_output(&json_path, "json", &inputs)?;
         let query_image = decode_rgb(&self.query)?;
         let embedder = self.model.embedder::<B>(&device)?;
+        let stored = match &self.gallery_features {
+            Some(file) => {
+                let stored = read_features(file, &embedder, &self.model.checkpoint)?;
+                // The images the features name are inputs too.
+                let named: Vec<&Path> = stored.0.iter().map(PathBuf::as_path).collect();
+                check_output(&self.out, "png", &named)?;
+                check_output(&json_path, "json", &named)?;
+                Some(stored)
+            }
+            None => None,
+        };
         let query = self.model.embed_files(
             &embedder,
             std::slice::from_ref(&self.query),
             Unreadable::Fail,
             "query",
         )?;
-        let (gallery, gallery_features) = match &self.gallery_features {
-            Some(file) => read_features(file, &embedder, &self.model.checkpoint)?,
+        let (gallery, gallery_features) = match stored {
+            Some(stored) => stored,
             None => {
                 let embedded = self.model.embed_files(
                     &embedder,
