@@ -4,9 +4,9 @@
 //!
 //! Run: `cargo bench --bench inference [--features ndarray] -- [--iters N] [--stride S]
 //! [--batch B] [--ablation ROUNDS]`: the median and the best of N timed embeddings per case.
-//! `--ablation` measures Flex with its kernels switched on one by one (none, + linear,
-//! + attention, + GELU = all), one embedding of each per round, interleaved. `--serve` (Flex,
-//! the first stride and batch selected) times one embedding per line of stdin, for
+//! `--ablation` measures Flex with its kernels switched on one by one (none, then linear,
+//! attention and GELU added in turn), one embedding of each per round, interleaved. `--serve`
+//! (Flex, the first stride and batch selected) times one embedding per line of stdin, for
 //! `scripts/bench_inference_paired.py`.
 
 use std::time::Instant;

@@ -220,7 +220,7 @@ mod tests {
         assert!(count([44, 160, 44]) > 500, "match frame");
         assert!(count([214, 39, 40]) > 500, "non-match frame");
         assert!(count([128, 128, 128]) > 3 * 90 * 190, "three tiles");
-        let wrong = draw_ranked_list(&out, &result, &[gray.clone()]).unwrap_err();
+        let wrong = draw_ranked_list(&out, &result, std::slice::from_ref(&gray)).unwrap_err();
         assert!(matches!(
             wrong,
             RankedListError::ImageCount { hits: 2, images: 1 }

@@ -436,7 +436,8 @@ fn corrupt_and_missing_files_are_errors() {
 fn architectures_init_cannot_build_are_typed_errors() {
     use transreid_model::{ModelConfigError, CONFIG_METADATA_KEY};
     let base = tiny(true, SieMode::Camera);
-    let edits: [(fn(&mut TransReidConfig), &str); 6] = [
+    type Edit = fn(&mut TransReidConfig);
+    let edits: [(Edit, &str); 6] = [
         (|c| c.vit.num_heads = 0, "heads"),
         (|c| c.vit.num_heads = 5, "heads"),
         (|c| c.vit.depth = 0, "depth"),
