@@ -78,6 +78,17 @@ pub fn embed_items_with_progress<B: Backend>(
     Ok(features)
 }
 
+/// Checks the camera and view ids of `items` against the model's SIE table (what a caller
+/// does before a long embedding, rather than failing at the batch of a bad id).
+pub fn check_item_labels<B: Backend>(
+    model: &TransReid<B>,
+    items: &[ReidItem],
+) -> Result<(), LabelError> {
+    let cameras: Vec<i64> = items.iter().map(|i| i.camid as i64).collect();
+    let views: Vec<i64> = items.iter().map(|i| i.viewid as i64).collect();
+    model.sie().check_labels(&cameras, &views)
+}
+
 /// Embeds one batch of transformed images (`[n, 3, H, W]` row-major) after checking the
 /// camera / view labels (one of each per image; unused and unchecked without SIE) against the
 /// model's SIE table. Returns `[n, dim]` row-major.

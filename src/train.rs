@@ -28,7 +28,7 @@ use crate::distributed::{
     weights_fingerprint, Collective, CollectiveError, SingleProcess, Watchdog,
     DEFAULT_BUCKET_BYTES,
 };
-use crate::inference::{evaluate_model, InferenceError};
+use crate::inference::{check_item_labels, evaluate_model, InferenceError};
 use crate::input_normalization::input_spec;
 use crate::optim::{CosineWarmup, LossScaler, Sgd, SolverConfig};
 #[cfg(feature = "plots")]
@@ -552,12 +552,7 @@ fn check_dataset_labels<B: Backend>(
 ) -> Result<(), TrainError> {
     let splits = [&dataset.train, &dataset.query, &dataset.gallery];
     for (split, items) in Split::ALL.into_iter().zip(splits) {
-        let cameras: Vec<i64> = items.iter().map(|i| i.camid as i64).collect();
-        let views: Vec<i64> = items.iter().map(|i| i.viewid as i64).collect();
-        model
-            .sie()
-            .check_labels(&cameras, &views)
-            .map_err(|source| TrainError::Labels { split, source })?;
+        check_item_labels(model, items).map_err(|source| TrainError::Labels { split, source })?;
     }
     Ok(())
 }

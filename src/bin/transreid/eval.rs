@@ -9,7 +9,9 @@ use transreid::data::{
     load_dataset, DatasetKind, EvalLoader, LoadOptions, LoaderConfig, ReidItem, TestTransform,
 };
 use transreid::eval::{EvalConfig, Features, ReidMetrics, RerankConfig, VehicleIdProtocol};
-use transreid::inference::{embed_items_with_progress, evaluate_features, model_transforms};
+use transreid::inference::{
+    check_item_labels, embed_items_with_progress, evaluate_features, model_transforms,
+};
 use transreid::input_normalization::resolve_normalization;
 use transreid::model::load_checkpoint_with_input;
 use transreid::output_path::check_output;
@@ -102,11 +104,7 @@ impl BackendJob for EvalArgs {
         }
         // Every id is checked before the embedding starts rather than at its batch.
         for (split, items) in [("query", &dataset.query), ("gallery", &dataset.gallery)] {
-            let ids = |f: fn(&ReidItem) -> usize| items.iter().map(|i| f(i) as i64).collect();
-            let (cameras, views): (Vec<i64>, Vec<i64>) = (ids(|i| i.camid), ids(|i| i.viewid));
-            model
-                .sie()
-                .check_labels(&cameras, &views)
+            check_item_labels(&model, items)
                 .with_context(|| format!("the {split} split does not fit the model"))?;
         }
         let transforms = model_transforms(&config, normalization.normalization);
