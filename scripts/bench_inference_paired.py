@@ -13,6 +13,7 @@ import os
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 
 parser = argparse.ArgumentParser()
@@ -22,20 +23,30 @@ parser.add_argument("--pairs", type=int, default=8)
 parser.add_argument("--cases", nargs="+", default=["16x1", "16x16", "12x1", "12x16"])
 parser.add_argument("--raw", help="append one JSON line per pair to this file")
 args = parser.parse_args()
+if args.pairs < 1:
+    sys.exit("--pairs must be at least 1")
 torch_script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "bench_inference_torch.py")
 
 
 class Server:
     def __init__(self, command):
+        # stderr is kept aside and shown only if the process fails.
+        self.log = tempfile.TemporaryFile(mode="w+")
         self.process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                        stderr=subprocess.DEVNULL, text=True)
+                                        stderr=self.log, text=True)
         self.expect("ready")
+
+    def fail(self, what):
+        code = self.process.wait()
+        self.log.seek(0)
+        tail = "".join(self.log.readlines()[-20:])
+        sys.exit(f"{' '.join(self.process.args)} {what} (exit {code}):\n{tail}")
 
     def expect(self, word):
         for line in self.process.stdout:
             if line.strip() == word:
                 return
-        sys.exit(f"{self.process.args[0]} ended before '{word}' (exit {self.process.wait()})")
+        self.fail(f"ended before '{word}'")
 
     def time_one(self):
         time.sleep(0.5)
@@ -43,7 +54,7 @@ class Server:
         self.process.stdin.flush()
         line = self.process.stdout.readline()
         if not line:
-            sys.exit(f"{self.process.args[0]} ended (exit {self.process.wait()})")
+            self.fail("ended")
         return float(line)
 
     def close(self):

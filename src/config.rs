@@ -374,6 +374,12 @@ impl RunConfig {
         if let Some(norm) = s.grad_clip_norm.filter(|n| !(*n > 0.0 && n.is_finite())) {
             return invalid(format!("grad_clip_norm {norm} must be positive"));
         }
+        if !(0.0..1.0).contains(&self.model.drop_path) {
+            return invalid(format!(
+                "model.drop_path {} must be in [0, 1)",
+                self.model.drop_path
+            ));
+        }
         if self.model.pretrain_hw_ratio == 0 {
             return invalid("model.pretrain_hw_ratio must be at least 1".into());
         }
@@ -596,6 +602,6 @@ margin = "soft"
             );
         }
         let text = MINIMAL.replace("[model]", "[model]\ndrop_path = 10.0");
-        assert!(parse(&text).unwrap_err().contains("drop_path_rate 10"));
+        assert!(parse(&text).unwrap_err().contains("model.drop_path 10"));
     }
 }

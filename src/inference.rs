@@ -5,7 +5,7 @@ use transreid_data::{EvalLoader, ImageSize, Normalization, ReidItem, TransformCo
 use transreid_eval::{
     evaluate, evaluate_rows, rerank_sparse, EvalConfig, Features, Labels, ReidMetrics, RerankConfig,
 };
-use transreid_model::{LabelError, SieMode, TransReid, TransReidConfig};
+use transreid_model::{LabelError, SieConfig, SieMode, TransReid, TransReidConfig};
 
 /// Errors of the inference pipeline.
 #[derive(Debug, thiserror::Error)]
@@ -80,18 +80,15 @@ pub fn embed_items_with_progress<B: Backend>(
 
 /// Checks the camera and view ids of `items` against the model's SIE table (what a caller
 /// does before a long embedding, rather than failing at the batch of a bad id).
-pub fn check_item_labels<B: Backend>(
-    model: &TransReid<B>,
-    items: &[ReidItem],
-) -> Result<(), LabelError> {
+pub fn check_item_labels(sie: &SieConfig, items: &[ReidItem]) -> Result<(), LabelError> {
     let cameras: Vec<i64> = items.iter().map(|i| i.camid as i64).collect();
     let views: Vec<i64> = items.iter().map(|i| i.viewid as i64).collect();
-    model.sie().check_labels(&cameras, &views)
+    sie.check_labels(&cameras, &views)
 }
 
 /// Embeds one batch of transformed images (`[n, 3, H, W]` row-major) after checking the
-/// camera / view labels (one of each per image; unused and unchecked without SIE) against the
-/// model's SIE table. Returns `[n, dim]` row-major.
+/// camera / view labels against the model's SIE table: one id per image of each kind the table
+/// uses (the other may be empty). Returns `[n, dim]` row-major.
 pub fn embed_batch<B: Backend>(
     model: &TransReid<B>,
     pixels: Vec<f32>,
@@ -109,21 +106,25 @@ pub fn embed_batch<B: Backend>(
             input,
         });
     }
-    let uses_labels = model.sie().mode != SieMode::None;
-    if uses_labels {
-        if cameras.len() != n {
-            return Err(LabelError::LengthMismatch {
-                what: "cameras",
-                expected: n,
-                got: cameras.len(),
-            }
-            .into());
-        }
-        model.sie().check_labels(cameras, views)?;
-    }
-    let ids = |v: &[i64]| {
-        uses_labels
-            .then(|| Tensor::<B, 1, Int>::from_data(TensorData::new(v.to_vec(), [n]), device))
+    let mode = model.sie().mode;
+    let uses_cameras = matches!(mode, SieMode::Camera | SieMode::CameraView);
+    let uses_views = matches!(mode, SieMode::View | SieMode::CameraView);
+    // The ids the table reads, one per image; the others are not used.
+    let needed = |used: bool, ids: &[i64], what: &'static str| match (used, ids.len() == n) {
+        (false, _) => Ok(vec![0; n]),
+        (true, true) => Ok(ids.to_vec()),
+        (true, false) => Err(LabelError::LengthMismatch {
+            what,
+            expected: n,
+            got: ids.len(),
+        }),
+    };
+    let cameras = needed(uses_cameras, cameras, "cameras")?;
+    let views = needed(uses_views, views, "views")?;
+    model.sie().check_labels(&cameras, &views)?;
+    let ids = |v: Vec<i64>| {
+        (mode != SieMode::None)
+            .then(|| Tensor::<B, 1, Int>::from_data(TensorData::new(v, [n]), device))
     };
     let images = Tensor::<B, 4>::from_data(TensorData::new(pixels, shape), device);
     let out = model.embed(images, ids(cameras), ids(views));

@@ -12,8 +12,8 @@ use burn::prelude::*;
 use burn::tensor::backend::AutodiffBackend;
 use serde::{Deserialize, Serialize};
 use transreid_data::{
-    derive_seed, EvalLoader, LoaderConfig, ReidDataset, RngPurpose, Split, TestTransform,
-    TrainLoader, TrainTransform, TransformConfig,
+    derive_seed, EvalLoader, LoaderConfig, PkSampler, ReidDataset, RngPurpose, Shard, Split,
+    TestTransform, TrainLoader, TrainTransform, TransformConfig,
 };
 use transreid_eval::{EvalConfig, ReidMetrics};
 use transreid_loss::{transreid_loss, ObjectiveConfig};
@@ -505,11 +505,30 @@ fn check_state(
     Ok(progress)
 }
 
-/// Checks, without loading any weights, that `job` can run: a fresh run's folder holds no
-/// state; a resumed run's state matches the job's model and settings and has epochs left before
-/// `epochs` and `stop_after`. Returns the number of epochs already done. [`train`] checks the
-/// same; callers use this to refuse before they change anything.
-pub fn check_job(job: &TrainJob<'_>) -> Result<usize, TrainError> {
+/// Checks, without loading any weights, that `job` can run on `world` ranks: the batch splits
+/// into whole identities per rank and micro-batch; every camera and view id of the dataset
+/// fits the model's SIE table; a fresh run's folder holds no state; a resumed run's state
+/// matches the job's model and settings and has epochs left before `epochs` and `stop_after`;
+/// the next epoch draws at least one whole step. Returns the number of epochs already done.
+/// [`train`] checks the same; callers use this to refuse before they change anything.
+pub fn check_job(job: &TrainJob<'_>, world: usize) -> Result<usize, TrainError> {
+    let settings = job.settings;
+    let shards = world * settings.accumulate.max(1);
+    if !settings
+        .batch_size
+        .is_multiple_of(shards * settings.instances)
+    {
+        return Err(TrainError::BatchSplit {
+            batch_size: settings.batch_size,
+            shards,
+            instances: settings.instances,
+        });
+    }
+    let splits = [&job.dataset.train, &job.dataset.query, &job.dataset.gallery];
+    for (split, items) in Split::ALL.into_iter().zip(splits) {
+        check_item_labels(&job.model_config.sie, items)
+            .map_err(|source| TrainError::Labels { split, source })?;
+    }
     let state_path = job.run_dir.join(STATE_FILE);
     let done = match (job.resume, state_path.exists()) {
         (true, true) => {
@@ -541,20 +560,34 @@ pub fn check_job(job: &TrainJob<'_>) -> Result<usize, TrainError> {
             done,
         });
     }
+    // The loader draws the same blocks (one rank's share of a step each, incomplete steps
+    // dropped).
+    let sampler = PkSampler::from_items(
+        &job.dataset.train,
+        settings.batch_size / shards,
+        settings.instances,
+    )?;
+    let epoch = done + 1;
+    let shard = Shard {
+        index: 0,
+        count: shards,
+    };
+    if sampler
+        .shard_blocks(settings.seed, epoch as u64, shard)
+        .is_empty()
+    {
+        return Err(no_steps(job, epoch, shards));
+    }
     Ok(done)
 }
 
-/// Every camera and view id of the dataset must index the model's SIE table, checked before
-/// the work starts: a bad id would otherwise stop training, or its first evaluation, midway.
-fn check_dataset_labels<B: Backend>(
-    model: &TransReid<B>,
-    dataset: &ReidDataset,
-) -> Result<(), TrainError> {
-    let splits = [&dataset.train, &dataset.query, &dataset.gallery];
-    for (split, items) in Split::ALL.into_iter().zip(splits) {
-        check_item_labels(model, items).map_err(|source| TrainError::Labels { split, source })?;
+fn no_steps(job: &TrainJob<'_>, epoch: usize, shards: usize) -> TrainError {
+    TrainError::NoSteps {
+        epoch,
+        identities: job.dataset.num_train_pids,
+        batch_size: job.settings.batch_size,
+        shards,
     }
-    Ok(())
 }
 
 /// How a run is spread over processes (see [`train_parallel`]).
@@ -612,22 +645,11 @@ pub fn train_parallel<B: AutodiffBackend>(
     collective: &dyn Collective,
     options: &ParallelOptions,
 ) -> Result<(TransReid<B>, Vec<EpochRecord>), TrainError> {
-    let done = check_job(job)?;
-    check_dataset_labels(&model, job.dataset)?;
-    let (settings, run_dir) = (job.settings, job.run_dir);
     let (rank, world) = (collective.rank(), collective.world());
+    check_job(job, world)?;
+    let (settings, run_dir) = (job.settings, job.run_dir);
     let micro_batches = settings.accumulate.max(1);
     let shards = world * micro_batches;
-    if !settings
-        .batch_size
-        .is_multiple_of(shards * settings.instances)
-    {
-        return Err(TrainError::BatchSplit {
-            batch_size: settings.batch_size,
-            shards,
-            instances: settings.instances,
-        });
-    }
     let writer = rank == 0;
     let io = |path: &Path| {
         let path = path.to_path_buf();
@@ -652,19 +674,11 @@ pub fn train_parallel<B: AutodiffBackend>(
         settings.eval_batch_size,
         loader_config,
     )?;
-    let steps = |epoch: usize| {
-        let blocks = train_loader.batches_in_epoch(epoch as u64);
-        match blocks / micro_batches {
-            0 => Err(TrainError::NoSteps {
-                epoch,
-                identities: job.dataset.num_train_pids,
-                batch_size: settings.batch_size,
-                shards,
-            }),
-            steps => Ok(steps),
-        }
+    // Epochs draw slightly different numbers of blocks: a later one can still fall short.
+    let steps = |epoch: usize| match train_loader.batches_in_epoch(epoch as u64) / micro_batches {
+        0 => Err(no_steps(job, epoch, shards)),
+        steps => Ok(steps),
     };
-    steps(done + 1)?;
     if writer {
         std::fs::create_dir_all(run_dir).map_err(io(run_dir))?;
     }

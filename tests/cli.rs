@@ -429,6 +429,42 @@ fn train_runs_from_a_configuration_and_resumes() {
         .replace("sie_view", "sie_veiw");
     std::fs::write(&typo, text).unwrap();
     fails(&["train", "--config", &typo], "sie_veiw");
+    // View SIE on a set without view labels is refused before the output folder is made.
+    let views = p("views.toml");
+    let text = std::fs::read_to_string(config)
+        .unwrap()
+        .replace("sie_view = false", "sie_view = true");
+    std::fs::write(&views, text).unwrap();
+    let fresh = p("fresh");
+    fails(
+        &[
+            &["train", "--config", &views][..],
+            &common[..2],
+            &["--output-dir", &fresh],
+        ]
+        .concat(),
+        "train split: view id 1 out of range",
+    );
+    assert!(!Path::new(&fresh).exists());
+    // So is a batch of 32 identities from a set of 8, in 4 micro-batches of all 8: each
+    // identity's 8 images make 2 blocks an epoch, short of a step.
+    let big = p("big.toml");
+    let text = std::fs::read_to_string(config).unwrap().replacen(
+        "ims_per_batch = 32",
+        "ims_per_batch = 128",
+        1,
+    );
+    std::fs::write(&big, text).unwrap();
+    fails(
+        &[
+            &["train", "--config", &big, "--accumulate", "4"][..],
+            &common[..2],
+            &["--output-dir", &fresh],
+        ]
+        .concat(),
+        "no complete step",
+    );
+    assert!(!Path::new(&fresh).exists());
     fails(&["train"], "--config");
     fails(
         &["train", "--config", config, "--precision", "fp8"],

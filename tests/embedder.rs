@@ -179,6 +179,21 @@ fn batches_and_feature_layouts_that_do_not_fit_are_typed_errors() {
         "{err}"
     );
 
+    // A view-only table takes the views alone, and names them when they are missing.
+    let views = plain
+        .clone()
+        .with_sie(SieConfig::new().with_mode(SieMode::View).with_view_num(3));
+    let model = views.init::<Flex>(&device);
+    embed_batch(&model, pixels(2), [2, 3, 64, 32], &[], &[2, 1], &device).unwrap();
+    let err = embed_batch(&model, pixels(2), [2, 3, 64, 32], &[0, 0], &[], &device).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            InferenceError::Label(LabelError::LengthMismatch { what: "views", .. })
+        ),
+        "{err}"
+    );
+
     let items: Vec<ReidItem> = (0..4).map(|i| ReidItem::new("x.jpg", i % 2, i)).collect();
     let config = EvalConfig::default();
     for (values, num_query) in [(8, 5), (7, 2)] {

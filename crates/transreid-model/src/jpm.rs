@@ -47,6 +47,12 @@ pub enum JpmError {
         /// Groups asked for.
         groups: usize,
     },
+    /// One patch cannot be padded (with the second-to-last) to shuffle in several groups.
+    #[error("one patch cannot be padded to shuffle in {groups} groups")]
+    CannotPad {
+        /// Groups asked for.
+        groups: usize,
+    },
     /// Fewer patches than parts.
     #[error("{num_patches} patches cannot be split into {num_parts} parts")]
     Parts {
@@ -81,7 +87,10 @@ pub fn shuffle_index(
         n
     };
     // The padding copies the second-to-last token, which one patch does not have.
-    if groups == 0 || !padded.is_multiple_of(groups) || (padded > n && n < 2) {
+    if padded > n && n < 2 {
+        return Err(JpmError::CannotPad { groups });
+    }
+    if groups == 0 || !padded.is_multiple_of(groups) {
         return Err(JpmError::Groups {
             num_patches: n,
             padded,
@@ -181,12 +190,14 @@ mod tests {
         ));
         // One patch has no second-to-last token to pad with; no groups cannot shuffle.
         assert_eq!(shuffle_index(1, 1, 1).unwrap(), vec![1]);
-        for groups in [0, 2] {
-            assert!(matches!(
-                shuffle_index(1, 1, groups),
-                Err(JpmError::Groups { .. })
-            ));
-        }
+        assert_eq!(
+            shuffle_index(1, 1, 2),
+            Err(JpmError::CannotPad { groups: 2 })
+        );
+        assert!(matches!(
+            shuffle_index(1, 1, 0),
+            Err(JpmError::Groups { .. })
+        ));
     }
 
     #[test]

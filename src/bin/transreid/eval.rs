@@ -104,7 +104,7 @@ impl BackendJob for EvalArgs {
         }
         // Every id is checked before the embedding starts rather than at its batch.
         for (split, items) in [("query", &dataset.query), ("gallery", &dataset.gallery)] {
-            check_item_labels(&model, items)
+            check_item_labels(model.sie(), items)
                 .with_context(|| format!("the {split} split does not fit the model"))?;
         }
         let transforms = model_transforms(&config, normalization.normalization);

@@ -257,8 +257,6 @@ pub fn run_on<B: Backend>(
         }
     }
     if writer {
-        std::fs::create_dir_all(run_dir)
-            .with_context(|| format!("creating {}", run_dir.display()))?;
         println!("precision: {}", settings.precision.name());
         let world = job.collective.world();
         if world > 1 || settings.accumulate > 1 {
@@ -280,8 +278,10 @@ pub fn run_on<B: Backend>(
     };
     // A run that cannot start or continue is refused before its configuration is (re)written;
     // an extended run (`--resume --epochs N`) then keeps its new length.
-    check_job(&train_job)?;
+    check_job(&train_job, job.collective.world())?;
     if writer {
+        std::fs::create_dir_all(run_dir)
+            .with_context(|| format!("creating {}", run_dir.display()))?;
         write_atomic(&run_dir.join(RUN_CONFIG_FILE), config.to_toml().as_bytes())?;
     }
     let (model, records) = train_parallel(
