@@ -107,8 +107,6 @@ pub fn embed_batch<B: Backend>(
         });
     }
     let mode = model.sie().mode;
-    let uses_cameras = matches!(mode, SieMode::Camera | SieMode::CameraView);
-    let uses_views = matches!(mode, SieMode::View | SieMode::CameraView);
     // The ids the table reads, one per image; the others are not used.
     let needed = |used: bool, ids: &[i64], what: &'static str| match (used, ids.len() == n) {
         (false, _) => Ok(vec![0; n]),
@@ -119,8 +117,8 @@ pub fn embed_batch<B: Backend>(
             got: ids.len(),
         }),
     };
-    let cameras = needed(uses_cameras, cameras, "cameras")?;
-    let views = needed(uses_views, views, "views")?;
+    let cameras = needed(mode.uses_cameras(), cameras, "cameras")?;
+    let views = needed(mode.uses_views(), views, "views")?;
     model.sie().check_labels(&cameras, &views)?;
     let ids = |v: Vec<i64>| {
         (mode != SieMode::None)

@@ -56,6 +56,26 @@ fn small_run(
     (dataset, model_config, transforms)
 }
 
+/// Settings of the short runs here: batches of 4 identities x 4 images, evaluation and a
+/// checkpoint every epoch.
+fn small_settings(epochs: usize) -> TrainSettings {
+    TrainSettings {
+        epochs,
+        batch_size: 16,
+        instances: 4,
+        solver: SolverConfig::new(0.01),
+        warmup_epochs: 1,
+        objective: ObjectiveConfig::default(),
+        eval_period: 1,
+        checkpoint_period: 1,
+        eval_batch_size: 32,
+        seed: 0,
+        workers: 1,
+        precision: Precision::F32,
+        accumulate: 1,
+    }
+}
+
 #[test]
 fn interrupted_and_resumed_run_equals_uninterrupted_run() {
     let f32_losses = assert_resume_is_exact(Precision::F32);
@@ -77,19 +97,11 @@ fn assert_resume_is_exact(precision: Precision) -> Vec<f64> {
     let dir = tempfile::tempdir().unwrap();
     let (dataset, model_config, transforms) = small_run(&dir.path().join("synthetic"));
     let settings = TrainSettings {
-        epochs: 3,
-        batch_size: 16,
-        instances: 4,
-        solver: SolverConfig::new(0.01),
-        warmup_epochs: 1,
-        objective: ObjectiveConfig::default(),
         eval_period: 2,
-        checkpoint_period: 1,
-        eval_batch_size: 32,
         seed: 7,
         workers: 2,
         precision,
-        accumulate: 1,
+        ..small_settings(3)
     };
     let device = Default::default();
     let fresh = |seed| {
@@ -164,21 +176,7 @@ fn a_non_finite_loss_stops_the_run_and_keeps_the_last_good_files() {
     let _turn = BACKEND_RNG.lock().unwrap_or_else(|e| e.into_inner());
     let dir = tempfile::tempdir().unwrap();
     let (dataset, model_config, transforms) = small_run(&dir.path().join("synthetic"));
-    let good = TrainSettings {
-        epochs: 2,
-        batch_size: 16,
-        instances: 4,
-        solver: SolverConfig::new(0.01),
-        warmup_epochs: 1,
-        objective: ObjectiveConfig::default(),
-        eval_period: 1,
-        checkpoint_period: 1,
-        eval_batch_size: 32,
-        seed: 0,
-        workers: 1,
-        precision: Precision::F32,
-        accumulate: 1,
-    };
+    let good = small_settings(2);
     // An infinite ID weight makes the very first loss non-finite.
     let infinite = TrainSettings {
         objective: ObjectiveConfig {
@@ -230,23 +228,11 @@ fn a_non_finite_loss_stops_the_run_and_keeps_the_last_good_files() {
 
 #[test]
 fn ids_outside_the_sie_table_and_epochs_without_steps_are_refused_before_any_work() {
+    // Building models draws from the backend's generator too.
+    let _turn = BACKEND_RNG.lock().unwrap_or_else(|e| e.into_inner());
     let dir = tempfile::tempdir().unwrap();
     let (dataset, model_config, transforms) = small_run(&dir.path().join("synthetic"));
-    let settings = TrainSettings {
-        epochs: 1,
-        batch_size: 16,
-        instances: 4,
-        solver: SolverConfig::new(0.01),
-        warmup_epochs: 1,
-        objective: ObjectiveConfig::default(),
-        eval_period: 1,
-        checkpoint_period: 1,
-        eval_batch_size: 32,
-        seed: 0,
-        workers: 1,
-        precision: Precision::F32,
-        accumulate: 1,
-    };
+    let settings = small_settings(1);
     let device = Default::default();
     let run = dir.path().join("run");
     let attempt = |model_config: &TransReidConfig, settings: &TrainSettings| {

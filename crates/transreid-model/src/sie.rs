@@ -22,6 +22,18 @@ pub enum SieMode {
     CameraView,
 }
 
+impl SieMode {
+    /// Whether the table is indexed by camera ids.
+    pub fn uses_cameras(self) -> bool {
+        matches!(self, SieMode::Camera | SieMode::CameraView)
+    }
+
+    /// Whether the table is indexed by view ids.
+    pub fn uses_views(self) -> bool {
+        matches!(self, SieMode::View | SieMode::CameraView)
+    }
+}
+
 /// Side information embedding settings.
 #[derive(Config, Debug, PartialEq)]
 pub struct SieConfig {

@@ -11,7 +11,6 @@ use transreid::data::{DatasetKind, Normalization};
 use transreid::embedder::{EmbeddedFiles, Embedder, Unreadable};
 use transreid::file_name::CameraSource;
 use transreid::image_files::{list_image_files, ImageFiles};
-use transreid::model::SieMode;
 use transreid::output_path::refuse_special_file;
 
 use crate::backend::Device;
@@ -38,14 +37,6 @@ impl From<NormalizationChoice> for Normalization {
             NormalizationChoice::Imagenet => Normalization::IMAGENET,
         }
     }
-}
-
-/// Whether a model with SIE `mode` embeds cameras, and views.
-fn side_labels(mode: SieMode) -> (bool, bool) {
-    (
-        matches!(mode, SieMode::Camera | SieMode::CameraView),
-        matches!(mode, SieMode::View | SieMode::CameraView),
-    )
 }
 
 /// The model of `embed` and `search` and the camera / view ids its images get.
@@ -83,7 +74,8 @@ impl EmbedModelArgs {
         if let Some(warning) = embedder.normalization().warning(&self.checkpoint) {
             eprintln!("warning: {warning}");
         }
-        let (has_camera, has_view) = side_labels(embedder.config().sie.mode);
+        let mode = embedder.config().sie.mode;
+        let (has_camera, has_view) = (mode.uses_cameras(), mode.uses_views());
         if self.camera.is_some() && !has_camera {
             eprintln!("warning: the model has no camera embedding (SIE): --camera is ignored");
         }
@@ -111,7 +103,8 @@ impl EmbedModelArgs {
         what: &str,
     ) -> anyhow::Result<EmbeddedFiles> {
         // Ids the model does not use (warned about when it was loaded) are not read.
-        let (has_camera, has_view) = side_labels(embedder.config().sie.mode);
+        let mode = embedder.config().sie.mode;
+        let (has_camera, has_view) = (mode.uses_cameras(), mode.uses_views());
         let cameras = match self.camera.filter(|_| has_camera) {
             Some(source) => Some(source.camera_ids(paths)?),
             None => None,
