@@ -2,13 +2,22 @@
 # The GPU check: what a CUDA session must measure, in one command that fits the GPU budget by
 # design (a global budget of 400 s, each stage capped, later stages skipped when time runs out).
 #
-#   scripts/gpu-check.sh build
-#       Here (Rust toolchain, no GPU needed): builds the `cuda` binary into .gpu/transreid.
+#   scripts/gpu-check.sh build [REFERENCE]
+#       Here (Rust toolchain, no GPU needed): builds the `cuda` binary and fills the folder that
+#       travels, .gpu/ (ignored by git): the binary stripped and xz-compressed
+#       (.gpu/transreid.xz), a copy of the reference checkout REFERENCE without its .git
+#       (.gpu/reference) and the yacs wheel the reference's config needs (.gpu/wheels); then
+#       prints what a command will send (tracked + untracked + .gpu) and fails above 60 MiB.
+#   scripts/gpu-check.sh payload [CARRIED...]
+#       Only that measurement (scripts/payload.py): fails when the tracked tree passes 40 MiB
+#       or everything together 60 MiB, naming the largest files.
 #   scripts/gpu-check.sh run OUT [REFERENCE]
-#       On the GPU machine: every stage on CUDA. REFERENCE is a checkout of the reference
-#       PyTorch implementation (the PyTorch stages are skipped without it or without torch).
+#       On the GPU machine, with .gpu carried: unpacks the binary (xz, else python3's lzma),
+#       then every stage on CUDA. REFERENCE (default .gpu/reference) is a checkout of the
+#       reference PyTorch implementation (the PyTorch stages are skipped without it or torch).
 #   scripts/gpu-check.sh dry-run OUT [REFERENCE]
-#       The same stages end to end on the CPU (flex) at tiny sizes; the test suite runs it.
+#       The same stages end to end on the CPU (flex) at tiny sizes, after the payload check of
+#       the tree; the test suite runs it.
 #
 # OUT receives results.jsonl, one JSON object per result with its "stage" and "seconds",
 # appended as soon as each command ends (a timeout keeps everything before it), and log.txt,
@@ -34,15 +43,35 @@ case "$mode" in
 build)
   CUDARC_CUDA_VERSION="${CUDARC_CUDA_VERSION:-13000}" \
     cargo build --release --features cuda --bin transreid
+  target="${CARGO_TARGET_DIR:-target}"
   mkdir -p .gpu
-  cp "${CARGO_TARGET_DIR:-target}/release/transreid" .gpu/transreid
-  echo ".gpu/transreid built"
-  exit 0
+  rm -f .gpu/transreid .gpu/transreid.xz
+  # Only the compressed binary travels: 65 MB as built, 51 MB stripped, about 8 MB with xz.
+  strip -o "$target/transreid.stripped" "$target/release/transreid"
+  xz -9 -T0 -c "$target/transreid.stripped" > .gpu/transreid.xz.part
+  mv .gpu/transreid.xz.part .gpu/transreid.xz
+  if [[ -n ${2:-} ]]; then
+    rm -rf .gpu/reference
+    mkdir -p .gpu/reference
+    (cd "$2" && tar --exclude=.git -cf - .) | tar -xf - -C .gpu/reference
+  fi
+  # The reference's config needs yacs, which the GPU machine's Python lacks (pure Python).
+  if [[ ! -d .gpu/wheels ]] && ! python3 -m pip download -q --no-deps --only-binary=:all: \
+    -d .gpu/wheels yacs==0.1.8; then
+    rm -rf .gpu/wheels
+    echo "could not fetch the yacs wheel: the PyTorch stages will be skipped there" >&2
+  fi
+  echo "built .gpu/transreid.xz; carry .gpu and run: bash scripts/gpu-check.sh run \$OUT"
+  exec python3 scripts/payload.py .gpu
+  ;;
+payload)
+  shift
+  exec python3 scripts/payload.py "$@"
   ;;
 run | dry-run) ;;
 _*) ;; # a stage, run by this script under `timeout`
 *)
-  echo "usage: $0 build | run OUT [REFERENCE] | dry-run OUT [REFERENCE]" >&2
+  echo "usage: $0 build [REFERENCE] | payload [CARRIED...] | run OUT [REFERENCE] | dry-run OUT [REFERENCE]" >&2
   exit 2
   ;;
 esac
@@ -142,6 +171,21 @@ export CUBECL_AUTOTUNE_LEVEL="${CUBECL_AUTOTUNE_LEVEL:-minimal}"
 if [[ $mode == run ]]; then
   export DEVICE=cuda
   export BIN="${TRANSREID_BIN:-$here/.gpu/transreid}"
+  if [[ ! -x $BIN && -f $here/.gpu/transreid.xz ]]; then
+    if command -v xz > /dev/null; then
+      xz -dc "$here/.gpu/transreid.xz" > "$BIN.part"
+    else
+      python3 -c 'import lzma, shutil, sys; shutil.copyfileobj(lzma.open(sys.argv[1]), open(sys.argv[2], "wb"))' \
+        "$here/.gpu/transreid.xz" "$BIN.part"
+    fi
+    chmod +x "$BIN.part"
+    mv "$BIN.part" "$BIN"
+  fi
+  if [[ -z $REFERENCE && -d $here/.gpu/reference ]]; then REFERENCE="$here/.gpu/reference"; fi
+  if ! python3 -c 'import yacs' 2> /dev/null && compgen -G "$here/.gpu/wheels/*.whl" > /dev/null; then
+    python3 -m pip install -q --no-index --no-deps --target "$here/.gpu/site" "$here"/.gpu/wheels/*.whl
+    export PYTHONPATH="$here/.gpu/site${PYTHONPATH:+:$PYTHONPATH}"
+  fi
   for dir in "${CUDA_PATH:-}" /usr/local/cuda /opt/cuda; do
     if [[ -n $dir && -e $dir/include/cuda_runtime.h ]]; then
       export CUDA_PATH="$dir"
@@ -212,6 +256,10 @@ have_torch() {
   [[ -n $REFERENCE ]] && python3 -c 'import torch' 2> /dev/null
 }
 
+if [[ $mode == dry-run ]]; then
+  # What the GPU machine would be sent from this tree (the binary is measured by `build`).
+  stage payload 30 python3 scripts/payload.py
+fi
 stage env 30 bash "$0" _env
 fixture=tests/fixtures/reference_model.safetensors
 stage check 150 "$BIN" bench check --device "$DEVICE" --precision f32 --fixture "$fixture"

@@ -2,7 +2,7 @@
 
 - `deit_distilled_tiny.pth`: a DeiT-distilled style ImageNet checkpoint under a `model` wrapper
   (dist_token, head_dist, pos_embed with two prefix tokens), made from the first two blocks of
-  the timm vit_tiny fixture;
+  the timm fixture (`timm_vit_w48.safetensors`, scripts/timm_fixture.py);
 - `reference_tiny.pth`: the reference-format TransReID state dict of
   `tests/fixtures/reference_model.safetensors` under a `state_dict` wrapper with `module.` keys.
 
@@ -12,7 +12,7 @@ import torch
 from safetensors.torch import load_file
 
 model_fixtures = "crates/transreid-model/tests/fixtures"
-timm = load_file(f"{model_fixtures}/timm_vit_tiny_patch16_224.safetensors")
+timm = load_file(f"{model_fixtures}/timm_vit_w48.safetensors")
 keep = {k: v for k, v in timm.items() if not k.startswith("blocks.") or int(k.split(".")[1]) < 2}
 g = torch.Generator().manual_seed(0)
 d = keep["cls_token"].shape[-1]

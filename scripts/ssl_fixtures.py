@@ -2,7 +2,7 @@
 (tests/foreign_layouts.rs), all made from the tiny timm fixture or a tiny ICS model:
 
 - `dino_teacher_tiny.pth`: an iBOT / DINO *training* checkpoint as PersonViT publishes it:
-  `teacher` (`backbone.*` = block 0 of the timm ViT-Tiny fixture with its position embedding
+  `teacher` (`backbone.*` = block 0 of the timm fixture (`timm_vit_w48.safetensors`) with its position embedding
   resampled to a non-square 8x4 grid, plus a projection head), `student` (the same keys under
   `module.backbone.*` with other values and iBOT's `masked_embed`), an optimiser state with int
   keys, `epoch`, an `argparse.Namespace` under `args`, loss centres and a loss-scaler state;
@@ -37,11 +37,11 @@ from safetensors.torch import load_file, save_file
 
 ref = pathlib.Path(sys.argv[1])
 out = pathlib.Path("crates/transreid-model/tests/fixtures")
-timm = load_file(str(out / "timm_vit_tiny_patch16_224.safetensors"))
+timm = load_file(str(out / "timm_vit_w48.safetensors"))
 g = torch.Generator().manual_seed(0)
 golden = {}
 
-# A block-0 ViT-Tiny backbone with an 8x4 (LUPerson-like, non-square) position grid.
+# A block-0 backbone of the timm fixture with an 8x4 (LUPerson-like, non-square) position grid.
 backbone = {k: v for k, v in timm.items()
             if not k.startswith(("blocks.", "head.")) or k.startswith("blocks.0.")}
 pos = backbone["pos_embed"]

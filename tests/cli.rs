@@ -613,6 +613,12 @@ fn gpu_check_dry_run_records_every_stage() {
     let stage = |name: &str| -> Vec<&serde_json::Value> {
         rows.iter().filter(|r| r["stage"] == name).collect()
     };
+    // The tree a GPU command would send fits its budget (scripts/payload.py).
+    assert_eq!(stage("payload")[0]["within_budget"], true, "{text}");
+    assert!(
+        stage("payload")[0]["tracked_mib"].as_f64().unwrap() <= 40.0,
+        "{text}"
+    );
     assert_eq!(stage("env")[0]["device"], "flex", "{text}");
     // The reference's numbers are met in f32 and bf16 (src/device_check.rs::tolerances).
     let checks = stage("check");

@@ -28,9 +28,9 @@ fn golden() -> StateDict {
         .0
 }
 
-/// Block 0 of the timm ViT-Tiny fixture, the backbone every foreign fixture is made from.
+/// Block 0 of the timm fixture (width 48), the backbone every foreign fixture is made from.
 fn timm_block0() -> StateDict {
-    let (timm, _) = read_state_dict(&fixture("timm_vit_tiny_patch16_224.safetensors")).unwrap();
+    let (timm, _) = read_state_dict(&fixture("timm_vit_w48.safetensors")).unwrap();
     timm.into_iter()
         .filter(|(k, _)| {
             !k.starts_with("head.") && (!k.starts_with("blocks.") || k.starts_with("blocks.0."))
@@ -38,9 +38,9 @@ fn timm_block0() -> StateDict {
         .collect()
 }
 
-/// A one-block ViT-Tiny TransReID at `img` with patch stride `stride`.
+/// A one-block TransReID of the timm fixture's width at `img` with patch stride `stride`.
 fn tiny_vit(img: [usize; 2], stride: usize) -> TransReid<NdArray> {
-    let vit = VitConfig::new(img, 192, 1, 3).with_stride([stride, stride]);
+    let vit = VitConfig::new(img, 48, 1, 3).with_stride([stride, stride]);
     TransReidConfig::new(vit, 4).init(&Default::default())
 }
 
@@ -247,7 +247,7 @@ fn wrong_kind_grid_or_pickle_is_a_typed_error() {
         other => panic!("{other}"),
     }
 
-    // A ViT-Tiny file into a ViT-B model names the widths.
+    // A width-48 file into a ViT-B model names the widths.
     let mut base = TransReidConfig::new(VitPreset::VitBase16.config([256, 128], [16, 16]), 4)
         .init::<NdArray>(&Default::default());
     let err = load_pretrained(
@@ -262,7 +262,7 @@ fn wrong_kind_grid_or_pickle_is_a_typed_error() {
         matches!(
             err,
             ImportError::EmbedWidth {
-                checkpoint: 192,
+                checkpoint: 48,
                 model: 768
             }
         ),
@@ -295,11 +295,11 @@ fn hugging_face_vit_imports_like_timm() {
         .collect();
     bare.insert(
         "pooler.dense.weight".into(),
-        HostTensor::new(vec![192, 192], vec![0.5; 192 * 192]),
+        HostTensor::new(vec![48, 48], vec![0.5; 48 * 48]),
     );
     bare.insert(
         "embeddings.mask_token".into(),
-        HostTensor::new(vec![1, 1, 192], vec![0.5; 192]),
+        HostTensor::new(vec![1, 1, 48], vec![0.5; 48]),
     );
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("vit_model.safetensors");
@@ -564,7 +564,7 @@ fn grads_by_name<A: AutodiffBackend>(
 fn files_that_are_not_checkpoints_say_what_they_are() {
     let device = burn::backend::ndarray::NdArrayDevice::default();
     let err = transreid_model::load_checkpoint::<NdArray>(
-        &fixture("timm_vit_tiny_patch16_224.safetensors"),
+        &fixture("timm_vit_w48.safetensors"),
         &device,
     )
     .unwrap_err();
@@ -600,10 +600,10 @@ fn malformed_patch_and_position_embeddings_are_shape_errors() {
     let path = dir.path().join("edited.safetensors");
     let edits: [(&str, Vec<usize>); 5] = [
         ("patch_embed.proj.weight", vec![]),
-        ("pos_embed", vec![197 * 192]),
-        ("pos_embed", vec![1, 1, 192]),
-        ("pos_embed", vec![1, 197, 96, 2]),
-        ("pos_embed", vec![2, 197, 96]),
+        ("pos_embed", vec![197 * 48]),
+        ("pos_embed", vec![1, 1, 48]),
+        ("pos_embed", vec![1, 197, 24, 2]),
+        ("pos_embed", vec![2, 197, 24]),
     ];
     for (key, shape) in edits {
         let mut dict = timm_block0();

@@ -37,10 +37,10 @@ fn values<B: Backend, const D: usize>(t: Tensor<B, D>) -> Vec<f32> {
     t.into_data().convert::<f32>().to_vec().unwrap()
 }
 
-/// timm `vit_tiny_patch16_224`: D 192, 12 blocks, 3 heads.
-fn vit_tiny(img: [usize; 2], stride: usize) -> TransReidConfig {
+/// The timm fixture (scripts/timm_fixture.py): vit_tiny's 12 blocks and 3 heads at width 48.
+fn timm_vit(img: [usize; 2], stride: usize) -> TransReidConfig {
     TransReidConfig::new(
-        VitConfig::new(img, 192, 12, 3).with_stride([stride, stride]),
+        VitConfig::new(img, 48, 12, 3).with_stride([stride, stride]),
         10,
     )
 }
@@ -48,10 +48,10 @@ fn vit_tiny(img: [usize; 2], stride: usize) -> TransReidConfig {
 fn timm_forward_features<B: Backend>() {
     let device = Default::default();
     let g = golden("timm_vit.safetensors");
-    let mut model = vit_tiny([224, 224], 16).init::<B>(&device);
+    let mut model = timm_vit([224, 224], 16).init::<B>(&device);
     let report = load_imagenet(
         &mut model,
-        &fixture("timm_vit_tiny_patch16_224.safetensors"),
+        &fixture("timm_vit_w48.safetensors"),
         ImportOptions::default(),
     )
     .unwrap();
@@ -70,10 +70,10 @@ fn timm_forward_features<B: Backend>() {
 fn reference_backbone<B: Backend>(stride: usize, prefix: &str) {
     let device = Default::default();
     let g = golden("timm_vit.safetensors");
-    let mut model = vit_tiny([256, 128], stride).init::<B>(&device);
+    let mut model = timm_vit([256, 128], stride).init::<B>(&device);
     let report = load_imagenet(
         &mut model,
-        &fixture("timm_vit_tiny_patch16_224.safetensors"),
+        &fixture("timm_vit_w48.safetensors"),
         ImportOptions::default(),
     )
     .unwrap();
@@ -129,11 +129,11 @@ fn reference_backbone_stride12() {
 #[test]
 fn jpm_branches_start_as_copies_of_the_last_block() {
     let device = Default::default();
-    let config = vit_tiny([256, 128], 16).with_jpm(Some(JpmConfig::new()));
+    let config = timm_vit([256, 128], 16).with_jpm(Some(JpmConfig::new()));
     let mut model = config.init::<NdArray>(&device);
     load_imagenet(
         &mut model,
-        &fixture("timm_vit_tiny_patch16_224.safetensors"),
+        &fixture("timm_vit_w48.safetensors"),
         ImportOptions::default(),
     )
     .unwrap();

@@ -17,7 +17,7 @@ fn fixture(name: &str) -> PathBuf {
 #[test]
 fn deit_distilled_pth_drops_the_distillation_token() {
     let device = Default::default();
-    let config = TransReidConfig::new(VitConfig::new([256, 128], 192, 2, 3), 10)
+    let config = TransReidConfig::new(VitConfig::new([256, 128], 48, 2, 3), 10)
         .with_jpm(Some(JpmConfig::new()));
     let mut model = config.init::<NdArray>(&device);
     let report = load_imagenet(
@@ -30,8 +30,8 @@ fn deit_distilled_pth_drops_the_distillation_token() {
     assert_eq!(report.pos_embed_resized, Some((198, 129)));
 
     // Same as resizing the checkpoint's pos_embed without token 1.
-    let (timm, _) = read_state_dict(&fixture("timm_vit_tiny_patch16_224.safetensors")).unwrap();
-    let expected = resize_pos_embed(&timm["pos_embed"].data, 192, 1, [16, 8]).unwrap();
+    let (timm, _) = read_state_dict(&fixture("timm_vit_w48.safetensors")).unwrap();
+    let expected = resize_pos_embed(&timm["pos_embed"].data, 48, 1, [16, 8]).unwrap();
     let got: Vec<f32> = model.base.pos_embed.val().into_data().to_vec().unwrap();
     assert!(got.iter().zip(&expected).all(|(a, b)| (a - b).abs() < 1e-6));
 
