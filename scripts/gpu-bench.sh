@@ -26,6 +26,7 @@ run)
   ref="$2"; steps="${3:-20}"
   export CUDA_PATH="${CUDA_PATH:-/usr/local/cuda}"
   export LD_LIBRARY_PATH="${CUDA_PATH}/lib64:${CUDA_PATH}/lib:${LD_LIBRARY_PATH:-}"
+  scripts/gpu-check.sh unpack
   bin=.gpu/transreid
   nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
 

@@ -11,8 +11,10 @@
 #   scripts/gpu-check.sh payload [CARRIED...]
 #       Only that measurement (scripts/payload.py): fails when the tracked tree passes 40 MiB
 #       or everything together 60 MiB, naming the largest files.
+#   scripts/gpu-check.sh unpack
+#       On the GPU machine: .gpu/transreid from .gpu/transreid.xz (xz, else python3's lzma).
 #   scripts/gpu-check.sh run OUT [REFERENCE]
-#       On the GPU machine, with .gpu carried: unpacks the binary (xz, else python3's lzma),
+#       On the GPU machine, with .gpu carried: unpacks the binary,
 #       then every stage on CUDA. REFERENCE (default .gpu/reference) is a checkout of the
 #       reference PyTorch implementation (the PyTorch stages are skipped without it or torch).
 #   scripts/gpu-check.sh dry-run OUT [REFERENCE]
@@ -64,6 +66,20 @@ build)
   echo "built .gpu/transreid.xz; carry .gpu and run: bash scripts/gpu-check.sh run \$OUT"
   exec python3 scripts/payload.py .gpu
   ;;
+unpack)
+  # .gpu/transreid from .gpu/transreid.xz, with xz or else Python's lzma.
+  if [[ ! -x .gpu/transreid && -f .gpu/transreid.xz ]]; then
+    if command -v xz > /dev/null; then
+      xz -dc .gpu/transreid.xz > .gpu/transreid.part
+    else
+      python3 -c 'import lzma, shutil, sys; shutil.copyfileobj(lzma.open(sys.argv[1]), open(sys.argv[2], "wb"))' \
+        .gpu/transreid.xz .gpu/transreid.part
+    fi
+    chmod +x .gpu/transreid.part
+    mv .gpu/transreid.part .gpu/transreid
+  fi
+  exit 0
+  ;;
 payload)
   shift
   exec python3 scripts/payload.py "$@"
@@ -71,7 +87,7 @@ payload)
 run | dry-run) ;;
 _*) ;; # a stage, run by this script under `timeout`
 *)
-  echo "usage: $0 build [REFERENCE] | payload [CARRIED...] | run OUT [REFERENCE] | dry-run OUT [REFERENCE]" >&2
+  echo "usage: $0 build [REFERENCE] | payload [CARRIED...] | unpack | run OUT [REFERENCE] | dry-run OUT [REFERENCE]" >&2
   exit 2
   ;;
 esac
@@ -171,16 +187,7 @@ export CUBECL_AUTOTUNE_LEVEL="${CUBECL_AUTOTUNE_LEVEL:-minimal}"
 if [[ $mode == run ]]; then
   export DEVICE=cuda
   export BIN="${TRANSREID_BIN:-$here/.gpu/transreid}"
-  if [[ ! -x $BIN && -f $here/.gpu/transreid.xz ]]; then
-    if command -v xz > /dev/null; then
-      xz -dc "$here/.gpu/transreid.xz" > "$BIN.part"
-    else
-      python3 -c 'import lzma, shutil, sys; shutil.copyfileobj(lzma.open(sys.argv[1]), open(sys.argv[2], "wb"))' \
-        "$here/.gpu/transreid.xz" "$BIN.part"
-    fi
-    chmod +x "$BIN.part"
-    mv "$BIN.part" "$BIN"
-  fi
+  [[ -n ${TRANSREID_BIN:-} ]] || bash "$0" unpack
   if [[ -z $REFERENCE && -d $here/.gpu/reference ]]; then REFERENCE="$here/.gpu/reference"; fi
   if ! python3 -c 'import yacs' 2> /dev/null && compgen -G "$here/.gpu/wheels/*.whl" > /dev/null; then
     python3 -m pip install -q --no-index --no-deps --target "$here/.gpu/site" "$here"/.gpu/wheels/*.whl
