@@ -74,7 +74,8 @@ pub enum Pretrained {
     },
     /// A self-supervised person backbone (PersonViT, TransReID-SSL, pretrained on LUPerson): a
     /// DINO / iBOT training checkpoint, whose teacher backbone is taken, or its flat timm-layout
-    /// conversion.
+    /// conversion. Read as `self-supervised` too, the command line's spelling.
+    #[serde(alias = "self-supervised")]
     SelfSupervised {
         /// The weights file.
         path: PathBuf,
@@ -346,14 +347,19 @@ impl RunConfig {
     pub fn validate(&self) -> Result<(), ConfigError> {
         let s = &self.solver;
         let invalid = |m: String| Err(ConfigError::Invalid(m));
-        if s.max_epochs == 0 || s.checkpoint_period == 0 || s.eval_period == 0 {
-            return invalid(
-                "max_epochs, checkpoint_period and eval_period must be positive".into(),
-            );
+        for (key, value) in [
+            ("solver.max_epochs (--epochs)", s.max_epochs),
+            ("solver.checkpoint_period", s.checkpoint_period),
+            ("solver.eval_period", s.eval_period),
+            ("test.ims_per_batch", self.test.ims_per_batch),
+        ] {
+            if value == 0 {
+                return invalid(format!("{key} must be at least 1"));
+            }
         }
         if s.num_instance == 0 || !s.ims_per_batch.is_multiple_of(s.num_instance) {
             return invalid(format!(
-                "ims_per_batch {} is not a multiple of num_instance {}",
+                "solver.ims_per_batch {} is not a multiple of solver.num_instance {}",
                 s.ims_per_batch, s.num_instance
             ));
         }
@@ -586,7 +592,7 @@ margin = "soft"
         let batch = MINIMAL.replace("ims_per_batch = 64", "ims_per_batch = 62");
         assert!(parse(&batch)
             .unwrap_err()
-            .contains("multiple of num_instance"));
+            .contains("multiple of solver.num_instance"));
         let kind = MINIMAL.replace("\"market1501\"", "\"market\"");
         assert!(parse(&kind).unwrap_err().contains("market"));
         let shift = MINIMAL.replace("shift_num = 5", "shift_num = 500");

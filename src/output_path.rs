@@ -38,6 +38,18 @@ pub enum OutputPathError {
         /// The extension of the format.
         expected: &'static str,
     },
+    /// The output would land in an input folder whose images the command reads (a gallery):
+    /// the next run over that folder would take it for one of them.
+    #[error(
+        "the output {path} is inside the input folder {folder}, whose images are read: a later \
+         run over that folder would take it for one of them; write it outside the folder"
+    )]
+    InsideInputFolder {
+        /// The output.
+        path: PathBuf,
+        /// The input folder.
+        folder: PathBuf,
+    },
     /// The output exists and is not a regular file (a folder, a device, a pipe): writing
     /// through a temporary file and a rename would replace it.
     #[error("the output {path} exists and is not a regular file")]
@@ -108,6 +120,34 @@ pub fn check_output(
     Ok(())
 }
 
+/// Refuses an output inside one of the input `folders` whose images are read (directly in
+/// it, or anywhere below it when the folders are searched `recursive`ly). Inputs that are
+/// files are skipped.
+pub fn check_outside_folders(
+    path: &Path,
+    folders: &[&Path],
+    recursive: bool,
+) -> Result<(), OutputPathError> {
+    let out = resolve(path);
+    for folder in folders.iter().filter(|f| f.is_dir()) {
+        let Ok(full) = folder.canonicalize() else {
+            continue;
+        };
+        let inside = if recursive {
+            out.starts_with(&full)
+        } else {
+            out.parent() == Some(full.as_path())
+        };
+        if inside {
+            return Err(OutputPathError::InsideInputFolder {
+                path: path.to_path_buf(),
+                folder: folder.to_path_buf(),
+            });
+        }
+    }
+    Ok(())
+}
+
 /// The path with its folder resolved (symbolic links, `..`), the file name kept; as given
 /// when the folder cannot be resolved.
 fn resolve(path: &Path) -> PathBuf {
@@ -127,6 +167,28 @@ fn resolve(path: &Path) -> PathBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn outputs_inside_a_read_folder_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let gallery = dir.path().join("gallery");
+        std::fs::create_dir_all(gallery.join("sub")).unwrap();
+        let folders = [gallery.as_path()];
+        let inside = gallery.join("ranked.png");
+        let err = check_outside_folders(&inside, &folders, false).unwrap_err();
+        assert!(
+            matches!(err, OutputPathError::InsideInputFolder { .. }),
+            "{err}"
+        );
+        // Another spelling of the same folder.
+        let spelled = dir.path().join("gallery/sub/../ranked.png");
+        assert!(check_outside_folders(&spelled, &folders, false).is_err());
+        // A subfolder is read only with --recursive.
+        let nested = gallery.join("sub/ranked.png");
+        check_outside_folders(&nested, &folders, false).unwrap();
+        assert!(check_outside_folders(&nested, &folders, true).is_err());
+        check_outside_folders(&dir.path().join("ranked.png"), &folders, true).unwrap();
+    }
 
     #[test]
     fn outputs_are_checked_before_the_work() {

@@ -139,7 +139,8 @@ pub fn draw_ranked_list(
             Ok(())
         };
         let identity = |path: &Path, pid: Option<i64>, camera: Option<i64>| match (pid, camera) {
-            (Some(pid), Some(camera)) => format!("id {pid} cam {camera}"),
+            // The camera as file names write it (`c1` is the first).
+            (Some(pid), Some(camera)) => format!("id {pid} c{camera}"),
             (Some(pid), None) => format!("id {pid}"),
             _ => short_name(path, name_chars),
         };
@@ -148,7 +149,7 @@ pub fn draw_ranked_list(
             QUERY_BLUE,
             [
                 "query".to_string(),
-                identity(&result.query, result.query_pid, result.query_camera),
+                identity(&result.query, result.query_pid, result.query_camera_in_name),
             ],
         )?;
         for (i, hit) in result.hits.iter().enumerate() {
@@ -166,7 +167,7 @@ pub fn draw_ranked_list(
             let second = if hit.excluded_by_protocol {
                 "same camera".to_string()
             } else {
-                identity(&hit.path, hit.pid, hit.camera)
+                identity(&hit.path, hit.pid, hit.camera_in_name)
             };
             draw(i + 1, color, [format!("#{} {distance}", hit.rank), second])?;
         }
@@ -195,7 +196,7 @@ mod tests {
                     path: "0001_c2.jpg".into(),
                     distance: 0.1,
                     pid: Some(1),
-                    camera: Some(2),
+                    camera_in_name: Some(2),
                     is_match: Some(true),
                     excluded_by_protocol: false,
                 },
@@ -204,12 +205,12 @@ mod tests {
                     path: "0002_c2.jpg".into(),
                     distance: 0.5,
                     pid: Some(2),
-                    camera: Some(2),
+                    camera_in_name: Some(2),
                     is_match: Some(false),
                     excluded_by_protocol: false,
                 },
             ],
-            query_camera: Some(1),
+            query_camera_in_name: Some(1),
             excluded_query_files: 0,
         };
         let gray = RgbImage::from_pixel(64, 128, image::Rgb([128, 128, 128]));

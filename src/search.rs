@@ -18,9 +18,10 @@ pub struct SearchHit {
     pub distance: f32,
     /// Identity read from the file name, when it follows the `<pid>_c<camera>` convention.
     pub pid: Option<i64>,
-    /// Camera number read from the file name (1-based, as written).
-    #[serde(default)]
-    pub camera: Option<i64>,
+    /// Camera number as the file name writes it (1-based: `c1` is 1), not the model's 0-based
+    /// camera id (which is one less).
+    #[serde(default, alias = "camera")]
+    pub camera_in_name: Option<i64>,
     /// Whether the identity equals the query's, when both are known.
     pub is_match: Option<bool>,
     /// Same identity and same camera as the query: the evaluation protocol leaves such gallery
@@ -36,9 +37,9 @@ pub struct SearchResult {
     pub query: PathBuf,
     /// Its identity, when its file name tells it.
     pub query_pid: Option<i64>,
-    /// Its camera number, when its file name tells it.
-    #[serde(default)]
-    pub query_camera: Option<i64>,
+    /// Its camera number as the file name writes it (1-based), when it tells it.
+    #[serde(default, alias = "query_camera")]
+    pub query_camera_in_name: Option<i64>,
     /// The best `top_k` gallery images, nearest first (ties by gallery order).
     pub hits: Vec<SearchHit>,
     /// Gallery entries left out because they are the query file itself.
@@ -101,7 +102,7 @@ pub fn search(
                 path: gallery_paths[j].clone(),
                 distance: distances[j].max(0.0),
                 pid,
-                camera,
+                camera_in_name: camera,
                 is_match,
                 excluded_by_protocol: is_match == Some(true)
                     && query_camera.is_some()
@@ -112,7 +113,7 @@ pub fn search(
     Ok(SearchResult {
         query: query_path.to_path_buf(),
         query_pid,
-        query_camera,
+        query_camera_in_name: query_camera,
         hits,
         excluded_query_files: is_query.iter().filter(|&&q| q).count(),
     })

@@ -24,8 +24,8 @@ use transreid_model::{
 };
 
 use crate::distributed::{
-    average_gradients, check_same_everywhere, fingerprint_bytes, mean_gradients,
-    weights_fingerprint, Collective, CollectiveError, SingleProcess, Watchdog,
+    average_gradients, check_same_everywhere, check_same_fields_everywhere, fingerprint_bytes,
+    mean_gradients, weights_fingerprint, Collective, CollectiveError, SingleProcess, Watchdog,
     DEFAULT_BUCKET_BYTES,
 };
 use crate::inference::{check_item_labels, evaluate_model, InferenceError};
@@ -232,11 +232,30 @@ pub enum TrainError {
         /// Which id.
         source: LabelError,
     },
+    /// A block of a step needs more identities than the training split has.
+    #[error(
+        "a step of {batch_size} images (solver.ims_per_batch) in {shards} block(s) takes \
+         {ids_per_block} identities x {instances} images (solver.num_instance) per block, but the \
+         training split has {identities} identities: lower solver.ims_per_batch or raise \
+         solver.num_instance"
+    )]
+    TooFewIdentities {
+        /// Identities in the training split.
+        identities: usize,
+        /// Identities one block draws.
+        ids_per_block: usize,
+        /// The global batch.
+        batch_size: usize,
+        /// K, images per identity.
+        instances: usize,
+        /// Ranks times micro-batches.
+        shards: usize,
+    },
     /// An epoch draws no complete step from the training identities.
     #[error(
         "epoch {epoch} draws no complete step of {batch_size} images ({shards} block(s) of whole \
-         identities) from {identities} training identities: lower ims_per_batch, accumulate or \
-         the number of ranks"
+         identities) from {identities} training identities: lower solver.ims_per_batch, \
+         solver.accumulate (--accumulate) or the number of ranks"
     )]
     NoSteps {
         /// The epoch (1-based).
@@ -382,6 +401,35 @@ fn run_differences(run: &TrainSettings, now: &TrainSettings) -> Vec<String> {
         ..s.clone()
     };
     differences(&key(run), &key(now))
+        .into_iter()
+        .map(|line| match line.split_once(": ") {
+            Some((name, values)) => format!("{}: {values}", config_key(name)),
+            None => line,
+        })
+        .collect()
+}
+
+/// The run configuration's key of a [`TrainSettings`] field (`RunConfig::train_settings`), the
+/// name the user set.
+fn config_key(field: &str) -> String {
+    let (head, rest) = field.split_once('.').unwrap_or((field, ""));
+    let key = match head {
+        "batch_size" => "solver.ims_per_batch",
+        "instances" => "solver.num_instance",
+        "eval_batch_size" => "test.ims_per_batch",
+        "checkpoint_period" | "eval_period" | "warmup_epochs" => {
+            return format!("solver.{field}");
+        }
+        "objective" => "loss",
+        "epochs" => "solver.max_epochs",
+        "precision" | "accumulate" | "workers" => return format!("solver.{field}"),
+        _ => return field.to_string(),
+    };
+    if rest.is_empty() {
+        key.to_string()
+    } else {
+        format!("{key}.{rest}")
+    }
 }
 
 /// The leaves in which two serialisable values differ, as `a.b: run X, now Y`.
@@ -560,6 +608,16 @@ pub fn check_job(job: &TrainJob<'_>, world: usize) -> Result<usize, TrainError> 
             done,
         });
     }
+    let ids_per_block = settings.batch_size / shards / settings.instances.max(1);
+    if job.dataset.num_train_pids < ids_per_block {
+        return Err(TrainError::TooFewIdentities {
+            identities: job.dataset.num_train_pids,
+            ids_per_block,
+            batch_size: settings.batch_size,
+            instances: settings.instances,
+            shards,
+        });
+    }
     // The loader draws the same blocks (one rank's share of a step each, incomplete steps
     // dropped).
     let sampler = PkSampler::from_items(
@@ -579,6 +637,34 @@ pub fn check_job(job: &TrainJob<'_>, world: usize) -> Result<usize, TrainError> 
         return Err(no_steps(job, epoch, shards));
     }
     Ok(done)
+}
+
+/// Fails unless every rank runs the same model configuration and training settings (the
+/// loader's worker count aside), naming the settings that differ by their configuration keys.
+/// Every rank of the job must call it.
+pub fn check_ranks_agree(
+    job: &TrainJob<'_>,
+    collective: &dyn Collective,
+) -> Result<(), TrainError> {
+    let hash = |value: &serde_json::Value| fingerprint_bytes(value.to_string().as_bytes());
+    let object = |value: serde_json::Value| match value {
+        serde_json::Value::Object(map) => map,
+        _ => Default::default(),
+    };
+    let model = object(serde_json::to_value(job.model_config).expect("config serialises"));
+    let settings = job.settings.without_workers();
+    let settings = object(serde_json::to_value(&settings).expect("settings serialise"));
+    let fields: Vec<(String, u64)> = model
+        .iter()
+        .map(|(key, value)| (format!("model.{key}"), hash(value)))
+        .chain(
+            settings
+                .iter()
+                .map(|(key, value)| (config_key(key), hash(value))),
+        )
+        .collect();
+    check_same_fields_everywhere(collective, "the run's settings", &fields)?;
+    Ok(())
 }
 
 fn no_steps(job: &TrainJob<'_>, epoch: usize, shards: usize) -> TrainError {
@@ -610,7 +696,7 @@ impl Default for ParallelOptions {
 
 /// Trains `model` on `job.dataset.train`, evaluating on query / gallery, and writes to the run
 /// folder: [`METRICS_FILE`], [`PLOT_FILE`] (with the `plots` feature), [`CHECKPOINT_FILE`]
-/// (every `checkpoint_period` epochs and after the last) and [`STATE_FILE`] (every epoch), all
+/// (every `checkpoint_period` epochs, after the last and at a `stop_after` stop) and [`STATE_FILE`] (every epoch), all
 /// atomically.
 ///
 /// Epoch `e` draws its batches, augmentations and drop-path masks from `(seed, e)` alone (the
@@ -718,13 +804,7 @@ pub fn train_parallel<B: AutodiffBackend>(
         }
     }
     if world > 1 {
-        let run = serde_json::to_string(&(job.model_config, settings.without_workers()))
-            .expect("settings serialise");
-        check_same_everywhere(
-            collective,
-            "the run's settings",
-            fingerprint_bytes(run.as_bytes()),
-        )?;
+        check_ranks_agree(job, collective)?;
         check_same_everywhere(
             collective,
             "the initial weights",
@@ -901,7 +981,7 @@ pub fn train_parallel<B: AutodiffBackend>(
             );
             #[cfg(feature = "plots")]
             plot_training(&run_dir.join(PLOT_FILE), &records)?;
-            if epoch % settings.checkpoint_period.max(1) == 0 || epoch == settings.epochs {
+            if epoch % settings.checkpoint_period.max(1) == 0 || epoch == last_epoch {
                 save_checkpoint_with_input(
                     &model.valid(),
                     job.model_config,

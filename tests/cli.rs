@@ -331,7 +331,7 @@ fn commands_produce_their_files_and_clear_errors() {
             "--root",
             &p("nowhere"),
         ],
-        "missing directory",
+        "nowhere does not exist",
     );
     fails(
         &embed_args(&checkpoint, &query, &features, &["--camera", "7"]),
@@ -422,7 +422,18 @@ fn train_runs_from_a_configuration_and_resumes() {
         3
     );
 
-    fails(&["train", "--resume", &p("nowhere")], "config.toml");
+    fails(
+        &["train", "--resume", &p("nowhere")],
+        "no such run folder (give the output_dir of a training run)",
+    );
+    fails(
+        &[
+            "train",
+            "--resume",
+            &run_dir.join("metrics.csv").display().to_string(),
+        ],
+        "--resume takes a run folder",
+    );
     let typo = p("typo.toml");
     let text = std::fs::read_to_string(config)
         .unwrap()
@@ -533,10 +544,85 @@ fn fine_tunes_from_a_personvit_training_checkpoint() {
     let out = ok(&import);
     assert!(out.contains("DINO / iBOT training checkpoint"), "{out}");
     assert!(out.contains("resized from 129 to 33 tokens"), "{out}");
+    // `embed` names the file as `import` does.
+    fails(
+        &[
+            "embed",
+            "--checkpoint",
+            weights,
+            "--images",
+            &format!("{data}/query"),
+            "--out",
+            &p("f.safetensors"),
+        ],
+        "DINO / iBOT training checkpoint",
+    );
+    // Names and folders as a user types them.
+    let stats = ok(&["data", "stats", "--dataset", "Market_1501", "--root", &data]);
+    assert!(stats.contains("train"), "{stats}");
+    fails(
+        &[
+            "data",
+            "stats",
+            "--dataset",
+            "market1501",
+            "--root",
+            &p("nonexistent"),
+        ],
+        "nonexistent does not exist",
+    );
+    fails(
+        &["data", "synth", "--out", &format!("{weights}/set")],
+        "cannot create the folder",
+    );
+    fails(
+        &["data", "synth", "--out", &p("big"), "--ids", "800"],
+        "--ids 800",
+    );
+    fails(
+        &[
+            "search",
+            "--checkpoint",
+            &init,
+            "--query",
+            weights,
+            "--out",
+            &p("r.png"),
+        ],
+        "--gallery-features",
+    );
     let wrong_kind = [&import[..], &["--kind", "imagenet"]].concat();
-    fails(&wrong_kind, "use kind `self_supervised`");
+    // Hints spell what the command line takes.
+    fails(
+        &wrong_kind,
+        "use kind `self-supervised` (`--kind self-supervised`",
+    );
     let square = [&import[..8], &import[10..]].concat();
-    fails(&square, "pretrain_hw_ratio");
+    fails(&square, "`--pretrain-hw-ratio 2`");
+    // A grid no ratio describes is given as HxW; the same grid as a ratio gives the same file.
+    let by_grid = p("by_grid.safetensors");
+    let grid = [
+        &import[..8],
+        &["--pretrain-grid", "16x8", "--out", by_grid.as_str()],
+        &import[10..12],
+    ]
+    .concat();
+    let out = ok(&grid);
+    assert!(out.contains("resized from 129 to 33 tokens"), "{out}");
+    fails(
+        &[&import[..8], &["--pretrain-grid", "7y3"], &import[10..]].concat(),
+        "expected HxW",
+    );
+    // The same import twice gives the same file (seeded), recorded in it.
+    let again = p("again.safetensors");
+    let twice = [&import[..import.len() - 1], &[again.as_str()]].concat();
+    ok(&twice);
+    assert_eq!(
+        std::fs::read(&init).unwrap(),
+        std::fs::read(&again).unwrap()
+    );
+    let (_, metadata) = transreid::model::read_state_dict(Path::new(&again)).unwrap();
+    assert_eq!(metadata["transreid.import_seed"], "0");
     let out = ok(&[
         "eval",
         "--checkpoint",
@@ -1148,6 +1234,61 @@ fn folders_names_and_bad_inputs_get_clear_answers() {
         "is an input of this command",
     );
     assert_eq!(std::fs::read(&png).unwrap(), before);
+    // A picture written into the gallery folder would be ranked by the next search.
+    fails(
+        &[
+            "search",
+            "--checkpoint",
+            &checkpoint,
+            "--query",
+            &query,
+            "--gallery",
+            &png_gallery,
+            "--out",
+            &format!("{png_gallery}/ranked.png"),
+        ],
+        "inside the input folder",
+    );
+
+    // Embedded with a relative folder, the features are found from another working folder.
+    let relative = transreid_in(
+        dir.path(),
+        &embed_args(&checkpoint, "png_gallery", "relative.safetensors", &[]),
+    );
+    assert!(relative.status.success(), "{relative:?}");
+    let elsewhere = p("elsewhere");
+    std::fs::create_dir(&elsewhere).unwrap();
+    let found = transreid_in(
+        Path::new(&elsewhere),
+        &[
+            "search",
+            "--checkpoint",
+            &checkpoint,
+            "--query",
+            &query,
+            "--gallery-features",
+            &p("relative.safetensors"),
+            "--out",
+            "ranked.png",
+        ],
+    );
+    assert!(found.status.success(), "{found:?}");
+    // A gallery image changed after `embed` is named, not shown with its old distance.
+    image::open(&images[1]).unwrap().save(&png).unwrap();
+    fails(
+        &[
+            "search",
+            "--checkpoint",
+            &checkpoint,
+            "--query",
+            &query,
+            "--gallery-features",
+            &png_features,
+            "--out",
+            &p("changed.png"),
+        ],
+        "changed or disappeared since `transreid embed` wrote",
+    );
 
     // Re-ranking says so and takes its parameters; --help lists the dataset kinds.
     let eval = |extra: &[&str]| -> Vec<String> {

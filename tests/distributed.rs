@@ -288,6 +288,9 @@ fn ranks_that_disagree_are_refused_and_a_dead_rank_ends_the_job() {
         text.contains("the ranks disagree on the run's settings"),
         "{text}"
     );
+    // The setting is named, and the refusal comes before the run folder is written.
+    assert!(text.contains("differ from rank 0: seed (rank 1)"), "{text}");
+    assert!(!Path::new(&run).join("config.toml").exists(), "{text}");
 
     // One rank killed mid-run: the job ends, non-zero, within the step timeout.
     let run = dir.path().join("killed").to_str().unwrap().to_string();

@@ -290,3 +290,33 @@ fn ids_outside_the_sie_table_and_epochs_without_steps_are_refused_before_any_wor
     );
     assert!(!run.exists(), "nothing was written");
 }
+
+#[test]
+fn a_run_stopped_between_checkpoint_periods_leaves_a_checkpoint() {
+    let _turn = BACKEND_RNG.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = tempfile::tempdir().unwrap();
+    let (dataset, model_config, transforms) = small_run(&dir.path().join("synthetic"));
+    let settings = TrainSettings {
+        checkpoint_period: 3,
+        eval_period: 3,
+        ..small_settings(3)
+    };
+    let device = Default::default();
+    Flex::seed(&device, 0);
+    let run_dir = dir.path().join("run");
+    let job = TrainJob {
+        model_config: &model_config,
+        dataset: &dataset,
+        transforms: &transforms,
+        settings: &settings,
+        run_dir: &run_dir,
+        resume: false,
+        stop_after: Some(1),
+    };
+    let (_, records) = train(model_config.init::<Autodiff<Flex>>(&device), &job, &device).unwrap();
+    assert_eq!(records.len(), 1);
+    // Epoch 1 is not a checkpoint epoch (period 3), but the stopped run can be evaluated.
+    let checkpoint = run_dir.join(transreid::train::CHECKPOINT_FILE);
+    assert!(checkpoint.exists(), "no {}", checkpoint.display());
+    transreid::model::load_checkpoint::<Flex>(&checkpoint, &device).unwrap();
+}

@@ -60,6 +60,45 @@ pub fn check_same_everywhere(
     })
 }
 
+/// Fails unless every rank holds the same value in each named field (`(name, hash)`, the same
+/// names in the same order on every rank), naming the fields and ranks that differ from rank 0.
+/// One gather when all agree; one per field otherwise, on every rank alike.
+pub fn check_same_fields_everywhere(
+    collective: &dyn Collective,
+    what: &str,
+    fields: &[(String, u64)],
+) -> Result<(), CollectiveError> {
+    let whole = fingerprint_bytes(
+        &fields
+            .iter()
+            .flat_map(|(_, hash)| hash.to_le_bytes())
+            .collect::<Vec<u8>>(),
+    );
+    let all = collective.all_gather_u64(whole)?;
+    if all.iter().all(|v| *v == all[0]) {
+        return Ok(());
+    }
+    let mut differing = Vec::new();
+    for (name, hash) in fields {
+        let all = collective.all_gather_u64(*hash)?;
+        let ranks: Vec<String> = (0..all.len())
+            .filter(|&r| all[r] != all[0])
+            .map(|r| r.to_string())
+            .collect();
+        if !ranks.is_empty() {
+            differing.push(format!("{name} (rank {})", ranks.join(", ")));
+        }
+    }
+    Err(CollectiveError::Mismatch {
+        what: what.to_string(),
+        detail: format!(
+            "these differ from rank 0: {}; every rank must be started with the same \
+             configuration and options",
+            differing.join(", ")
+        ),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

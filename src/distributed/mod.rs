@@ -11,7 +11,9 @@ mod mpi_collective;
 mod watchdog;
 
 pub use collective::{Collective, CollectiveError, SingleProcess};
-pub use fingerprint::{check_same_everywhere, fingerprint_bytes, weights_fingerprint};
+pub use fingerprint::{
+    check_same_everywhere, check_same_fields_everywhere, fingerprint_bytes, weights_fingerprint,
+};
 pub use gradients::{average_gradients, mean_gradients, DEFAULT_BUCKET_BYTES};
 #[cfg(feature = "mpi")]
 pub use mpi_collective::{launched_by_mpi, MpiCollective};

@@ -13,7 +13,8 @@ use crate::error::{DataError, Result};
 /// `image file is truncated`.
 ///
 /// # Errors
-/// [`DataError::Io`] if the file cannot be read, [`DataError::Truncated`] for a cut JPEG,
+/// [`DataError::Io`] if the file cannot be read, [`DataError::EmptyFile`] for a 0-byte file,
+/// [`DataError::Truncated`] for a cut JPEG,
 /// [`DataError::Decode`] for any other undecodable content and [`DataError::EmptyImage`] for a
 /// zero-sized image; each names `path`.
 pub fn decode_rgb(path: &Path) -> Result<RgbImage> {
@@ -23,6 +24,11 @@ pub fn decode_rgb(path: &Path) -> Result<RgbImage> {
 
 /// Decodes in-memory file content; `path` only names the source in errors.
 pub fn decode_rgb_bytes(bytes: &[u8], path: &Path) -> Result<RgbImage> {
+    if bytes.is_empty() {
+        return Err(DataError::EmptyFile {
+            path: path.to_path_buf(),
+        });
+    }
     if is_jpeg(bytes) && !jpeg_is_complete(bytes) {
         return Err(DataError::Truncated {
             path: path.to_path_buf(),
@@ -80,6 +86,16 @@ fn jpeg_is_complete(bytes: &[u8]) -> bool {
 mod tests {
     use super::*;
     use crate::test_fixtures::jpeg_bytes;
+
+    #[test]
+    fn an_empty_file_is_named_as_such() {
+        let err = decode_rgb_bytes(&[], Path::new("empty.jpg")).unwrap_err();
+        assert!(matches!(err, DataError::EmptyFile { .. }), "{err}");
+        assert_eq!(
+            err.to_string(),
+            "image empty.jpg is an empty file (0 bytes)"
+        );
+    }
 
     #[test]
     fn decodes_a_jpeg_to_rgb_of_its_size() {

@@ -23,6 +23,23 @@ pub enum DataError {
         source: std::io::Error,
     },
 
+    /// Creating a folder or writing a file failed.
+    #[error("cannot {action} {path}: {source}")]
+    Write {
+        action: WriteAction,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// The dataset folder given does not exist or is not a folder.
+    #[error("the dataset folder {path} {}", if *.exists { "is not a folder" } else { "does not exist" })]
+    MissingRoot { path: PathBuf, exists: bool },
+
+    /// An image file of 0 bytes.
+    #[error("image {path} is an empty file (0 bytes)")]
+    EmptyFile { path: PathBuf },
+
     /// An image file name does not follow the dataset's naming convention.
     #[error("cannot parse image name {path}: expected {expected}")]
     UnparsableName {
@@ -133,7 +150,37 @@ pub enum DataError {
     WorkerPanicked { batch: usize },
 }
 
+/// What a failed [`DataError::Write`] was doing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WriteAction {
+    /// Creating a folder.
+    CreateFolder,
+    /// Creating or writing a file.
+    WriteFile,
+}
+
+impl std::fmt::Display for WriteAction {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::CreateFolder => "create the folder",
+            Self::WriteFile => "write",
+        })
+    }
+}
+
 impl DataError {
+    pub(crate) fn write(
+        action: WriteAction,
+        path: impl Into<PathBuf>,
+        source: std::io::Error,
+    ) -> Self {
+        Self::Write {
+            action,
+            path: path.into(),
+            source,
+        }
+    }
+
     pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         Self::Io {
             path: path.into(),

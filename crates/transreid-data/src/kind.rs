@@ -7,10 +7,12 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::DataError;
 
-/// A dataset layout. `FromStr` accepts the canonical names (`market1501`, `dukemtmc`, `msmt17`,
-/// `occluded-duke`, `veri776`, `vehicleid`, `custom`) case-insensitively, with `_` read as `-`.
+/// A dataset layout. `FromStr` and deserialisation accept the canonical names (`market1501`,
+/// `dukemtmc`, `msmt17`, `occluded-duke`, `veri776`, `vehicleid`, `custom`) case-insensitively,
+/// with `-` and `_` ignored (`Market-1501`, `Occluded_Duke`, `VeRi_776`); it serialises to the
+/// canonical name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
+#[serde(rename_all = "kebab-case", try_from = "String")]
 pub enum DatasetKind {
     /// Market-1501 ([`crate::datasets::market1501`]).
     Market1501,
@@ -79,10 +81,17 @@ impl FromStr for DatasetKind {
     type Err = DataError;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let name = s.trim().to_ascii_lowercase().replace('_', "-");
+        let plain = |name: &str| -> String {
+            name.trim()
+                .chars()
+                .filter(|c| !matches!(c, '-' | '_'))
+                .map(|c| c.to_ascii_lowercase())
+                .collect()
+        };
+        let name = plain(s);
         DatasetKind::ALL
             .into_iter()
-            .find(|kind| kind.as_str() == name)
+            .find(|kind| plain(kind.as_str()) == name)
             .ok_or_else(|| DataError::UnknownDatasetKind {
                 name: s.to_string(),
                 expected: DatasetKind::ALL.map(DatasetKind::as_str).join(", "),
@@ -90,9 +99,36 @@ impl FromStr for DatasetKind {
     }
 }
 
+impl TryFrom<String> for DatasetKind {
+    type Error = DataError;
+
+    fn try_from(name: String) -> Result<Self, Self::Error> {
+        name.parse()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn names_are_read_as_the_docs_say() {
+        for (name, kind) in [
+            ("Occluded_Duke", DatasetKind::OccludedDuke),
+            ("MARKET1501", DatasetKind::Market1501),
+            ("Market_1501", DatasetKind::Market1501),
+            ("VeRi-776", DatasetKind::Veri776),
+        ] {
+            assert_eq!(name.parse::<DatasetKind>().unwrap(), kind, "{name}");
+            let json = serde_json::to_string(name).unwrap();
+            assert_eq!(serde_json::from_str::<DatasetKind>(&json).unwrap(), kind);
+        }
+        assert!(serde_json::from_str::<DatasetKind>("\"market\"").is_err());
+        assert_eq!(
+            serde_json::to_string(&DatasetKind::OccludedDuke).unwrap(),
+            "\"occluded-duke\""
+        );
+    }
 
     #[test]
     fn names_round_trip() {

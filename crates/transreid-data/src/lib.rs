@@ -47,7 +47,7 @@ pub use dataset::{LoadReport, ReidDataset, SplitCounts};
 pub use datasets::custom::IMAGE_EXTENSIONS;
 pub use datasets::name_pattern::{labels_from_name, NameLabels, PidCam};
 pub use decode::decode_rgb;
-pub use error::{DataError, Result};
+pub use error::{DataError, Result, WriteAction};
 pub use item::{ReidItem, Split, NO_VIEW_LABEL};
 pub use kind::DatasetKind;
 pub use load::load_dataset;

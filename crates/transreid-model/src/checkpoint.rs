@@ -10,7 +10,7 @@ use burn::prelude::*;
 use crate::error::ImportError;
 use crate::input_spec::{InputSpec, INPUT_METADATA_KEY};
 use crate::pretrained::{export_state_dict, load_reference_dict, ImportOptions};
-use crate::state_dict::{read_state_dict, write_safetensors};
+use crate::state_dict::{write_safetensors, CheckpointFile};
 use crate::transreid::{TransReid, TransReidConfig};
 use crate::weight_layout::detect_layout;
 
@@ -28,7 +28,7 @@ pub fn save_checkpoint<B: Backend>(
     config: &TransReidConfig,
     path: &Path,
 ) -> Result<(), ImportError> {
-    write_checkpoint(model, config, None, path)
+    write_checkpoint(model, config, None, BTreeMap::new(), path)
 }
 
 /// Saves the model, its configuration and its test-time input atomically.
@@ -38,26 +38,37 @@ pub fn save_checkpoint_with_input<B: Backend>(
     input: &InputSpec,
     path: &Path,
 ) -> Result<(), ImportError> {
+    save_checkpoint_with_metadata(model, config, input, BTreeMap::new(), path)
+}
+
+/// [`save_checkpoint_with_input`] with further safetensors metadata (e.g. how the file was
+/// made: `transreid import` records the seed of the weights it did not import).
+pub fn save_checkpoint_with_metadata<B: Backend>(
+    model: &TransReid<B>,
+    config: &TransReidConfig,
+    input: &InputSpec,
+    extra: BTreeMap<String, String>,
+    path: &Path,
+) -> Result<(), ImportError> {
     if let Some(message) = input.mismatch(config) {
         return Err(ImportError::Config {
             path: path.to_path_buf(),
             message,
         });
     }
-    write_checkpoint(model, config, Some(input), path)
+    write_checkpoint(model, config, Some(input), extra, path)
 }
 
 fn write_checkpoint<B: Backend>(
     model: &TransReid<B>,
     config: &TransReidConfig,
     input: Option<&InputSpec>,
+    mut metadata: BTreeMap<String, String>,
     path: &Path,
 ) -> Result<(), ImportError> {
     let json = serde_json::to_string(config).expect("config serialises");
-    let mut metadata = BTreeMap::from([
-        ("format".to_string(), "pt".to_string()),
-        (CONFIG_METADATA_KEY.to_string(), json),
-    ]);
+    metadata.insert("format".to_string(), "pt".to_string());
+    metadata.insert(CONFIG_METADATA_KEY.to_string(), json);
     if let Some(input) = input {
         let json = serde_json::to_string(input).expect("input spec serialises");
         metadata.insert(INPUT_METADATA_KEY.to_string(), json);
@@ -88,7 +99,11 @@ pub fn load_checkpoint_with_input<B: Backend>(
     path: &Path,
     device: &B::Device,
 ) -> Result<(TransReid<B>, TransReidConfig, Option<InputSpec>), ImportError> {
-    let (dict, metadata) = read_state_dict(path)?;
+    // Keys as stored (wrappers kept), so the file is named as `import` names it; tensors are
+    // converted only once the file is known to be a checkpoint.
+    let file = CheckpointFile::open(path)?;
+    let keys = file.keys();
+    let metadata = file.metadata();
     let config_error = |message: String| ImportError::Config {
         path: path.to_path_buf(),
         message,
@@ -97,7 +112,11 @@ pub fn load_checkpoint_with_input<B: Backend>(
         path: path.to_path_buf(),
         what,
     };
-    if dict.keys().any(|k| k.starts_with(STATE_OPTIMIZER_PREFIX)) {
+    // Our training states carry the configuration and the optimiser's buffers; other files
+    // with `optimizer.*` keys (DINO training checkpoints) are named by their layout below.
+    if metadata.contains_key(CONFIG_METADATA_KEY)
+        && keys.iter().any(|k| k.starts_with(STATE_OPTIMIZER_PREFIX))
+    {
         return Err(not_a_checkpoint(
             "a training state (model and optimiser, for `transreid train --resume <run folder>`); \
              use checkpoint.safetensors of the same run folder"
@@ -105,7 +124,6 @@ pub fn load_checkpoint_with_input<B: Backend>(
         ));
     }
     let Some(json) = metadata.get(CONFIG_METADATA_KEY) else {
-        let keys: Vec<String> = dict.keys().cloned().collect();
         let what = match detect_layout(&keys) {
             Ok(detected) => format!(
                 ": the file is {}; make a checkpoint of it with `transreid import --source {}`",
@@ -130,6 +148,6 @@ pub fn load_checkpoint_with_input<B: Backend>(
         return Err(config_error(message));
     }
     let mut model = config.init::<B>(device);
-    load_reference_dict(&mut model, dict, ImportOptions::default())?;
+    load_reference_dict(&mut model, file.state_dict()?, ImportOptions::default())?;
     Ok((model, config, input))
 }

@@ -2,6 +2,13 @@ use std::path::PathBuf;
 
 use crate::weight_layout::{PretrainGrid, UnsupportedLayout, WeightKind, WeightLayout};
 
+fn rows_text(rows: Option<usize>) -> String {
+    match rows {
+        Some(n) => format!("{n} rows"),
+        None => "no rows (no table)".into(),
+    }
+}
+
 /// Errors from weight import, checkpoints and label checks.
 #[derive(Debug, thiserror::Error)]
 pub enum ImportError {
@@ -59,6 +66,21 @@ pub enum ImportError {
         /// The checkpoint's shape.
         got: Vec<usize>,
     },
+    /// The file's SIE table (`base.sie_embed`) has another row count than the model's.
+    #[error(
+        "the checkpoint's SIE table has {} but the model's has {} ({}); the reference numbers the \
+         rows camera x views + view, so give the cameras and views of the training run \
+         (`--cameras N --views M`, or model.sie_camera / sie_view with the dataset's counts)",
+        rows_text(*.file), rows_text(*.model), .layout
+    )]
+    SieRows {
+        /// Rows in the file (`None`: no table).
+        file: Option<usize>,
+        /// Rows of the model (`None`: SIE off).
+        model: Option<usize>,
+        /// How the model reads its table ([`crate::SieConfig::describe`]).
+        layout: String,
+    },
     /// The checkpoint holds no model configuration, or an unreadable one.
     #[error("{path} holds no usable TransReID configuration: {message}")]
     Config {
@@ -78,14 +100,16 @@ pub enum ImportError {
     /// The position embedding cannot be resized (its grid is not square).
     #[error(
         "position embedding with {tokens} grid tokens is not a square grid: give the grid it was \
-         trained at (pretrain_hw_ratio = 2 for LUPerson weights trained at 256x128)"
+         trained at (LUPerson weights trained at 256x128: `--pretrain-hw-ratio 2`, or \
+         `pretrain_hw_ratio = 2` under [model] in a run configuration; any grid: \
+         `--pretrain-grid HxW`, e.g. 16x8)"
     )]
     NonSquarePosEmbed {
         /// Number of grid tokens (without prefix tokens).
         tokens: usize,
     },
     /// The position embedding's token count does not fit the given pretraining grid.
-    #[error("position embedding with {tokens} grid tokens does not fit the {grid}")]
+    #[error("position embedding with {tokens} grid tokens does not fit the {grid}: give the grid it was trained at (`--pretrain-hw-ratio R` or `--pretrain-grid HxW`)")]
     PosEmbedGrid {
         /// Number of grid tokens (without prefix tokens).
         tokens: usize,
@@ -102,7 +126,7 @@ pub enum ImportError {
     },
     /// The checkpoint has the ICS convolution stem and the model does not, or the reverse.
     #[error("{}", if *.checkpoint_has_stem {
-        "the checkpoint has the ICS convolution stem (patch_embed.conv.*): build the model with the ICS stem (stem = \"ics\")"
+        "the checkpoint has the ICS convolution stem (patch_embed.conv.*): build the model with the ICS stem (`--stem ics`, or `stem = \"ics\"` under [model] in a run configuration)"
     } else {
         "the model has the ICS convolution stem but the checkpoint has none: build the model without it"
     })]
@@ -125,7 +149,7 @@ pub enum ImportError {
         sample: Vec<String>,
     },
     /// The file is not the kind of weights asked for.
-    #[error("the file is {detected}, not {}; use kind `{}` (or `auto`)", requested.name(), detected.kind().name())]
+    #[error("the file is {detected}, not {}; use kind `{}` (`--kind {}`, or `kind = \"{}\"` in a run configuration) or `auto`", requested.name(), detected.kind().name(), detected.kind().name(), detected.kind().name())]
     KindMismatch {
         /// The kind asked for.
         requested: WeightKind,
@@ -191,7 +215,7 @@ pub enum ModelConfigError {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum LabelError {
     /// A camera id is outside `0..camera_num`.
-    #[error("camera id {id} out of range: the model knows {count} cameras")]
+    #[error("camera id {id} out of range: the model knows {count} cameras (0-based ids 0 to {}, c1 to c{count} in file names)", count.saturating_sub(1))]
     CameraOutOfRange {
         /// The id given.
         id: i64,

@@ -42,7 +42,7 @@ pub use batch_norm::BatchNorm2d;
 pub use block::{Block, BlockConfig};
 pub use checkpoint::{
     export_reference, load_checkpoint, load_checkpoint_with_input, save_checkpoint,
-    save_checkpoint_with_input, CONFIG_METADATA_KEY,
+    save_checkpoint_with_input, save_checkpoint_with_metadata, CONFIG_METADATA_KEY,
 };
 pub use drop_path::drop_path;
 pub use error::{ImportError, LabelError, ModelConfigError};

@@ -251,6 +251,7 @@ fn apply_state_dict<B: Backend>(
             report.unexpected.push(key);
             continue;
         };
+        let file_shape = tensor.shape.clone();
         let tensor = if is_linear_weight(&key) && tensor.shape.len() == 2 {
             tensor.transposed()
         } else {
@@ -258,7 +259,12 @@ fn apply_state_dict<B: Backend>(
         };
         provided.insert(path.clone());
         if &tensor.shape != shape {
-            report.mismatched.push((key, shape.clone(), tensor.shape));
+            // Both shapes as PyTorch lays them out (Linear weights `[out, in]`), as in the file.
+            let mut model_shape = shape.clone();
+            if is_linear_weight(&key) {
+                model_shape.reverse();
+            }
+            report.mismatched.push((key, model_shape, file_shape));
             continue;
         }
         let path_stack = path.split('.').map(str::to_string).collect();
@@ -457,13 +463,33 @@ pub fn load_reference<B: Backend>(
     Ok(report)
 }
 
+/// The reference's name of the SIE table.
+const SIE_KEY: &str = "base.sie_embed";
+
 /// [`load_reference`] from tensors already in memory.
+///
+/// # Errors
+/// [`ImportError::SieRows`] when the file's SIE table has another row count than the model's
+/// (or one of them has none); the key, shape and layout errors of strict loading otherwise.
 pub fn load_reference_dict<B: Backend>(
     model: &mut TransReid<B>,
     dict: StateDict,
     options: ImportOptions,
 ) -> Result<ImportReport, ImportError> {
     let mut report = ImportReport::default();
+    // The table's rows cannot say how they split into cameras and views, so the count must be
+    // the model's (cameras x views as configured), even when a partial load is allowed.
+    let sie = model.sie();
+    let file_rows = dict
+        .get(SIE_KEY)
+        .map(|t| t.shape.first().copied().unwrap_or(0));
+    if file_rows != sie.table_len() {
+        return Err(ImportError::SieRows {
+            file: file_rows,
+            model: sie.table_len(),
+            layout: sie.describe(),
+        });
+    }
     let dict = dict
         .into_iter()
         .filter(|(k, _)| !k.starts_with("base.fc."))

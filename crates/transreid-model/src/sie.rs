@@ -62,6 +62,21 @@ impl SieConfig {
         }
     }
 
+    /// How the table's rows are read, e.g. `rows = cameras x views = 3 x 2, row = camera x 2 + view`.
+    pub fn describe(&self) -> String {
+        let (cameras, views) = (self.camera_num, self.view_num);
+        match self.mode {
+            SieMode::None => "no SIE".into(),
+            SieMode::Camera => format!("one row per camera, {cameras} cameras"),
+            SieMode::View => format!("one row per view, {views} views"),
+            SieMode::CameraView => {
+                format!(
+                    "rows = cameras x views = {cameras} x {views}, row = camera x {views} + view"
+                )
+            }
+        }
+    }
+
     /// The table row for one sample, checking the ranges.
     pub fn index(&self, camera: i64, view: i64) -> Result<Option<i64>, LabelError> {
         let check_cam = || {

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use burn_store::pytorch::pickle_reader::PickleError;
 use burn_store::pytorch::{PytorchError, PytorchReader};
 use burn_store::TensorSnapshot;
-use safetensors::{Dtype, SafeTensors};
+use safetensors::{Dtype, SafeTensorError, SafeTensors};
 
 use crate::error::ImportError;
 
@@ -123,6 +123,13 @@ impl CheckpointFile {
         let mut head = [0u8; 9];
         let mut file = std::fs::File::open(path).map_err(io)?;
         let read = file.read(&mut head).map_err(io)?;
+        if read == 0 {
+            return Err(corrupt(
+                path,
+                "safetensors or PyTorch",
+                "the file is empty (0 bytes)",
+            ));
+        }
         let is_pytorch = read >= 2 && (head[..2] == *b"PK" || (head[0] == 0x80 && head[8] != b'{'));
         let (tensors, metadata) = if is_pytorch {
             let reader = PytorchReader::new(path).map_err(|e| pytorch_error(path, e))?;
@@ -130,14 +137,14 @@ impl CheckpointFile {
         } else {
             let bytes = std::fs::read(path).map_err(io)?;
             let (_, meta) =
-                SafeTensors::read_metadata(&bytes).map_err(|e| corrupt(path, "safetensors", e))?;
+                SafeTensors::read_metadata(&bytes).map_err(|e| not_safetensors(path, e))?;
             let metadata = meta
                 .metadata()
                 .clone()
                 .unwrap_or_default()
                 .into_iter()
                 .collect();
-            SafeTensors::deserialize(&bytes).map_err(|e| corrupt(path, "safetensors", e))?;
+            SafeTensors::deserialize(&bytes).map_err(|e| not_safetensors(path, e))?;
             (Tensors::Safetensors(bytes), metadata)
         };
         Ok(Self {
@@ -195,7 +202,7 @@ impl CheckpointFile {
             }
             Tensors::Safetensors(bytes) => {
                 let tensors =
-                    SafeTensors::deserialize(bytes).map_err(|e| corrupt(path, "safetensors", e))?;
+                    SafeTensors::deserialize(bytes).map_err(|e| not_safetensors(path, e))?;
                 let view = tensors.tensor(key).map_err(|_| missing())?;
                 Ok(HostTensor::new(
                     view.shape().to_vec(),
@@ -207,6 +214,36 @@ impl CheckpointFile {
 }
 
 /// burn-store's error, with a pickled Python object it cannot rebuild named as such.
+/// A safetensors parser error in words: what is wrong with the file, not the parser's name for it.
+fn not_safetensors(path: &Path, error: SafeTensorError) -> ImportError {
+    let reason = match error {
+        SafeTensorError::HeaderTooSmall => "shorter than a safetensors header (truncated?)".into(),
+        SafeTensorError::InvalidHeaderLength | SafeTensorError::HeaderTooLarge => {
+            "its header length is beyond the file (truncated, or not a safetensors file)".into()
+        }
+        SafeTensorError::InvalidHeader
+        | SafeTensorError::InvalidHeaderStart
+        | SafeTensorError::InvalidHeaderDeserialization
+        | SafeTensorError::JsonError(_) => {
+            "its header is not safetensors JSON (not a safetensors file, or damaged)".into()
+        }
+        SafeTensorError::MetadataIncompleteBuffer => {
+            "its tensors do not cover the file's data (truncated, or extra bytes)".into()
+        }
+        SafeTensorError::InvalidOffset(key) => {
+            format!("the data of `{key}` lies outside the file (truncated?)")
+        }
+        SafeTensorError::TensorInvalidInfo
+        | SafeTensorError::InvalidTensorView(..)
+        | SafeTensorError::ValidationOverflow => {
+            "a tensor's shape and dtype do not fit its data (damaged)".into()
+        }
+        SafeTensorError::TensorNotFound(key) => format!("no tensor `{key}`"),
+        SafeTensorError::IoError(e) => format!("reading failed: {e}"),
+    };
+    corrupt(path, "safetensors", reason)
+}
+
 fn pytorch_error(path: &Path, error: PytorchError) -> ImportError {
     match error {
         PytorchError::Pickle(PickleError::UnsupportedType(object)) => {
@@ -312,8 +349,8 @@ pub fn write_safetensors(
         })
         .collect();
     let metadata: std::collections::HashMap<String, String> = metadata.into_iter().collect();
-    let serialized = safetensors::serialize(views, &Some(metadata))
-        .map_err(|e| corrupt(path, "safetensors", e))?;
+    let serialized =
+        safetensors::serialize(views, &Some(metadata)).map_err(|e| not_safetensors(path, e))?;
     let tmp = path.with_extension("safetensors.tmp");
     std::fs::write(&tmp, serialized).map_err(io)?;
     std::fs::rename(&tmp, path).map_err(io)

@@ -78,12 +78,13 @@ impl WeightKind {
         }
     }
 
-    /// The name used by the command line and the run configuration.
+    /// The name the command line (`--kind`) and the run configuration (`kind = "…"`) both take
+    /// (the configuration also reads `self_supervised`).
     pub fn name(self) -> &'static str {
         match self {
             Self::Auto => "auto",
             Self::Imagenet => "imagenet",
-            Self::SelfSupervised => "self_supervised",
+            Self::SelfSupervised => "self-supervised",
             Self::Reference => "reference",
         }
     }

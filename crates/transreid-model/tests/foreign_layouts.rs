@@ -192,7 +192,10 @@ fn wrong_kind_grid_or_pickle_is_a_typed_error() {
         ),
         "{err}"
     );
-    assert!(err.to_string().contains("self_supervised"), "{err}");
+    assert!(
+        err.to_string().contains("`--kind self-supervised`"),
+        "{err}"
+    );
     let err = load_pretrained(
         &mut model,
         &dino,
@@ -563,11 +566,9 @@ fn grads_by_name<A: AutodiffBackend>(
 #[test]
 fn files_that_are_not_checkpoints_say_what_they_are() {
     let device = burn::backend::ndarray::NdArrayDevice::default();
-    let err = transreid_model::load_checkpoint::<NdArray>(
-        &fixture("timm_vit_w48.safetensors"),
-        &device,
-    )
-    .unwrap_err();
+    let err =
+        transreid_model::load_checkpoint::<NdArray>(&fixture("timm_vit_w48.safetensors"), &device)
+            .unwrap_err();
     assert!(matches!(err, ImportError::Config { .. }), "{err}");
     assert!(
         err.to_string().contains("timm-layout ViT backbone"),

@@ -267,6 +267,41 @@ fn checkpoint_round_trip_and_reference_layout() {
     assert!(dict.contains_key("bottleneck_2.running_var"));
     let mut other = config.init::<NdArray>(&device);
     load_reference(&mut other, &export, ImportOptions::default()).unwrap();
+
+    // The 6-row table of 3 cameras x 2 views into a model of 3 cameras or of no SIE: refused,
+    // saying how rows are numbered, even when a partial load is allowed.
+    for (mode, model_rows) in [(SieMode::Camera, Some(3)), (SieMode::None, None)] {
+        let mut wrong = tiny(true, mode).init::<NdArray>(&device);
+        let partial = ImportOptions {
+            allow_partial: true,
+        };
+        let err = load_reference(&mut wrong, &export, partial).unwrap_err();
+        match &err {
+            ImportError::SieRows { file, model, .. } => {
+                assert_eq!((*file, *model), (Some(6), model_rows))
+            }
+            other => panic!("{other}"),
+        }
+        assert!(err.to_string().contains("camera x views + view"), "{err}");
+    }
+
+    // A mis-shaped Linear weight is shown as the file holds it ([out, in]), beside the model's
+    // shape in the same layout.
+    let mut edited = dict.clone();
+    edited.insert(
+        "classifier_4.weight".into(),
+        HostTensor::new(vec![5, 64], vec![0.0; 5 * 64]),
+    );
+    let edited_path = dir.path().join("edited.safetensors");
+    write_safetensors(&edited_path, &edited, BTreeMap::new()).unwrap();
+    let err = load_reference(&mut other, &edited_path, ImportOptions::default()).unwrap_err();
+    match err {
+        ImportError::ShapeMismatch { key, expected, got } => {
+            assert_eq!(key, "classifier_4.weight");
+            assert_eq!((expected, got), (vec![7, 64], vec![5, 64]));
+        }
+        other => panic!("{other}"),
+    }
 }
 
 #[test]
@@ -356,8 +391,9 @@ fn import_errors_name_the_key() {
     match err {
         ImportError::ShapeMismatch { key, expected, got } => {
             assert_eq!(key, "classifier.weight");
-            assert_eq!(expected, vec![64, 7]);
-            assert_eq!(got, vec![64, 9]);
+            // As the file holds them (PyTorch's [out, in]), not transposed.
+            assert_eq!(expected, vec![7, 64]);
+            assert_eq!(got, vec![9, 64]);
         }
         other => panic!("{other}"),
     }

@@ -1,6 +1,6 @@
 //! `transreid bench`: training and inference throughput, and the device check.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use burn::tensor::backend::Backend;
@@ -57,9 +57,11 @@ pub enum BenchCommand {
         /// Dtype of the products (`auto`: bf16 on CUDA, f32 elsewhere).
         #[arg(long, value_enum, default_value = "f32")]
         precision: PrecisionSetting,
-        /// The fixture written by scripts/reference_model_fixture.py.
-        #[arg(long, default_value = "tests/fixtures/reference_model.safetensors")]
-        fixture: PathBuf,
+        /// The fixture written by scripts/reference_model_fixture.py. Default: the repository's
+        /// tests/fixtures/reference_model.safetensors, looked for in the working folder and
+        /// above the binary (target/release/, .gpu/).
+        #[arg(long)]
+        fixture: Option<PathBuf>,
     },
 }
 
@@ -159,11 +161,33 @@ pub fn run(command: BenchCommand) -> anyhow::Result<()> {
         } => {
             let job = BenchJob::Check {
                 precision: precision.resolve(device == Device::Cuda),
-                fixture,
+                fixture: match fixture {
+                    Some(path) => path,
+                    None => find_check_fixture()?,
+                },
             };
             on_backend(device, NamedBench(device, job))
         }
     }
+}
+
+/// The check's fixture, relative to the repository root.
+const CHECK_FIXTURE: &str = "tests/fixtures/reference_model.safetensors";
+
+/// [`CHECK_FIXTURE`] in the working folder or in a folder above the binary.
+fn find_check_fixture() -> anyhow::Result<PathBuf> {
+    let exe = std::env::current_exe().ok();
+    let above_binary = exe.iter().flat_map(|e| e.ancestors().skip(1));
+    std::iter::once(Path::new("."))
+        .chain(above_binary)
+        .map(|dir| dir.join(CHECK_FIXTURE))
+        .find(|path| path.is_file())
+        .ok_or_else(|| {
+            anyhow::anyhow!(
+                "no {CHECK_FIXTURE} in the working folder or above the binary: give --fixture \
+                 PATH (the repository's {CHECK_FIXTURE})"
+            )
+        })
 }
 
 /// `transreid bench` on one backend; each prints one JSON line.

@@ -57,6 +57,12 @@ pub fn run(command: DataCommand) -> anyhow::Result<()> {
             cameras,
             seed,
         } => {
+            // Train and test identities share Market-1501's range 1..=1501.
+            anyhow::ensure!(
+                (1..=750).contains(&ids),
+                "--ids {ids} must be between 1 and 750 (identities per split; train and test \
+                 together stay within Market-1501's 1..=1501)"
+            );
             let mut config = SynthConfig::new(&out);
             config.train_ids = ids;
             config.test_ids = ids;

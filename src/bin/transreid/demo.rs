@@ -23,8 +23,10 @@ const DEMO_CONFIG: &str = include_str!("../../../configs/synthetic/tiny_transrei
 
 #[derive(clap::Args)]
 pub struct DemoArgs {
-    /// Working folder for the synthetic set (`synthetic/`) and the run (`run/`); both are
-    /// replaced.
+    /// Working folder for the synthetic set (`synthetic/`) and the run (`run/`). A folder of an
+    /// earlier demo (marked by its `.transreid-demo` file) has both replaced; a folder whose
+    /// `run/` or `synthetic/` the demo did not write is refused, and so is a folder another
+    /// demo is using.
     #[arg(long, default_value = "demo-run")]
     out: PathBuf,
     /// Training epochs.
@@ -37,16 +39,12 @@ pub struct DemoArgs {
 
 pub fn run(args: DemoArgs) -> anyhow::Result<()> {
     let DemoArgs { out, epochs, lr } = args;
+    anyhow::ensure!(epochs > 0, "--epochs must be at least 1");
+    anyhow::ensure!(lr.is_finite() && lr > 0.0, "--lr must be a positive number");
     let data_root = out.join("synthetic");
     let run_dir = out.join("run");
-    // The demo owns its folder: the set and run of a previous demo are regenerated (the set is
-    // deterministic).
-    for dir in [&data_root, &run_dir] {
-        if dir.exists() {
-            std::fs::remove_dir_all(dir)
-                .with_context(|| format!("removing the previous demo's {}", dir.display()))?;
-        }
-    }
+    // Held until the demo ends: a second demo on the same folder is refused.
+    let _claim = claim_demo_folder(&out)?;
     let mut config = RunConfig::from_toml(DEMO_CONFIG, Path::new("tiny_transreid.toml"))?;
     config.output_dir = run_dir.clone();
     config.dataset.root = data_root.clone();
@@ -132,4 +130,95 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
         data_root.display()
     );
     Ok(())
+}
+
+/// The file that marks a folder as the demo's own.
+const DEMO_MARKER: &str = ".transreid-demo";
+
+/// Makes `out` the demo's folder for this process: creates it with its marker, refuses a
+/// folder whose `run/` or `synthetic/` an earlier demo did not write (no marker), takes an
+/// exclusive lock on the marker (released when the returned file is dropped or the process
+/// ends) and only then removes the earlier demo's `run/` and `synthetic/`.
+fn claim_demo_folder(out: &Path) -> anyhow::Result<std::fs::File> {
+    std::fs::create_dir_all(out)
+        .with_context(|| format!("cannot create the demo folder {} (--out)", out.display()))?;
+    let marker = out.join(DEMO_MARKER);
+    let earlier_demo = marker.is_file();
+    let ours = [out.join("synthetic"), out.join("run")];
+    let existing: Vec<&PathBuf> = ours.iter().filter(|p| p.exists()).collect();
+    if !earlier_demo && !existing.is_empty() {
+        let names: Vec<String> = existing.iter().map(|p| p.display().to_string()).collect();
+        anyhow::bail!(
+            "{} already holds {}, which `transreid demo` did not write (the folder has no {DEMO_MARKER} \
+             file): the demo would replace it; choose another --out or move it away",
+            out.display(),
+            names.join(" and ")
+        );
+    }
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&marker)
+        .with_context(|| format!("cannot write {}", marker.display()))?;
+    lock_exclusive(&file).with_context(|| {
+        format!(
+            "another `transreid demo` is using {}: wait for it to end or choose another --out",
+            out.display()
+        )
+    })?;
+    for dir in existing {
+        std::fs::remove_dir_all(dir)
+            .with_context(|| format!("cannot remove the earlier demo's {}", dir.display()))?;
+    }
+    Ok(file)
+}
+
+/// An exclusive, non-blocking lock on `file` (no lock where the platform has no `flock`).
+fn lock_exclusive(file: &std::fs::File) -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::fd::AsRawFd;
+        // SAFETY: flock on a descriptor this function borrows; no memory is shared.
+        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = file;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_folder_of_an_earlier_demo_is_replaced() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("project");
+        // A user's `run/` folder is never removed.
+        std::fs::create_dir_all(out.join("run")).unwrap();
+        std::fs::write(out.join("run/notes.txt"), "mine").unwrap();
+        let err = claim_demo_folder(&out).unwrap_err().to_string();
+        assert!(
+            err.contains("did not write") && err.contains("run"),
+            "{err}"
+        );
+        assert!(out.join("run/notes.txt").exists());
+        assert!(!out.join(DEMO_MARKER).exists());
+
+        // A fresh folder becomes the demo's; a second claim while the first holds it fails.
+        let fresh = dir.path().join("fresh");
+        let held = claim_demo_folder(&fresh).unwrap();
+        std::fs::create_dir_all(fresh.join("run")).unwrap();
+        std::fs::write(fresh.join("run/metrics.csv"), "epoch").unwrap();
+        let err = format!("{:#}", claim_demo_folder(&fresh).unwrap_err());
+        assert!(err.contains("another `transreid demo`"), "{err}");
+        assert!(fresh.join("run/metrics.csv").exists());
+        // Once released, the earlier demo's folders are replaced.
+        drop(held);
+        let _again = claim_demo_folder(&fresh).unwrap();
+        assert!(!fresh.join("run").exists());
+    }
 }

@@ -14,6 +14,9 @@ use crate::inputs::{EmbedModelArgs, FolderArgs};
 
 /// Metadata key of the embedded files' paths (a JSON list).
 pub const PATHS_KEY: &str = "paths";
+/// Metadata key of what identifies each embedded file when it was embedded (a JSON list of
+/// [`FileStamp`], in the order of `paths`), so that a search notices a changed gallery.
+pub const FILES_KEY: &str = "transreid.files";
 /// Metadata key of what made the features: the model configuration and input normalisation,
 /// so that `search --gallery-features` refuses features of another model.
 pub const EMBEDDED_BY_KEY: &str = "transreid.embedded_by";
@@ -23,7 +26,8 @@ pub struct EmbedArgs {
     /// Image files or folders.
     #[arg(long, num_args = 1.., required = true)]
     images: Vec<PathBuf>,
-    /// Output `.safetensors`: `features` [N, dim]; the paths in the metadata key `paths`.
+    /// Output `.safetensors`: `features` [N, dim]; the absolute paths in the metadata key
+    /// `paths`, each file's size and modification time in `transreid.files`.
     #[arg(long)]
     out: PathBuf,
     #[command(flatten)]
@@ -52,11 +56,27 @@ impl BackendJob for EmbedArgs {
             "none of the {} files could be read; nothing was written",
             paths.len()
         );
-        let names: Vec<String> = embedded
+        // Absolute, so that `search --gallery-features` works from any folder.
+        let absolute = embedded
             .paths
             .iter()
-            .map(|p| p.display().to_string())
-            .collect();
+            .map(|p| std::path::absolute(p).with_context(|| format!("resolving {}", p.display())))
+            .collect::<anyhow::Result<Vec<PathBuf>>>()?;
+        let names = absolute
+            .iter()
+            .map(|p| {
+                p.to_str().map(str::to_string).with_context(|| {
+                    format!(
+                        "{} is not a UTF-8 path, which the features file cannot store",
+                        p.display()
+                    )
+                })
+            })
+            .collect::<anyhow::Result<Vec<String>>>()?;
+        let stamps = absolute
+            .iter()
+            .map(|p| FileStamp::of(p))
+            .collect::<anyhow::Result<Vec<FileStamp>>>()?;
         let dim = embedder.dim();
         let tensors = StateDict::from([(
             "features".to_string(),
@@ -64,6 +84,7 @@ impl BackendJob for EmbedArgs {
         )]);
         let metadata = BTreeMap::from([
             (PATHS_KEY.to_string(), serde_json::to_string(&names)?),
+            (FILES_KEY.to_string(), serde_json::to_string(&stamps)?),
             (
                 EMBEDDED_BY_KEY.to_string(),
                 embedded_by(&embedder, &model.checkpoint)?,
@@ -76,6 +97,33 @@ impl BackendJob for EmbedArgs {
             out.display()
         );
         Ok(())
+    }
+}
+
+/// What identifies a file's content without reading it: its size and modification time (a
+/// `stat`, so checking an 80,000-image gallery costs no decoding and no hashing).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct FileStamp {
+    /// Bytes.
+    pub size: u64,
+    /// Modification time, nanoseconds since the Unix epoch.
+    pub modified_ns: u128,
+}
+
+impl FileStamp {
+    /// The stamp of `path` now.
+    pub fn of(path: &Path) -> anyhow::Result<Self> {
+        let meta =
+            std::fs::metadata(path).with_context(|| format!("reading {}", path.display()))?;
+        let modified = meta
+            .modified()
+            .ok()
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .map_or(0, |d| d.as_nanos());
+        Ok(Self {
+            size: meta.len(),
+            modified_ns: modified,
+        })
     }
 }
 
@@ -152,8 +200,70 @@ pub fn read_features<B: Backend>(
             path.display()
         ),
     }
-    Ok((
-        names.into_iter().map(PathBuf::from).collect(),
-        features.data,
-    ))
+    // Paths are absolute since files record them so; an older file's relative ones are read
+    // from the working folder, else from the features file's folder.
+    let folder = path.parent().unwrap_or(Path::new(""));
+    let paths: Vec<PathBuf> = names
+        .into_iter()
+        .map(PathBuf::from)
+        .map(|p| {
+            if p.is_relative() && !p.exists() && folder.join(&p).exists() {
+                folder.join(p)
+            } else {
+                p
+            }
+        })
+        .collect();
+    check_unchanged(path, &paths, metadata.get(FILES_KEY))?;
+    Ok((paths, features.data))
+}
+
+/// Refuses stored features whose images have changed (size or modification time) or gone
+/// since they were embedded, naming them; warns when the file records no stamps.
+fn check_unchanged(path: &Path, paths: &[PathBuf], stamps: Option<&String>) -> anyhow::Result<()> {
+    let Some(stamps) = stamps else {
+        eprintln!(
+            "warning: {} records no file sizes or times (an older `transreid embed`): images \
+             changed since cannot be noticed; embed the gallery again to be sure",
+            path.display()
+        );
+        return Ok(());
+    };
+    let stamps: Vec<FileStamp> = serde_json::from_str(stamps)
+        .with_context(|| format!("{}: unreadable `{FILES_KEY}` metadata", path.display()))?;
+    anyhow::ensure!(
+        stamps.len() == paths.len(),
+        "{}: {} file stamps for {} paths",
+        path.display(),
+        stamps.len(),
+        paths.len()
+    );
+    let changed: Vec<String> = paths
+        .iter()
+        .zip(&stamps)
+        .filter(|(p, stamp)| FileStamp::of(p).ok().as_ref() != Some(*stamp))
+        .map(|(p, _)| p.display().to_string())
+        .collect();
+    if !changed.is_empty() {
+        let shown = changed
+            .iter()
+            .take(5)
+            .cloned()
+            .collect::<Vec<_>>()
+            .join(", ");
+        let more = changed.len().saturating_sub(5);
+        anyhow::bail!(
+            "{} image(s) changed or disappeared since `transreid embed` wrote {} (size or \
+             modification time differ): {shown}{}; its distances would describe the old images: \
+             embed the gallery again",
+            changed.len(),
+            path.display(),
+            if more > 0 {
+                format!(" and {more} more")
+            } else {
+                String::new()
+            }
+        );
+    }
+    Ok(())
 }

@@ -6,7 +6,8 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use burn::tensor::backend::Backend;
 use transreid::data::{
-    load_dataset, DatasetKind, EvalLoader, LoadOptions, LoaderConfig, ReidItem, TestTransform,
+    load_dataset, DatasetKind, EvalLoader, ImageCheck, LoadOptions, LoaderConfig, ReidItem,
+    TestTransform,
 };
 use transreid::eval::{EvalConfig, Features, ReidMetrics, RerankConfig, VehicleIdProtocol};
 use transreid::inference::{
@@ -50,6 +51,10 @@ pub struct EvalArgs {
     /// the reference's protocol draws.
     #[arg(long)]
     trials: Option<usize>,
+    /// Leave out images that cannot be decoded (truncated, corrupt, empty), decoding every
+    /// image first and listing those left out; without it the first one stops the evaluation.
+    #[arg(long)]
+    skip_unreadable: bool,
     /// Input normalisation. Default: the one the checkpoint records (older checkpoints: the
     /// run's `config.toml` beside it, else `half`, with a warning).
     #[arg(long, value_enum)]
@@ -67,8 +72,12 @@ impl BackendJob for EvalArgs {
         if let Some(plot) = &self.cmc_plot {
             check_output(plot, "png", &[&self.checkpoint])?;
         }
+        let vehicle_id = self.dataset == DatasetKind::VehicleId;
+        if !vehicle_id && self.trials.is_some() {
+            eprintln!("warning: --trials applies to VehicleID only: ignored");
+        }
         let trials = self.trials.unwrap_or(10);
-        anyhow::ensure!(trials > 0, "--trials must be at least 1");
+        anyhow::ensure!(!vehicle_id || trials > 0, "--trials must be at least 1");
         anyhow::ensure!(
             self.k1 > 0 && self.k2 > 0 && (0.0..=1.0).contains(&self.lambda),
             "--k1 and --k2 must be at least 1 and --lambda within 0..=1"
@@ -84,7 +93,28 @@ impl BackendJob for EvalArgs {
             eprintln!("warning: {warning}");
         }
         let kind = self.dataset;
-        let dataset = load_dataset(kind, &self.root, &LoadOptions::default())?;
+        let options = LoadOptions {
+            image_check: if self.skip_unreadable {
+                ImageCheck::SkipUnreadable
+            } else {
+                ImageCheck::None
+            },
+            ..LoadOptions::default()
+        };
+        let dataset = load_dataset(kind, &self.root, &options)?;
+        if !dataset.report.unreadable.is_empty() {
+            let names: Vec<String> = dataset
+                .report
+                .unreadable
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect();
+            eprintln!(
+                "left out {} unreadable image(s) (--skip-unreadable): {}",
+                names.len(),
+                names.join(", ")
+            );
+        }
         if let Some(plot) = &self.cmc_plot {
             // The dataset's images are inputs too.
             let splits = [&dataset.train, &dataset.query, &dataset.gallery];
@@ -94,10 +124,6 @@ impl BackendJob for EvalArgs {
                 .map(|item| item.path.as_path())
                 .collect();
             check_output(plot, "png", &images)?;
-        }
-        let vehicle_id = kind == DatasetKind::VehicleId;
-        if !vehicle_id && self.trials.is_some() {
-            eprintln!("warning: --trials applies to VehicleID only: ignored");
         }
         if !vehicle_id {
             check_scorable(&dataset.query, &dataset.gallery)?;

@@ -1,14 +1,16 @@
 //! `transreid import`: foreign weights into a TransReID checkpoint.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use anyhow::Context;
+use burn::tensor::backend::Backend;
 use transreid::backend::CpuBackend;
 use transreid::config::PatchStem;
 use transreid::data::Normalization;
 use transreid::input_normalization::input_spec;
 use transreid::model::{
-    load_pretrained, save_checkpoint_with_input, IcsStemConfig, ImportOptions, ImportReport,
+    load_pretrained, save_checkpoint_with_metadata, IcsStemConfig, ImportOptions, ImportReport,
     JpmConfig, PretrainGrid, SieConfig, SieMode, TransReidConfig, VitPreset, WeightKind,
 };
 use transreid::output_path::check_output;
@@ -24,6 +26,7 @@ enum SourceKind {
     Imagenet,
     /// A self-supervised person backbone (PersonViT, TransReID-SSL): a DINO / iBOT training
     /// checkpoint (its teacher) or its flat conversion.
+    #[value(alias = "self_supervised")]
     SelfSupervised,
     /// A trained TransReID checkpoint in the reference's layout.
     Reference,
@@ -50,8 +53,12 @@ pub struct ImportArgs {
     kind: SourceKind,
     /// Height / width ratio of the patch grid the source's position embedding was trained at
     /// (2 for LUPerson weights trained at 256x128), used when it is resized.
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value_t = 1, conflicts_with = "pretrain_grid")]
     pretrain_hw_ratio: usize,
+    /// The patch grid the source's position embedding was trained at, `HxW` (e.g. `7x3`), for
+    /// grids no ratio describes.
+    #[arg(long, value_parser = parse_grid)]
+    pretrain_grid: Option<[usize; 2]>,
     /// Patch embedding of the model: `conv`, or TransReID-SSL's `ics` stem (stride 16).
     #[arg(long, value_enum, default_value = "conv")]
     stem: PatchStem,
@@ -86,7 +93,28 @@ pub struct ImportArgs {
     /// Load what matches and report the rest.
     #[arg(long)]
     allow_partial: bool,
+    /// Seed of the weights the source does not hold (SIE table, classifiers, necks), so the
+    /// same command gives the same file; recorded in the checkpoint.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
 }
+
+/// `HxW` (e.g. `16x8`) as `[height, width]`.
+fn parse_grid(text: &str) -> Result<[usize; 2], String> {
+    let parse = |s: &str| s.trim().parse::<usize>().ok().filter(|&n| n > 0);
+    match text.split_once(['x', 'X']) {
+        Some((h, w)) => match (parse(h), parse(w)) {
+            (Some(h), Some(w)) => Ok([h, w]),
+            _ => Err(format!(
+                "`{text}`: expected HxW with positive numbers, e.g. 16x8"
+            )),
+        },
+        None => Err(format!("`{text}`: expected HxW, e.g. 16x8")),
+    }
+}
+
+/// The checkpoint metadata key of the seed `import` initialised the model with.
+const IMPORT_SEED_KEY: &str = "transreid.import_seed";
 
 pub fn run(args: ImportArgs) -> anyhow::Result<()> {
     check_output(&args.out, "safetensors", &[&args.source])?;
@@ -130,17 +158,35 @@ pub fn run(args: ImportArgs) -> anyhow::Result<()> {
         }
     };
     let device = Default::default();
+    CpuBackend::seed(&device, args.seed);
     let mut model = config.init::<CpuBackend>(&device);
     let options = ImportOptions {
         allow_partial: args.allow_partial,
     };
-    let grid = PretrainGrid::HwRatio(args.pretrain_hw_ratio);
+    let grid = match args.pretrain_grid {
+        Some(grid) => PretrainGrid::Grid(grid),
+        None => PretrainGrid::HwRatio(args.pretrain_hw_ratio),
+    };
     let report = load_pretrained(&mut model, &args.source, args.kind.into(), grid, options)
         .with_context(|| format!("importing {}", args.source.display()))?;
     print_import_report(&report);
+    if sie_mode != SieMode::None {
+        // The file cannot say how its rows split into cameras and views.
+        println!(
+            "SIE table read as {} (--cameras {} --views {}): these must be the training run's",
+            config.sie.describe(),
+            args.cameras,
+            args.views
+        );
+    }
     let input = input_spec(normalization, config.vit.img_size);
-    save_checkpoint_with_input(&model, &config, &input, &args.out)?;
-    println!("wrote {}", args.out.display());
+    let extra = BTreeMap::from([(IMPORT_SEED_KEY.to_string(), args.seed.to_string())]);
+    save_checkpoint_with_metadata(&model, &config, &input, extra, &args.out)?;
+    println!(
+        "wrote {} (weights not in the source initialised with --seed {})",
+        args.out.display(),
+        args.seed
+    );
     Ok(())
 }
 

@@ -5,8 +5,8 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use burn::tensor::backend::Backend;
-use clap::builder::{PossibleValuesParser, TypedValueParser};
-use indicatif::{ProgressBar, ProgressStyle};
+use clap::builder::{PossibleValue, TypedValueParser};
+use indicatif::{ProgressBar, ProgressState, ProgressStyle};
 use transreid::data::{DatasetKind, Normalization};
 use transreid::embedder::{EmbeddedFiles, Embedder, Unreadable};
 use transreid::file_name::CameraSource;
@@ -15,10 +15,40 @@ use transreid::output_path::refuse_special_file;
 
 use crate::backend::Device;
 
-/// `--dataset`, listing every kind in `--help` and in its error.
-pub fn dataset_kind_parser() -> impl TypedValueParser<Value = DatasetKind> {
-    PossibleValuesParser::new(DatasetKind::ALL.map(DatasetKind::as_str))
-        .map(|name| name.parse::<DatasetKind>().expect("a listed kind parses"))
+/// `--dataset`: the names `DatasetKind` reads (case-insensitive, `-` and `_` ignored), every
+/// kind listed in `--help` and in the error.
+pub fn dataset_kind_parser() -> DatasetKindParser {
+    DatasetKindParser
+}
+
+#[derive(Clone)]
+pub struct DatasetKindParser;
+
+impl TypedValueParser for DatasetKindParser {
+    type Value = DatasetKind;
+
+    fn parse_ref(
+        &self,
+        cmd: &clap::Command,
+        _arg: Option<&clap::Arg>,
+        value: &std::ffi::OsStr,
+    ) -> Result<DatasetKind, clap::Error> {
+        let fail = |message: String| {
+            clap::Error::raw(clap::error::ErrorKind::InvalidValue, message + "\n").with_cmd(cmd)
+        };
+        let text = value
+            .to_str()
+            .ok_or_else(|| fail("--dataset is not valid UTF-8".into()))?;
+        text.parse().map_err(|e| fail(format!("--dataset: {e}")))
+    }
+
+    fn possible_values(&self) -> Option<Box<dyn Iterator<Item = PossibleValue> + '_>> {
+        Some(Box::new(
+            DatasetKind::ALL
+                .into_iter()
+                .map(|kind| PossibleValue::new(kind.as_str())),
+        ))
+    }
 }
 
 /// The input normalisation a model was trained with.
@@ -186,14 +216,27 @@ impl FolderArgs {
 /// A progress bar over images with their rate, drawn on a terminal only.
 pub fn images_bar(len: usize, what: &str) -> ProgressBar {
     let bar = ProgressBar::new(len as u64).with_style(
-        ProgressStyle::with_template(
-            "{prefix} [{bar:30}] {pos}/{len} images, {per_sec}, eta {eta}",
-        )
-        .expect("valid template")
-        .progress_chars("=> "),
+        ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} images, {rate}, eta {eta}")
+            .expect("valid template")
+            .with_key(
+                "rate",
+                |state: &ProgressState, w: &mut dyn std::fmt::Write| {
+                    let _ = w.write_str(&rate_text(state.per_sec()));
+                },
+            )
+            .progress_chars("=> "),
     );
     bar.set_prefix(what.to_string());
     bar
+}
+
+/// A throughput for the progress bars, rounded to what a person reads: `970 img/s`, `3.4 img/s`.
+fn rate_text(per_second: f64) -> String {
+    if per_second >= 10.0 || per_second == 0.0 {
+        format!("{per_second:.0} img/s")
+    } else {
+        format!("{per_second:.1} img/s")
+    }
 }
 
 /// Writes a file through a temporary file and a rename.
@@ -203,4 +246,16 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
     std::fs::write(&tmp, bytes).with_context(|| format!("writing {}", tmp.display()))?;
     std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::rate_text;
+
+    #[test]
+    fn rates_are_rounded_for_reading() {
+        assert_eq!(rate_text(970.5862), "971 img/s");
+        assert_eq!(rate_text(3.4567), "3.5 img/s");
+        assert_eq!(rate_text(0.0), "0 img/s");
+    }
 }

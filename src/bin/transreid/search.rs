@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use burn::tensor::backend::Backend;
 use transreid::data::decode_rgb;
 use transreid::embedder::Unreadable;
-use transreid::output_path::check_output;
+use transreid::output_path::{check_output, check_outside_folders};
 use transreid::ranked_list::{draw_ranked_list, MAX_HITS};
 use transreid::search::search;
 
@@ -14,12 +14,13 @@ use crate::embed::read_features;
 use crate::inputs::{write_atomic, EmbedModelArgs, FolderArgs};
 
 #[derive(clap::Args)]
+#[command(group(clap::ArgGroup::new("gallery_source").args(["gallery", "gallery_features"]).required(true)))]
 pub struct SearchArgs {
     /// The query image.
     #[arg(long)]
     query: PathBuf,
     /// Gallery image files or folders.
-    #[arg(long, num_args = 1.., required_unless_present = "gallery_features")]
+    #[arg(long, num_args = 1..)]
     gallery: Vec<PathBuf>,
     /// The gallery's features, written by `transreid embed` with the same checkpoint: no
     /// re-embedding of the gallery for every query.
@@ -55,6 +56,11 @@ impl BackendJob for SearchArgs {
         inputs.extend(self.gallery_features.as_deref());
         check_output(&self.out, "png", &inputs)?;
         check_output(&json_path, "json", &inputs)?;
+        // A picture written into a gallery folder would be ranked by the next search of it.
+        let folders: Vec<&Path> = self.gallery.iter().map(PathBuf::as_path).collect();
+        for path in [&self.out, &json_path] {
+            check_outside_folders(path, &folders, self.folders.recursive)?;
+        }
         let query_image = decode_rgb(&self.query)?;
         let embedder = self.model.embedder::<B>(&device)?;
         let stored = match &self.gallery_features {

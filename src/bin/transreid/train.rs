@@ -7,12 +7,13 @@ use anyhow::Context;
 use burn::tensor::backend::Backend;
 use transreid::backend::TrainBackend;
 use transreid::config::{PrecisionSetting, RunConfig};
-use transreid::data::load_dataset;
+use transreid::data::{load_dataset, DataError, ImageCheck};
 use transreid::distributed::{Collective, SingleProcess};
 use transreid::input_normalization::RUN_CONFIG_FILE;
 use transreid::model::TransReid;
 use transreid::train::{
-    check_job, train_parallel, EpochRecord, ParallelOptions, TrainJob, STATE_FILE,
+    check_job, check_ranks_agree, train_parallel, EpochRecord, ParallelOptions, TrainJob,
+    METRICS_FILE, PLOT_FILE, STATE_FILE,
 };
 
 use crate::backend::{on_backend_at, BackendJob, Device};
@@ -129,7 +130,27 @@ fn visible_gpus() -> usize {
 pub fn run(args: TrainArgs) -> anyhow::Result<()> {
     let config_path = match (&args.config, &args.resume) {
         (Some(path), _) => path.clone(),
-        (None, Some(run_dir)) => run_dir.join(RUN_CONFIG_FILE),
+        (None, Some(run_dir)) => {
+            // --resume takes the run's output folder, which holds its config.toml.
+            anyhow::ensure!(
+                !run_dir.is_file(),
+                "--resume takes a run folder (the output_dir of a training run), not a file: {}",
+                run_dir.display()
+            );
+            anyhow::ensure!(
+                run_dir.is_dir(),
+                "--resume {}: no such run folder (give the output_dir of a training run)",
+                run_dir.display()
+            );
+            let config = run_dir.join(RUN_CONFIG_FILE);
+            anyhow::ensure!(
+                config.is_file(),
+                "--resume {}: not a run folder (no {RUN_CONFIG_FILE}; give the output_dir of a \
+                 training run)",
+                run_dir.display()
+            );
+            config
+        }
         (None, None) => anyhow::bail!("give --config, or --resume with a run folder"),
     };
     let mut config = RunConfig::from_file(&config_path)?;
@@ -146,6 +167,7 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
         config.model.pretrained = config.model.pretrained.with_path(path);
     }
     if let Some(epochs) = args.epochs {
+        anyhow::ensure!(epochs > 0, "--epochs must be at least 1");
         config.solver.max_epochs = epochs;
     }
     if let Some(workers) = args.workers {
@@ -279,18 +301,57 @@ pub fn run_on<B: Backend>(
     // A run that cannot start or continue is refused before its configuration is (re)written;
     // an extended run (`--resume --epochs N`) then keeps its new length.
     check_job(&train_job, job.collective.world())?;
+    if job.collective.world() > 1 {
+        check_ranks_agree(&train_job, job.collective.as_ref())?;
+    }
     if writer {
         std::fs::create_dir_all(run_dir)
             .with_context(|| format!("creating {}", run_dir.display()))?;
         write_atomic(&run_dir.join(RUN_CONFIG_FILE), config.to_toml().as_bytes())?;
     }
-    let (model, records) = train_parallel(
+    if writer {
+        report_interrupt(run_dir);
+    }
+    let result = train_parallel(
         model,
         &train_job,
         &device,
         job.collective.as_ref(),
         &job.parallel,
-    )?;
+    );
+    let (model, records) = match result {
+        Ok(done) => done,
+        Err(error) => {
+            let error = anyhow::Error::from(error);
+            if writer && !run_dir.join(STATE_FILE).exists() {
+                // No epoch ended: the files this run wrote describe nothing.
+                for name in [RUN_CONFIG_FILE, METRICS_FILE, PLOT_FILE] {
+                    let _ = std::fs::remove_file(run_dir.join(name));
+                }
+                let _ = std::fs::remove_dir(run_dir); // only when nothing else is in it
+            }
+            let unreadable = error.chain().any(|cause| {
+                matches!(
+                    cause.downcast_ref::<DataError>(),
+                    Some(
+                        DataError::Truncated { .. }
+                            | DataError::Decode { .. }
+                            | DataError::EmptyFile { .. }
+                            | DataError::EmptyImage { .. }
+                            | DataError::ImageTooLarge { .. }
+                    )
+                )
+            });
+            if unreadable && config.dataset.options.image_check == ImageCheck::None {
+                return Err(error.context(
+                    "an image of the dataset cannot be read: set `options = { image_check = \
+                     \"skip-unreadable\" }` under [dataset] in the configuration to leave such \
+                     images out (\"verify\" lists them all before training)",
+                ));
+            }
+            return Err(error);
+        }
+    };
     if !writer {
         return Ok((model, records));
     }
@@ -305,4 +366,50 @@ pub fn run_on<B: Backend>(
     }
     println!("run folder: {}", run_dir.display());
     Ok((model, records))
+}
+
+/// On Ctrl-C, says where the run stopped and how to continue it, then ends the process (status
+/// 130). Every file of the run is written atomically, so the run folder holds the state of the
+/// last finished epoch; the epoch under way is lost.
+fn report_interrupt(run_dir: &Path) {
+    #[cfg(unix)]
+    {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+        extern "C" fn on_interrupt(_: libc::c_int) {
+            INTERRUPTED.store(true, Ordering::SeqCst);
+        }
+        // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
+        unsafe {
+            libc::signal(
+                libc::SIGINT,
+                on_interrupt as *const () as libc::sighandler_t,
+            );
+        }
+        let run_dir = run_dir.to_path_buf();
+        std::thread::spawn(move || loop {
+            std::thread::sleep(Duration::from_millis(100));
+            if INTERRUPTED.load(Ordering::SeqCst) {
+                let done = std::fs::read_to_string(run_dir.join(METRICS_FILE))
+                    .map(|csv| csv.lines().count().saturating_sub(1))
+                    .unwrap_or(0);
+                if run_dir.join(STATE_FILE).exists() {
+                    eprintln!(
+                        "\ninterrupted: {done} epoch(s) are saved in {}; continue with \
+                         `transreid train --resume {}` (the epoch under way is lost)",
+                        run_dir.display(),
+                        run_dir.display()
+                    );
+                } else {
+                    eprintln!(
+                        "\ninterrupted before the first epoch ended: nothing to resume in {}",
+                        run_dir.display()
+                    );
+                }
+                std::process::exit(130);
+            }
+        });
+    }
+    #[cfg(not(unix))]
+    let _ = run_dir;
 }

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use rayon::prelude::*;
 
-use crate::error::{DataError, Result};
+use crate::error::{DataError, Result, WriteAction};
 use crate::seed::{derive_rng, RngPurpose};
 use crate::synth::appearance::AppearanceBook;
 use crate::synth::camera_style::CameraStyle;
@@ -66,7 +66,8 @@ pub fn generate(config: &SynthConfig) -> Result<SynthSummary> {
                 ));
             }
         }
-        std::fs::create_dir_all(&path).map_err(|e| DataError::io(&path, e))?;
+        std::fs::create_dir_all(&path)
+            .map_err(|e| DataError::write(WriteAction::CreateFolder, &path, e))?;
     }
 
     let frames = plan(config);
@@ -170,7 +171,7 @@ fn plan(config: &SynthConfig) -> Vec<Frame> {
 }
 
 fn write_jpeg(path: &Path, image: &image::RgbImage, quality: u8) -> Result<()> {
-    let file = File::create(path).map_err(|e| DataError::io(path, e))?;
+    let file = File::create(path).map_err(|e| DataError::write(WriteAction::WriteFile, path, e))?;
     let mut writer = BufWriter::new(file);
     image::codecs::jpeg::JpegEncoder::new_with_quality(&mut writer, quality)
         .encode_image(image)
@@ -379,5 +380,27 @@ mod tests {
             generate(&small(tmp.path())),
             Err(DataError::InvalidConfig { field: "out", .. })
         ));
+    }
+
+    #[test]
+    fn a_folder_that_cannot_be_created_says_so() {
+        let tmp = tempfile::tempdir().unwrap();
+        let file = tmp.path().join("file");
+        std::fs::write(&file, "").unwrap();
+        let err = generate(&small(&file.join("set"))).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                DataError::Write {
+                    action: WriteAction::CreateFolder,
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        assert!(
+            err.to_string().starts_with("cannot create the folder "),
+            "{err}"
+        );
     }
 }
