@@ -214,6 +214,29 @@ impl CheckpointFile {
 }
 
 /// burn-store's error, with a pickled Python object it cannot rebuild named as such.
+/// The serialised file with its JSON header written in sorted key order: `safetensors` writes
+/// the metadata from a `HashMap`, whose order changes from process to process, so the same
+/// tensors and metadata would give different bytes.
+fn with_sorted_header(serialized: Vec<u8>, metadata: &BTreeMap<String, String>) -> Vec<u8> {
+    let len = u64::from_le_bytes(serialized[..8].try_into().expect("8 bytes")) as usize;
+    let mut header: BTreeMap<String, serde_json::Value> =
+        serde_json::from_slice(&serialized[8..8 + len]).expect("safetensors wrote JSON");
+    header.insert(
+        "__metadata__".into(),
+        serde_json::to_value(metadata).expect("strings serialise"),
+    );
+    let mut text = serde_json::to_string(&header).expect("JSON serialises");
+    // The format aligns the data that follows the header to 8 bytes.
+    while text.len() % 8 != 0 {
+        text.push(' ');
+    }
+    let mut out = Vec::with_capacity(8 + text.len() + serialized.len() - 8 - len);
+    out.extend_from_slice(&(text.len() as u64).to_le_bytes());
+    out.extend_from_slice(text.as_bytes());
+    out.extend_from_slice(&serialized[8 + len..]);
+    out
+}
+
 /// A safetensors parser error in words: what is wrong with the file, not the parser's name for it.
 fn not_safetensors(path: &Path, error: SafeTensorError) -> ImportError {
     let reason = match error {
@@ -348,9 +371,10 @@ pub fn write_safetensors(
             )
         })
         .collect();
-    let metadata: std::collections::HashMap<String, String> = metadata.into_iter().collect();
+    let hashed: std::collections::HashMap<String, String> = metadata.clone().into_iter().collect();
     let serialized =
-        safetensors::serialize(views, &Some(metadata)).map_err(|e| not_safetensors(path, e))?;
+        safetensors::serialize(views, &Some(hashed)).map_err(|e| not_safetensors(path, e))?;
+    let serialized = with_sorted_header(serialized, &metadata);
     let tmp = path.with_extension("safetensors.tmp");
     std::fs::write(&tmp, serialized).map_err(io)?;
     std::fs::rename(&tmp, path).map_err(io)
@@ -359,6 +383,26 @@ pub fn write_safetensors(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_same_tensors_and_metadata_give_the_same_bytes() {
+        let dir = tempfile::tempdir().unwrap();
+        let dict = StateDict::from([("w".to_string(), HostTensor::new(vec![2], vec![1.0, 2.0]))]);
+        let metadata: BTreeMap<String, String> = (0..12)
+            .map(|i| (format!("key{i}"), format!("value{i}")))
+            .collect();
+        let files: Vec<Vec<u8>> = (0..4)
+            .map(|i| {
+                let path = dir.path().join(format!("{i}.safetensors"));
+                write_safetensors(&path, &dict, metadata.clone()).unwrap();
+                std::fs::read(&path).unwrap()
+            })
+            .collect();
+        assert!(files.iter().all(|f| *f == files[0]));
+        let (read, read_metadata) = read_state_dict(&dir.path().join("0.safetensors")).unwrap();
+        assert_eq!(read, dict);
+        assert_eq!(read_metadata, metadata);
+    }
 
     #[test]
     fn wrappers_are_unwrapped_and_other_entries_dropped() {
