@@ -1475,3 +1475,136 @@ fn vehicleid_eval_averages_random_galleries() {
     let out = eval("1");
     assert!(out.contains("a single random gallery draw"), "{out}");
 }
+
+#[test]
+fn unreadable_images_interrupts_and_failed_runs_say_what_to_do() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = |name: &str| dir.path().join(name).to_str().unwrap().to_string();
+    let data = p("data");
+    ok(&[
+        "data",
+        "synth",
+        "--out",
+        &data,
+        "--ids",
+        "8",
+        "--cameras",
+        "2",
+    ]);
+    let common = |run: &str, epochs: &str| -> Vec<String> {
+        [
+            "train",
+            "--config",
+            TINY_CONFIG,
+            "--root",
+            &data,
+            "--output-dir",
+            run,
+            "--epochs",
+            epochs,
+            "--workers",
+            "1",
+        ]
+        .map(String::from)
+        .to_vec()
+    };
+
+    // A finished one-epoch run gives the checkpoint evaluated below.
+    let finished = p("finished");
+    ok(&common(&finished, "1"));
+
+    // Ctrl-C: where the run stopped and how to continue it.
+    let run = p("interrupted");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_transreid"))
+        .args(common(&run, "500"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let metrics = Path::new(&run).join("metrics.csv");
+    let started = std::time::Instant::now();
+    while std::fs::read_to_string(&metrics).map_or(0, |m| m.lines().count()) < 2 {
+        assert!(started.elapsed().as_secs() < 300, "no epoch ended");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    // SAFETY: a signal to the child this test started.
+    unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGINT) };
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(130), "{stderr}");
+    assert!(stderr.contains("epoch(s) are saved in"), "{stderr}");
+    assert!(
+        stderr.contains(&format!("transreid train --resume {run}")),
+        "{stderr}"
+    );
+    assert!(Path::new(&run).join("state.safetensors").exists());
+
+    // A truncated training image: the error names it and the setting that skips such images;
+    // the run that finished no epoch leaves nothing behind.
+    let train_dir = Path::new(&data).join("bounding_box_train");
+    let first = std::fs::read_dir(&train_dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .min()
+        .unwrap();
+    let bytes = std::fs::read(&first).unwrap();
+    std::fs::write(&first, &bytes[..bytes.len() / 2]).unwrap();
+    let run = p("failed");
+    let out = transreid(&common(&run, "1"));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("image_check = \"skip-unreadable\""),
+        "{stderr}"
+    );
+    assert!(stderr.contains(first.to_str().unwrap()), "{stderr}");
+    assert!(!Path::new(&run).exists(), "the failed run's folder stayed");
+    std::fs::write(&first, &bytes).unwrap();
+
+    // `eval --skip-unreadable` leaves a bad gallery image out and names it.
+    let checkpoint = Path::new(&finished).join("checkpoint.safetensors");
+    let gallery_dir = Path::new(&data).join("bounding_box_test");
+    let bad = std::fs::read_dir(&gallery_dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .min()
+        .unwrap();
+    std::fs::write(&bad, b"").unwrap();
+    let eval = [
+        "eval",
+        "--checkpoint",
+        checkpoint.to_str().unwrap(),
+        "--dataset",
+        "market1501",
+        "--root",
+        &data,
+    ];
+    fails(&eval, "is an empty file (0 bytes)");
+    let out = transreid(&[&eval[..], &["--skip-unreadable"]].concat());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("left out 1 unreadable image(s)"),
+        "{stderr}"
+    );
+
+    // `bench check` outside the repository: its fixture is found above the binary when the
+    // binary is built inside the repository, else the error says to give --fixture.
+    let check = transreid_in(
+        dir.path(),
+        &["bench", "check", "--device", "flex", "--precision", "f32"],
+    );
+    let stderr = String::from_utf8_lossy(&check.stderr);
+    let repository = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .canonicalize()
+        .unwrap();
+    let binary = Path::new(env!("CARGO_BIN_EXE_transreid"))
+        .canonicalize()
+        .unwrap();
+    if binary.starts_with(&repository) {
+        assert!(check.status.success(), "{stderr}");
+    } else {
+        assert!(!check.status.success());
+        assert!(stderr.contains("give --fixture PATH"), "{stderr}");
+    }
+}

@@ -213,7 +213,6 @@ impl CheckpointFile {
     }
 }
 
-/// burn-store's error, with a pickled Python object it cannot rebuild named as such.
 /// The serialised file with its JSON header written in sorted key order: `safetensors` writes
 /// the metadata from a `HashMap`, whose order changes from process to process, so the same
 /// tensors and metadata would give different bytes.
@@ -221,10 +220,12 @@ fn with_sorted_header(serialized: Vec<u8>, metadata: &BTreeMap<String, String>) 
     let len = u64::from_le_bytes(serialized[..8].try_into().expect("8 bytes")) as usize;
     let mut header: BTreeMap<String, serde_json::Value> =
         serde_json::from_slice(&serialized[8..8 + len]).expect("safetensors wrote JSON");
-    header.insert(
-        "__metadata__".into(),
-        serde_json::to_value(metadata).expect("strings serialise"),
-    );
+    if !metadata.is_empty() {
+        header.insert(
+            "__metadata__".into(),
+            serde_json::to_value(metadata).expect("strings serialise"),
+        );
+    }
     let mut text = serde_json::to_string(&header).expect("JSON serialises");
     // The format aligns the data that follows the header to 8 bytes.
     while text.len() % 8 != 0 {
@@ -267,6 +268,7 @@ fn not_safetensors(path: &Path, error: SafeTensorError) -> ImportError {
     corrupt(path, "safetensors", reason)
 }
 
+/// burn-store's error, with a pickled Python object it cannot rebuild named as such.
 fn pytorch_error(path: &Path, error: PytorchError) -> ImportError {
     match error {
         PytorchError::Pickle(PickleError::UnsupportedType(object)) => {
@@ -371,9 +373,15 @@ pub fn write_safetensors(
             )
         })
         .collect();
-    let hashed: std::collections::HashMap<String, String> = metadata.clone().into_iter().collect();
+    // `safetensors` writes `{}"__metadata__":{}}` for no tensors and an empty map: pass none.
+    let hashed = (!metadata.is_empty()).then(|| {
+        metadata
+            .clone()
+            .into_iter()
+            .collect::<std::collections::HashMap<_, _>>()
+    });
     let serialized =
-        safetensors::serialize(views, &Some(hashed)).map_err(|e| not_safetensors(path, e))?;
+        safetensors::serialize(views, &hashed).map_err(|e| not_safetensors(path, e))?;
     let serialized = with_sorted_header(serialized, &metadata);
     let tmp = path.with_extension("safetensors.tmp");
     std::fs::write(&tmp, serialized).map_err(io)?;
@@ -402,6 +410,19 @@ mod tests {
         let (read, read_metadata) = read_state_dict(&dir.path().join("0.safetensors")).unwrap();
         assert_eq!(read, dict);
         assert_eq!(read_metadata, metadata);
+    }
+
+    #[test]
+    fn empty_dicts_and_empty_metadata_are_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let one = StateDict::from([("w".to_string(), HostTensor::new(vec![1], vec![3.0]))]);
+        for dict in [StateDict::new(), one] {
+            let path = dir.path().join("x.safetensors");
+            write_safetensors(&path, &dict, BTreeMap::new()).unwrap();
+            let (read, metadata) = read_state_dict(&path).unwrap();
+            assert_eq!(read, dict);
+            assert!(metadata.is_empty());
+        }
     }
 
     #[test]
