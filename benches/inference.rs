@@ -7,18 +7,17 @@
 //! `--ablation` measures Flex with its kernels switched on one by one (none, then linear,
 //! attention and GELU added in turn), one embedding of each per round, interleaved. `--serve`
 //! (Flex, the first stride and batch selected) times one embedding per line of stdin, for
-//! `scripts/bench_inference_paired.py`.
+//! `scripts/bench_inference_paired.py`. `--write-checkpoint PATH` (first stride selected) saves
+//! the benchmarked model as a checkpoint instead, for `transreid export`.
 
 use std::time::Instant;
 
 use burn::prelude::*;
 use transreid_model::{JpmConfig, SieConfig, SieMode, TransReidConfig, VitPreset};
 
-/// A ready ViT-B/16 TransReID (JPM + camera SIE, random weights) and a random batch; the
-/// closure runs one embedding of the batch to the end.
-fn embedder<B: Backend>(stride: usize, batch: usize) -> impl Fn() {
-    let device = Default::default();
-    let config = TransReidConfig::new(
+/// The benchmarked ViT-B/16 TransReID (JPM + camera SIE) at 256x128.
+fn config(stride: usize) -> TransReidConfig {
+    TransReidConfig::new(
         VitPreset::VitBase16.config([256, 128], [stride, stride]),
         751,
     )
@@ -27,8 +26,14 @@ fn embedder<B: Backend>(stride: usize, batch: usize) -> impl Fn() {
             .with_mode(SieMode::Camera)
             .with_camera_num(6),
     )
-    .with_jpm(Some(JpmConfig::new()));
-    let model = config.init::<B>(&device);
+    .with_jpm(Some(JpmConfig::new()))
+}
+
+/// A ready model of [`config`] (random weights) and a random batch; the closure runs one
+/// embedding of the batch to the end.
+fn embedder<B: Backend>(stride: usize, batch: usize) -> impl Fn() {
+    let device = Default::default();
+    let model = config(stride).init::<B>(&device);
     let images = Tensor::<B, 4>::random(
         [batch, 3, 256, 128],
         burn::tensor::Distribution::Default,
@@ -82,6 +87,18 @@ fn serve<B: Backend>(stride: usize, batch: usize) {
         let _ = writeln!(stdout, "{}", started.elapsed().as_secs_f64());
         let _ = stdout.flush();
     }
+}
+
+/// Saves a random model of [`config`] with the reference's ViT input (mean and std 0.5).
+fn write_checkpoint(stride: usize, path: &std::path::Path) {
+    let config = config(stride);
+    let model = config.init::<burn::backend::NdArray>(&Default::default());
+    let input = transreid::input_normalization::input_spec(
+        transreid::data::Normalization::HALF,
+        config.vit.img_size,
+    );
+    transreid_model::save_checkpoint_with_input(&model, &config, &input, path)
+        .unwrap_or_else(|e| panic!("writing {}: {e}", path.display()));
 }
 
 /// One JSON line: the overall rate (images over the total time, as the PyTorch side reports
@@ -139,6 +156,12 @@ fn main() {
     let iters = arg("--iters").unwrap_or(3).max(1);
     let only = |value: usize, name: &str| arg(name).is_none_or(|v| v == value);
     for stride in [16, 12].into_iter().filter(|&s| only(s, "--stride")) {
+        if let Some(path) = std::env::args()
+            .skip_while(|a| a != "--write-checkpoint")
+            .nth(1)
+        {
+            return write_checkpoint(stride, std::path::Path::new(&path));
+        }
         for batch in [1, 16].into_iter().filter(|&b| only(b, "--batch")) {
             #[cfg(feature = "flex")]
             if std::env::args().any(|a| a == "--serve") {

@@ -12,6 +12,7 @@ pub mod file_name;
 pub mod image_files;
 pub mod inference;
 pub mod input_normalization;
+pub mod onnx_export;
 pub mod optim;
 pub mod output_path;
 #[cfg(feature = "plots")]

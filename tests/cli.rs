@@ -1515,7 +1515,7 @@ fn unreadable_images_interrupts_and_failed_runs_say_what_to_do() {
 
     // Ctrl-C: where the run stopped and how to continue it.
     let run = p("interrupted");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_transreid"))
+    let child = Command::new(env!("CARGO_BIN_EXE_transreid"))
         .args(common(&run, "500"))
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped())
@@ -1607,4 +1607,226 @@ fn unreadable_images_interrupts_and_failed_runs_say_what_to_do() {
         assert!(!check.status.success());
         assert!(stderr.contains("give --fixture PATH"), "{stderr}");
     }
+}
+
+/// Runs an exported graph in tract (a pure-Rust ONNX runtime) on `[n, 3, H, W]` float images.
+fn run_onnx(path: &str, images: Vec<f32>, shape: [usize; 4]) -> Vec<f32> {
+    use tract_onnx::prelude::{Framework, InferenceModelExt, IntoRunnable, IntoTValue, Tensor};
+    let model = tract_onnx::onnx()
+        .model_for_path(path)
+        .unwrap()
+        .into_optimized()
+        .unwrap()
+        .into_runnable()
+        .unwrap();
+    let input = Tensor::from_shape(&shape, &images).unwrap().into_tvalue();
+    let out = model.run(vec![input].into()).unwrap();
+    out[0]
+        .try_as_plain_ram()
+        .unwrap()
+        .as_slice::<f32>()
+        .unwrap()
+        .to_vec()
+}
+
+#[test]
+fn export_gives_what_embed_gives_and_refuses_what_it_cannot_export() {
+    use transreid::data::{decode_rgb, Normalization, TestTransform};
+    use transreid::inference::model_transforms;
+    use transreid::model::{save_checkpoint_with_input, write_safetensors, CONFIG_METADATA_KEY};
+
+    let dir = tempfile::tempdir().unwrap();
+    let p = |name: &str| dir.path().join(name).to_str().unwrap().to_string();
+    let data = p("data");
+    ok(&[
+        "data",
+        "synth",
+        "--out",
+        &data,
+        "--ids",
+        "2",
+        "--cameras",
+        "2",
+    ]);
+    let images: Vec<String> = {
+        let mut files: Vec<_> = std::fs::read_dir(Path::new(&data).join("query"))
+            .unwrap()
+            .map(|e| e.unwrap().path().to_str().unwrap().to_string())
+            .collect();
+        files.sort();
+        files.truncate(3);
+        files
+    };
+    let config = TransReidConfig::new(VitPreset::Tiny.config([64, 32], [12, 12]), 4)
+        .with_sie(
+            SieConfig::new()
+                .with_mode(SieMode::Camera)
+                .with_camera_num(2),
+        )
+        .with_jpm(Some(JpmConfig::new()));
+    let normalization = Normalization::IMAGENET;
+    let checkpoint = p("tiny.safetensors");
+    save_checkpoint_with_input(
+        &config.init::<NdArray>(&Default::default()),
+        &config,
+        &transreid::input_normalization::input_spec(normalization, [64, 32]),
+        Path::new(&checkpoint),
+    )
+    .unwrap();
+
+    // embed with camera 1, and the same model exported with camera 1 baked in.
+    let features = p("features.safetensors");
+    let mut args = vec![
+        "embed".to_string(),
+        "--checkpoint".into(),
+        checkpoint.clone(),
+        "--images".into(),
+    ];
+    args.extend(images.iter().cloned());
+    args.extend([
+        "--out".into(),
+        features.clone(),
+        "--camera".into(),
+        "1".into(),
+    ]);
+    ok(&args);
+    let embedded = read_features(&features);
+    let onnx = p("tiny.onnx");
+    let printed = ok(&[
+        "export",
+        "--checkpoint",
+        &checkpoint,
+        "--out",
+        &onnx,
+        "--camera",
+        "1",
+        "--input",
+        "normalized",
+    ]);
+    assert!(printed.contains("baked camera 1"), "{printed}");
+    assert!(printed.contains("trtexec --onnx="), "{printed}");
+    let sidecar: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(format!("{onnx}.json")).unwrap()).unwrap();
+    assert_eq!(sidecar["transreid.mean"], "0.485,0.456,0.406");
+    assert_eq!(sidecar["transreid.normalization_source"], "the checkpoint");
+    assert_eq!(sidecar["transreid.feature_dim"], "320");
+    assert_eq!(
+        sidecar["transreid.checkpoint_sha256"]
+            .as_str()
+            .unwrap()
+            .len(),
+        64
+    );
+
+    let transform = TestTransform::new(&model_transforms(&config, normalization)).unwrap();
+    let pixels: Vec<f32> = images
+        .iter()
+        .flat_map(|path| transform.apply_to_vec(&decode_rgb(Path::new(path)).unwrap()))
+        .collect();
+    let got = run_onnx(&onnx, pixels, [images.len(), 3, 64, 32]);
+    let scale = embedded.iter().fold(0f32, |m, v| m.max(v.abs()));
+    let diff = got
+        .iter()
+        .zip(&embedded)
+        .fold(0f32, |m, (a, b)| m.max((a - b).abs()));
+    assert_eq!(got.len(), embedded.len());
+    assert!(diff <= 1e-4 * scale, "{diff} of {scale}");
+
+    // The default contract takes a camera input; the camera SIE model has no view to bake.
+    let printed = ok(&["export", "--checkpoint", &checkpoint, "--out", &onnx]);
+    assert!(
+        printed.contains("input `camera`, int64 [batch], 0..1"),
+        "{printed}"
+    );
+    fails(
+        &[
+            "export",
+            "--checkpoint",
+            &checkpoint,
+            "--out",
+            &onnx,
+            "--camera",
+            "2",
+        ],
+        "camera id 2",
+    );
+    fails(
+        &[
+            "export",
+            "--checkpoint",
+            &checkpoint,
+            "--out",
+            &onnx,
+            "--view",
+            "0",
+        ],
+        "no view embedding",
+    );
+    fails(
+        &[
+            "export",
+            "--checkpoint",
+            &checkpoint,
+            "--out",
+            &onnx,
+            "--format",
+            "tflite",
+        ],
+        "possible values: onnx",
+    );
+    fails(
+        &[
+            "export",
+            "--checkpoint",
+            &checkpoint,
+            "--out",
+            &onnx,
+            "--precision",
+            "int8",
+        ],
+        "possible values: fp32, fp16",
+    );
+    fails(
+        &[
+            "export",
+            "--checkpoint",
+            &checkpoint,
+            "--out",
+            &p("model.pt"),
+        ],
+        ".onnx",
+    );
+    // A training state and a foreign weight file say what they are; nothing is written.
+    let state = p("state.safetensors");
+    let tensor = transreid::model::HostTensor::new(vec![1], vec![0.0]);
+    write_safetensors(
+        Path::new(&state),
+        &[("optimizer.x".to_string(), tensor)].into_iter().collect(),
+        [(CONFIG_METADATA_KEY.to_string(), "{}".to_string())].into(),
+    )
+    .unwrap();
+    let fresh = p("fresh.onnx");
+    fails(
+        &["export", "--checkpoint", &state, "--out", &fresh],
+        "a training state",
+    );
+    let personvit = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/personvit_tiny.pth"
+    );
+    fails(
+        &["export", "--checkpoint", personvit, "--out", &fresh],
+        "transreid import --source",
+    );
+    assert!(!Path::new(&fresh).exists());
+    let fifo = p("pipe.onnx");
+    assert!(Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap()
+        .success());
+    fails(
+        &["export", "--checkpoint", &checkpoint, "--out", &fifo],
+        "not a regular file",
+    );
 }

@@ -26,6 +26,7 @@ mod ics_stem;
 mod input_spec;
 mod jpm;
 mod mlp;
+pub mod onnx;
 mod patch_embed;
 mod pos_embed;
 mod precision;

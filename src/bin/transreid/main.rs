@@ -6,6 +6,7 @@ mod data;
 mod demo;
 mod embed;
 mod eval;
+mod export;
 mod import;
 mod inputs;
 mod search;
@@ -51,6 +52,9 @@ enum Command {
     Search(search::SearchArgs),
     /// Embeds image files (or every image of folders) into a safetensors file.
     Embed(embed::EmbedArgs),
+    /// Exports a checkpoint as ONNX (onnxruntime, TensorRT, OpenVINO) with a dynamic batch;
+    /// its `features` output is what `embed` gives.
+    Export(export::ExportArgs),
 }
 
 fn main() -> ExitCode {
@@ -65,6 +69,7 @@ fn main() -> ExitCode {
         Command::Eval(args) => backend::on_backend(args.device, args),
         Command::Search(args) => backend::on_backend(args.model.device, args),
         Command::Embed(args) => backend::on_backend(args.model.device, args),
+        Command::Export(args) => export::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -9,11 +9,12 @@ use transreid::backend::TrainBackend;
 use transreid::config::{PrecisionSetting, RunConfig};
 use transreid::data::{load_dataset, DataError, ImageCheck};
 use transreid::distributed::{Collective, SingleProcess};
+use transreid::inference::InferenceError;
 use transreid::input_normalization::RUN_CONFIG_FILE;
 use transreid::model::TransReid;
 use transreid::train::{
-    check_job, check_ranks_agree, train_parallel, EpochRecord, ParallelOptions, TrainJob,
-    METRICS_FILE, PLOT_FILE, STATE_FILE,
+    check_job, check_ranks_agree, train_parallel, EpochRecord, ParallelOptions, TrainError,
+    TrainJob, METRICS_FILE, PLOT_FILE, STATE_FILE,
 };
 
 use crate::backend::{on_backend_at, BackendJob, Device};
@@ -330,9 +331,23 @@ pub fn run_on<B: Backend>(
                 }
                 let _ = std::fs::remove_dir(run_dir); // only when nothing else is in it
             }
+            // `#[error(transparent)]` wrappers hand on their inner error's source, not the
+            // inner error itself: look inside them.
+            let data_error = |cause: &(dyn std::error::Error + 'static)| {
+                cause.downcast_ref::<DataError>().or_else(|| {
+                    match cause.downcast_ref::<TrainError>() {
+                        Some(TrainError::Data(e)) => Some(e),
+                        Some(TrainError::Inference(InferenceError::Data(e))) => Some(e),
+                        _ => match cause.downcast_ref::<InferenceError>() {
+                            Some(InferenceError::Data(e)) => Some(e),
+                            _ => None,
+                        },
+                    }
+                })
+            };
             let unreadable = error.chain().any(|cause| {
                 matches!(
-                    cause.downcast_ref::<DataError>(),
+                    data_error(cause),
                     Some(
                         DataError::Truncated { .. }
                             | DataError::Decode { .. }
