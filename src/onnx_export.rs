@@ -157,7 +157,7 @@ pub fn trtexec_command(exported: &Exported) -> String {
         Some(layout) if layout == "NHWC" => format!("images:{batch}x{h}x{w}x3"),
         _ => format!("images:{batch}x3x{h}x{w}"),
     };
-    let mut shapes = |flag: &str, batch: usize| {
+    let shapes = |flag: &str, batch: usize| {
         let mut s = format!("--{flag}Shapes={}", shape(batch));
         for side in ["camera", "view"] {
             let key = format!("transreid.sie.{side}");

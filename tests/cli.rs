@@ -1564,10 +1564,11 @@ fn unreadable_images_interrupts_and_failed_runs_say_what_to_do() {
     // `eval --skip-unreadable` leaves a bad gallery image out and names it.
     let checkpoint = Path::new(&finished).join("checkpoint.safetensors");
     let gallery_dir = Path::new(&data).join("bounding_box_test");
+    // The last name: an identity's image (the first ones are junk, `-1_*`, which are not read).
     let bad = std::fs::read_dir(&gallery_dir)
         .unwrap()
         .map(|e| e.unwrap().path())
-        .min()
+        .max()
         .unwrap();
     std::fs::write(&bad, b"").unwrap();
     let eval = [

@@ -331,23 +331,9 @@ pub fn run_on<B: Backend>(
                 }
                 let _ = std::fs::remove_dir(run_dir); // only when nothing else is in it
             }
-            // `#[error(transparent)]` wrappers hand on their inner error's source, not the
-            // inner error itself: look inside them.
-            let data_error = |cause: &(dyn std::error::Error + 'static)| {
-                cause.downcast_ref::<DataError>().or_else(|| {
-                    match cause.downcast_ref::<TrainError>() {
-                        Some(TrainError::Data(e)) => Some(e),
-                        Some(TrainError::Inference(InferenceError::Data(e))) => Some(e),
-                        _ => match cause.downcast_ref::<InferenceError>() {
-                            Some(InferenceError::Data(e)) => Some(e),
-                            _ => None,
-                        },
-                    }
-                })
-            };
             let unreadable = error.chain().any(|cause| {
                 matches!(
-                    data_error(cause),
+                    data_error_in(cause),
                     Some(
                         DataError::Truncated { .. }
                             | DataError::Decode { .. }
@@ -427,4 +413,21 @@ fn report_interrupt(run_dir: &Path) {
     }
     #[cfg(not(unix))]
     let _ = run_dir;
+}
+
+/// The data error `cause` is or wraps: `#[error(transparent)]` wrappers hand on their inner
+/// error's source, not the inner error itself, so an error chain never shows it.
+fn data_error_in<'a>(cause: &'a (dyn std::error::Error + 'static)) -> Option<&'a DataError> {
+    if let Some(error) = cause.downcast_ref::<DataError>() {
+        return Some(error);
+    }
+    match (
+        cause.downcast_ref::<TrainError>(),
+        cause.downcast_ref::<InferenceError>(),
+    ) {
+        (Some(TrainError::Data(e)), _)
+        | (Some(TrainError::Inference(InferenceError::Data(e))), _)
+        | (_, Some(InferenceError::Data(e))) => Some(e),
+        _ => None,
+    }
 }

@@ -207,14 +207,9 @@ pub fn export_onnx<B: Backend>(
     // The ids' ranges, as `embed` checks them.
     sie.index(options.camera.unwrap_or(0), options.view.unwrap_or(0))?;
 
-    let params = Params::of(model);
-    let bytes: usize = params.0.values().map(|(_, v)| 4 * v.len()).sum();
-    if bytes >= 2 << 30 {
-        return Err(OnnxError::TooLarge { bytes });
-    }
     let mut writer = Writer {
         g: Graph::default(),
-        params,
+        params: Params::of(model),
         written: BTreeSet::new(),
         config,
         fp16: options.precision == OnnxPrecision::Fp16,
@@ -264,6 +259,10 @@ pub fn export_onnx<B: Backend>(
             })
             .collect(),
     };
+    let bytes = model_proto.encoded_len();
+    if bytes >= 2 << 30 {
+        return Err(OnnxError::TooLarge { bytes });
+    }
     Ok(OnnxModel {
         bytes: model_proto.encode_to_vec(),
         metadata,
