@@ -153,6 +153,24 @@ impl<B: Backend> Attention<B> {
         self.attend(q, k, v)
     }
 
+    /// The attention probabilities `softmax(q k^T * scale)` of every head, computed apart from
+    /// [`Self::forward`] (whose fused kernels never form them), in f32 and without dropout.
+    ///
+    /// # Shapes
+    /// - `x`: `[batch, tokens, dim]`
+    /// - output: `[batch, heads, tokens, tokens]`, each row summing to 1
+    pub fn probabilities(&self, x: Tensor<B, 3>) -> Tensor<B, 4> {
+        let [b, n, d] = x.dims();
+        let h = self.num_heads;
+        let qkv = Precision::F32
+            .linear(&self.qkv, x)
+            .reshape([b, n, 3 * h, d / h])
+            .swap_dims(1, 2);
+        let q = qkv.clone().narrow(1, 0, h);
+        let k = qkv.narrow(1, h, h);
+        softmax(q.matmul(k.swap_dims(2, 3)).mul_scalar(self.scale), 3)
+    }
+
     /// `softmax(q k^T * scale) v`, heads side by side, projected: softmax in f32, the products
     /// in the compute dtype.
     ///

@@ -78,6 +78,15 @@ impl<B: Backend> Block<B> {
         x.clone() + drop_path(self.mlp.forward(self.norm2.forward(x)), self.drop_path)
     }
 
+    /// The attention probabilities of this block for input `x` (see
+    /// [`Attention::probabilities`]); [`Self::forward`] is unchanged by reading them.
+    ///
+    /// # Shapes
+    /// - `x`: `[batch, tokens, dim]` -> `[batch, heads, tokens, tokens]`
+    pub fn attention_probabilities(&self, x: Tensor<B, 3>) -> Tensor<B, 4> {
+        self.attn.probabilities(self.norm1.forward(x))
+    }
+
     /// The output for the class token: [`Self::forward`] narrowed to token 0, without the
     /// attention rows, projections and MLP of the other tokens (see
     /// [`Attention::forward_cls`]).

@@ -14,6 +14,7 @@
 //! ```
 
 mod attention;
+mod attention_rollout;
 mod batch_norm;
 mod block;
 mod checkpoint;
@@ -39,6 +40,7 @@ mod vit;
 mod weight_layout;
 
 pub use attention::{Attention, AttentionConfig};
+pub use attention_rollout::{attention_rollout, HeadFusion, RolloutError};
 pub use batch_norm::BatchNorm2d;
 pub use block::{Block, BlockConfig};
 pub use checkpoint::{

@@ -266,6 +266,34 @@ impl<B: Backend> TransReid<B> {
         Tensor::cat(feats, 1)
     }
 
+    /// The attention probabilities of every block the global feature of [`Self::embed`]
+    /// passes through, in order: the backbone's blocks, then with JPM the global branch's
+    /// block in place of the backbone's last. The model's outputs are unchanged by reading them.
+    ///
+    /// # Shapes
+    /// - `images`: `[batch, 3, H, W]`; `cameras`, `views`: `[batch]`
+    /// - output: `depth` tensors `[batch, heads, 1 + N, 1 + N]`
+    pub fn attention_probabilities(
+        &self,
+        images: Tensor<B, 4>,
+        cameras: Option<Tensor<B, 1, Int>>,
+        views: Option<Tensor<B, 1, Int>>,
+    ) -> Vec<Tensor<B, 4>> {
+        let mut x = self.base.embed_tokens(images, cameras, views);
+        let depth = self.base.blocks.len();
+        let last = match &self.b1 {
+            Some(b1) => &b1.block,
+            None => &self.base.blocks[depth - 1],
+        };
+        let mut maps = Vec::with_capacity(depth);
+        for block in &self.base.blocks[..depth - 1] {
+            maps.push(block.attention_probabilities(x.clone()));
+            x = block.forward(x);
+        }
+        maps.push(last.attention_probabilities(x));
+        maps
+    }
+
     /// The side-information settings.
     pub fn sie(&self) -> &SieConfig {
         self.base.sie()
