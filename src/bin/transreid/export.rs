@@ -139,7 +139,7 @@ pub fn run(args: ExportArgs) -> anyhow::Result<()> {
         m["transreid.normalization_source"],
     );
     println!(
-        "side information: camera {}; view {}",
+        "side information: camera: {}; view: {}",
         m["transreid.sie.camera"], m["transreid.sie.view"]
     );
     println!(
