@@ -14,7 +14,7 @@ use rand_chacha::ChaCha8Rng;
 use tract_onnx::prelude::{
     Framework, InferenceModelExt, IntoRunnable, IntoTValue, Tensor as TractTensor,
 };
-use transreid_model::onnx::proto::{data_type, ModelProto};
+use transreid_model::onnx::proto::{data_type, ModelProto, TensorTypeProto, ValueInfoProto};
 use transreid_model::onnx::{
     export_onnx, ChannelOrder, OnnxError, OnnxInput, OnnxOptions, OnnxPrecision,
 };
@@ -271,6 +271,11 @@ fn check(name: &str, config: TransReidConfig, options: OnnxOptions) -> ModelProt
     proto
 }
 
+/// The tensor type of a graph input or output.
+fn tensor_type(info: &ValueInfoProto) -> &TensorTypeProto {
+    info.r#type.as_ref().unwrap().tensor_type.as_ref().unwrap()
+}
+
 /// What a checker would say: opset 17 / IR 8, named inputs and output with the symbolic batch,
 /// unique initializer names, every node input defined before its node, metadata present.
 fn check_structure(proto: &ModelProto, config: &TransReidConfig) {
@@ -284,17 +289,7 @@ fn check_structure(proto: &ModelProto, config: &TransReidConfig) {
     }
     for input in &graph.input {
         assert!(defined.insert(input.name.clone()));
-        let dims = &input
-            .r#type
-            .as_ref()
-            .unwrap()
-            .tensor_type
-            .as_ref()
-            .unwrap()
-            .shape
-            .as_ref()
-            .unwrap()
-            .dim;
+        let dims = &tensor_type(input).shape.as_ref().unwrap().dim;
         assert_eq!(
             dims[0].dim_param.as_deref(),
             Some("batch"),
@@ -316,17 +311,7 @@ fn check_structure(proto: &ModelProto, config: &TransReidConfig) {
     }
     assert_eq!(graph.output.len(), 1);
     assert_eq!(graph.output[0].name, "features");
-    let dims = &graph.output[0]
-        .r#type
-        .as_ref()
-        .unwrap()
-        .tensor_type
-        .as_ref()
-        .unwrap()
-        .shape
-        .as_ref()
-        .unwrap()
-        .dim;
+    let dims = &tensor_type(&graph.output[0]).shape.as_ref().unwrap().dim;
     assert_eq!(dims[0].dim_param.as_deref(), Some("batch"));
     assert_eq!(dims[1].dim_value, Some(config.embed_dim() as i64));
     // Parameters keep their checkpoint keys.
@@ -570,18 +555,12 @@ fn mixed_precision_keeps_norms_softmax_and_gelu_in_f32() {
         .initializer
         .iter()
         .map(|i| (i.name.clone(), i.data_type))
-        .chain(graph.input.iter().map(|i| {
-            (
-                i.name.clone(),
-                i.r#type
-                    .as_ref()
-                    .unwrap()
-                    .tensor_type
-                    .as_ref()
-                    .unwrap()
-                    .elem_type,
-            )
-        }))
+        .chain(
+            graph
+                .input
+                .iter()
+                .map(|i| (i.name.clone(), tensor_type(i).elem_type)),
+        )
         .collect();
     let mut f16_products = 0;
     for node in &graph.node {
