@@ -213,16 +213,11 @@ fn sha256_hex(path: &Path) -> Result<String, ExportError> {
 }
 
 fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), ExportError> {
-    let io = |source| ExportError::Io {
+    crate::output_path::write_atomic(path, bytes).map_err(|source| ExportError::Io {
         action: "writing",
         path: path.to_path_buf(),
         source,
-    };
-    let mut tmp = path.as_os_str().to_owned();
-    tmp.push(".tmp");
-    let tmp = PathBuf::from(tmp);
-    std::fs::write(&tmp, bytes).map_err(io)?;
-    std::fs::rename(&tmp, path).map_err(io)
+    })
 }
 
 #[cfg(test)]

@@ -59,6 +59,16 @@ pub enum OutputPathError {
     },
 }
 
+/// Writes `bytes` to `path` through `<path>.tmp` and a rename, so that nobody reads a
+/// half-written file and a killed write leaves the old one.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = PathBuf::from(tmp);
+    std::fs::write(&tmp, bytes)?;
+    std::fs::rename(&tmp, path)
+}
+
 /// Refuses an existing path that is not a regular file: the atomic writers replace their
 /// target by a rename, which would replace a device or a pipe.
 pub fn refuse_special_file(path: &Path) -> Result<(), OutputPathError> {

@@ -242,10 +242,8 @@ fn rate_text(per_second: f64) -> String {
 /// Writes a file through a temporary file and a rename.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
     refuse_special_file(path)?;
-    let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, bytes).with_context(|| format!("writing {}", tmp.display()))?;
-    std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))?;
-    Ok(())
+    transreid::output_path::write_atomic(path, bytes)
+        .with_context(|| format!("writing {}", path.display()))
 }
 
 #[cfg(test)]
