@@ -171,6 +171,43 @@ impl<B: Backend> Attention<B> {
         softmax(q.matmul(k.swap_dims(2, 3)).mul_scalar(self.scale), 3)
     }
 
+    /// The inference output of [`Self::forward`] (no dropout, f32) computed from explicit
+    /// attention probabilities `A`, with `probe` added to them: a zero tensor that requires
+    /// gradients makes `dT/dA` readable as the probe's gradient, for explanations. Returns the
+    /// output and `A`.
+    ///
+    /// # Shapes
+    /// - `x`: `[batch, tokens, dim]`; `probe`: `[batch, heads, tokens, tokens]`
+    /// - output: `[batch, tokens, dim]` and `[batch, heads, tokens, tokens]`
+    pub fn forward_probed(
+        &self,
+        x: Tensor<B, 3>,
+        probe: Option<Tensor<B, 4>>,
+    ) -> (Tensor<B, 3>, Tensor<B, 4>) {
+        let [b, n, d] = x.dims();
+        let h = self.num_heads;
+        let qkv = self
+            .qkv
+            .forward(x)
+            .reshape([b, n, 3 * h, d / h])
+            .swap_dims(1, 2);
+        let q = qkv.clone().narrow(1, 0, h);
+        let k = qkv.clone().narrow(1, h, h);
+        let v = qkv.narrow(1, 2 * h, h);
+        let attention = softmax(q.matmul(k.swap_dims(2, 3)).mul_scalar(self.scale), 3);
+        let used = match probe {
+            Some(probe) => attention.clone() + probe,
+            None => attention.clone(),
+        };
+        let out = self.proj.forward(merge_heads(used.matmul(v)));
+        (out, attention)
+    }
+
+    /// Number of heads.
+    pub fn num_heads(&self) -> usize {
+        self.num_heads
+    }
+
     /// `softmax(q k^T * scale) v`, heads side by side, projected: softmax in f32, the products
     /// in the compute dtype.
     ///

@@ -16,12 +16,13 @@ pub enum HeadFusion {
     Min,
 }
 
-/// Attention maps that cannot be rolled out.
+/// Attention maps that cannot be rolled out or weighted by their gradients.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
-pub enum RolloutError {
+pub enum AttentionMapError {
     /// No block given, or no patch token.
     #[error(
-        "rollout needs at least one block and one patch token ({blocks} blocks, {tokens} tokens)"
+        "an attention map needs at least one block and one patch token ({blocks} blocks, \
+         {tokens} tokens)"
     )]
     Empty {
         /// Blocks given.
@@ -29,9 +30,13 @@ pub enum RolloutError {
         /// Tokens per sequence.
         tokens: usize,
     },
-    /// A block's map is not `heads x tokens x tokens`.
-    #[error("block {block} holds {len} values, not {heads} heads x {tokens} x {tokens} tokens")]
+    /// A block's map (or its gradient) is not `heads x tokens x tokens`.
+    #[error(
+        "block {block}'s {what} holds {len} values, not {heads} heads x {tokens} x {tokens} tokens"
+    )]
     Size {
+        /// `attention` or `gradient`.
+        what: &'static str,
         /// The block.
         block: usize,
         /// Values it holds.
@@ -59,15 +64,15 @@ pub fn attention_rollout(
     tokens: usize,
     fusion: HeadFusion,
     discard_ratio: f64,
-) -> Result<Vec<f32>, RolloutError> {
+) -> Result<Vec<f32>, AttentionMapError> {
     if attentions.is_empty() || tokens < 2 || heads == 0 {
-        return Err(RolloutError::Empty {
+        return Err(AttentionMapError::Empty {
             blocks: attentions.len(),
             tokens,
         });
     }
     if !(0.0..1.0).contains(&discard_ratio) {
-        return Err(RolloutError::DiscardRatio(discard_ratio));
+        return Err(AttentionMapError::DiscardRatio(discard_ratio));
     }
     let t = tokens;
     let area = t * t;
@@ -76,7 +81,8 @@ pub fn attention_rollout(
         .collect();
     for (block, attention) in attentions.iter().enumerate() {
         if attention.len() != heads * area {
-            return Err(RolloutError::Size {
+            return Err(AttentionMapError::Size {
+                what: "attention",
                 block,
                 len: attention.len(),
                 heads,
@@ -121,9 +127,18 @@ pub fn attention_rollout(
             })
             .collect();
     }
-    let row = &result[1..t];
-    let max = row.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-    Ok(row.iter().map(|v| (v / max) as f32).collect())
+    Ok(class_row_over_max(&result, t))
+}
+
+/// The class token's row of a `tokens x tokens` matrix over the patches, divided by its
+/// maximum; all zeros when no entry is positive.
+pub(crate) fn class_row_over_max(matrix: &[f64], tokens: usize) -> Vec<f32> {
+    let row = &matrix[1..tokens];
+    let max = row.iter().copied().fold(0.0, f64::max);
+    if max <= 0.0 {
+        return vec![0.0; row.len()];
+    }
+    row.iter().map(|v| (v / max) as f32).collect()
 }
 
 #[cfg(test)]
@@ -151,15 +166,15 @@ mod tests {
         let one = vec![0.5; 4];
         assert!(matches!(
             attention_rollout(&[], 1, 2, HeadFusion::Mean, 0.0),
-            Err(RolloutError::Empty { .. })
+            Err(AttentionMapError::Empty { .. })
         ));
         assert!(matches!(
             attention_rollout(&[one.clone()], 2, 2, HeadFusion::Mean, 0.0),
-            Err(RolloutError::Size { .. })
+            Err(AttentionMapError::Size { .. })
         ));
         assert_eq!(
             attention_rollout(&[one], 1, 2, HeadFusion::Max, 1.0),
-            Err(RolloutError::DiscardRatio(1.0))
+            Err(AttentionMapError::DiscardRatio(1.0))
         );
     }
 }

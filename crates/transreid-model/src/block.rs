@@ -87,6 +87,25 @@ impl<B: Backend> Block<B> {
         self.attn.probabilities(self.norm1.forward(x))
     }
 
+    /// The inference output of [`Self::forward`] on any backend (no drop path or dropout,
+    /// f32), from explicit attention probabilities with `probe` added to them (see
+    /// [`Attention::forward_probed`]). Returns the output and the probabilities.
+    ///
+    /// # Shapes
+    /// - `x`: `[batch, tokens, dim]` -> `[batch, tokens, dim]`, `[batch, heads, tokens, tokens]`
+    pub fn forward_probed(
+        &self,
+        x: Tensor<B, 3>,
+        probe: Option<Tensor<B, 4>>,
+    ) -> (Tensor<B, 3>, Tensor<B, 4>) {
+        let (attended, attention) = self
+            .attn
+            .forward_probed(self.norm1.forward(x.clone()), probe);
+        let x = x + attended;
+        let x = x.clone() + self.mlp.forward_eval(self.norm2.forward(x));
+        (x, attention)
+    }
+
     /// The output for the class token: [`Self::forward`] narrowed to token 0, without the
     /// attention rows, projections and MLP of the other tokens (see
     /// [`Attention::forward_cls`]).

@@ -70,4 +70,17 @@ impl<B: Backend> BnNeck<B> {
         };
         (x - mean).div(var.add_scalar(EPSILON).sqrt()) * weight + bias
     }
+
+    /// [`Self::forward`] with the running statistics on any backend (inference).
+    ///
+    /// # Shapes
+    /// - `x`: `[batch, D]` -> `[batch, D]`
+    pub fn forward_eval(&self, x: Tensor<B, 2>) -> Tensor<B, 2> {
+        let device = x.device();
+        let dim = x.dims()[1];
+        let stat = |s: &RunningState<Tensor<B, 1>>| s.value().to_device(&device).reshape([1, dim]);
+        (x - stat(&self.running_mean)).div(stat(&self.running_var).add_scalar(EPSILON).sqrt())
+            * self.weight.val().reshape([1, dim])
+            + self.bias.val().detach().reshape([1, dim])
+    }
 }

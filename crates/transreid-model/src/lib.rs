@@ -14,16 +14,19 @@
 //! ```
 
 mod attention;
+mod attention_relevance;
 mod attention_rollout;
 mod batch_norm;
 mod block;
 mod checkpoint;
 mod drop_path;
 mod error;
+mod explain;
 #[cfg(feature = "flex")]
 mod flex_kernels;
 mod head;
 mod ics_stem;
+mod image_map;
 mod input_spec;
 mod jpm;
 mod mlp;
@@ -40,7 +43,8 @@ mod vit;
 mod weight_layout;
 
 pub use attention::{Attention, AttentionConfig};
-pub use attention_rollout::{attention_rollout, HeadFusion, RolloutError};
+pub use attention_relevance::attention_relevance;
+pub use attention_rollout::{attention_rollout, AttentionMapError, HeadFusion};
 pub use batch_norm::BatchNorm2d;
 pub use block::{Block, BlockConfig};
 pub use checkpoint::{
@@ -49,10 +53,14 @@ pub use checkpoint::{
 };
 pub use drop_path::drop_path;
 pub use error::{ImportError, LabelError, ModelConfigError};
+pub use explain::{
+    gradient_maps, rollout_maps, ExplainError, ExplainMethod, ExplainTarget, Explanation,
+};
 #[cfg(feature = "flex")]
 pub use flex_kernels::{flex_kernels, set_flex_kernels, FlexKernels};
 pub use head::BnNeck;
 pub use ics_stem::{Ibn, IcsStem, IcsStemConfig};
+pub use image_map::{image_map, ImageMapError};
 pub use input_spec::{InputSpec, INPUT_METADATA_KEY};
 pub use jpm::{shuffle_index, JpmBranch, JpmConfig, JpmError};
 pub use mlp::{gelu_exact, Mlp, MlpConfig};
@@ -69,7 +77,7 @@ pub use state_dict::{
     read_safetensors_metadata, read_state_dict, write_safetensors, CheckpointFile, HostTensor,
     StateDict,
 };
-pub use transreid::{NeckFeat, TrainOutput, TransReid, TransReidConfig};
+pub use transreid::{NeckFeat, Probed, TrainOutput, TransReid, TransReidConfig};
 pub use vit::{cls_of, VisionTransformer, VitConfig};
 pub use weight_layout::{
     detect_layout, read_backbone, DetectedLayout, PretrainGrid, UnsupportedLayout, WeightKind,

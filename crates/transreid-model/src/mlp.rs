@@ -54,6 +54,14 @@ impl<B: Backend> Mlp<B> {
         self.drop
             .forward(p.cast_out(p.linear(&self.fc2, p.cast_in(x))))
     }
+
+    /// [`Self::forward`] for inference on any backend: no dropout, f32.
+    ///
+    /// # Shapes
+    /// - `x`: `[batch, tokens, dim]` -> `[batch, tokens, dim]`
+    pub fn forward_eval(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
+        self.fc2.forward(gelu_exact(self.fc1.forward(x)))
+    }
 }
 
 /// `x * 0.5 * (1 + erf(x / sqrt(2)))`, PyTorch's `nn.GELU()`, built from primitives so that its

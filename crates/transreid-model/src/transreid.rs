@@ -9,7 +9,7 @@ use crate::head::BnNeck;
 use crate::jpm::{JpmBranch, JpmConfig};
 use crate::precision::Precision;
 use crate::sie::SieConfig;
-use crate::vit::{VisionTransformer, VitConfig};
+use crate::vit::{cls_of, VisionTransformer, VitConfig};
 
 /// Which feature [`TransReid::embed`] returns (`TEST.NECK_FEAT`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -120,6 +120,18 @@ pub struct TrainOutput<B: Backend> {
     pub scores: Vec<Tensor<B, 2>>,
     /// Features before the BNNeck (for the triplet loss), `[batch, D]` each.
     pub feats: Vec<Tensor<B, 2>>,
+}
+
+/// What [`TransReid::forward_probed`] returns.
+#[derive(Debug, Clone)]
+pub struct Probed<B: Backend> {
+    /// [`TransReid::embed`]'s feature, `[batch, (1 + num_parts) * D]`.
+    pub embedding: Tensor<B, 2>,
+    /// The global branch's classifier logits (after its BNNeck), `[batch, num_classes]`.
+    pub logits: Tensor<B, 2>,
+    /// The attention probabilities of every block the global feature passes, in order,
+    /// `[batch, heads, 1 + N, 1 + N]` each, without the probes.
+    pub attentions: Vec<Tensor<B, 4>>,
 }
 
 /// TransReID (`build_transformer_local` with JPM, `build_transformer` without).
@@ -292,6 +304,84 @@ impl<B: Backend> TransReid<B> {
         }
         maps.push(last.attention_probabilities(x));
         maps
+    }
+
+    /// The inference forward of [`Self::embed`] on any backend, from embedded tokens (see
+    /// [`VisionTransformer::embed_tokens`]), with explicit attention probabilities in the
+    /// blocks the global feature passes (those of [`Self::attention_probabilities`]) and a
+    /// probe added to each: zero tensors that require gradients make the gradient of any
+    /// output with respect to those probabilities readable on an autodiff backend. Without
+    /// dropout or drop path, BNNecks with their running statistics, f32.
+    ///
+    /// # Shapes
+    /// - `tokens`: `[batch, 1 + N, D]`; `probes`: empty, or `depth` tensors
+    ///   `[batch, heads, 1 + N, 1 + N]`
+    ///
+    /// # Panics
+    /// If `probes` is neither empty nor one per block.
+    pub fn forward_probed(&self, tokens: Tensor<B, 3>, probes: Vec<Tensor<B, 4>>) -> Probed<B> {
+        let depth = self.base.blocks.len();
+        assert!(
+            probes.is_empty() || probes.len() == depth,
+            "{} probes for {depth} blocks",
+            probes.len()
+        );
+        let mut probes = probes.into_iter().map(Some).chain(std::iter::repeat(None));
+        let mut attentions = Vec::with_capacity(depth);
+        let mut x = tokens;
+        for block in &self.base.blocks[..depth - 1] {
+            let (out, attention) = block.forward_probed(x, probes.next().flatten());
+            attentions.push(attention);
+            x = out;
+        }
+        let last = match &self.b1 {
+            Some(b1) => &b1.block,
+            None => &self.base.blocks[depth - 1],
+        };
+        let (out, attention) = last.forward_probed(x.clone(), probes.next().flatten());
+        attentions.push(attention);
+        let norm = match &self.b1 {
+            Some(b1) => &b1.norm,
+            None => &self.base.norm,
+        };
+        let mut feats = vec![cls_of(norm.forward(out))];
+        if let Some(b2) = &self.b2 {
+            let [batch, _, d] = x.dims();
+            let part_tokens = self.part_index.len() / self.num_parts;
+            for part in self.part_index.chunks(part_tokens) {
+                let index: Vec<i64> = part.iter().map(|&i| i as i64).collect();
+                let index = Tensor::<B, 1, Int>::from_data(
+                    TensorData::new(index, [part_tokens]),
+                    &x.device(),
+                );
+                let (out, _) = b2.block.forward_probed(x.clone().select(1, index), None);
+                feats.push(cls_of(b2.norm.forward(out)).reshape([batch, d]));
+            }
+        }
+        let logits =
+            self.classifiers[0].forward(self.bottlenecks[0].forward_eval(feats[0].clone()));
+        let parts = self.num_parts.max(1) as f64;
+        let feats = feats
+            .into_iter()
+            .zip(&self.bottlenecks)
+            .enumerate()
+            .map(|(i, (f, neck))| {
+                let f = match self.neck_feat {
+                    NeckFeat::Before => f,
+                    NeckFeat::After => neck.forward_eval(f),
+                };
+                if i == 0 {
+                    f
+                } else {
+                    f.div_scalar(parts)
+                }
+            })
+            .collect();
+        Probed {
+            embedding: Tensor::cat(feats, 1),
+            logits,
+            attentions,
+        }
     }
 
     /// The side-information settings.
