@@ -110,10 +110,15 @@ impl<B: Backend> Embedder<B> {
         device: &B::Device,
     ) -> Result<Self, EmbedderError> {
         let (model, config, input) = load_checkpoint_with_input::<B>(checkpoint, device)?;
-        let resolved = resolve_normalization(checkpoint, input.as_ref(), normalization)?;
-        let mut embedder = Self::new(model, config, resolved.normalization, batch_size, device)?;
-        embedder.normalization = resolved;
-        Ok(embedder)
+        Self::from_loaded(
+            checkpoint,
+            model,
+            config,
+            input.as_ref(),
+            normalization,
+            batch_size,
+            device,
+        )
     }
 
     /// Wraps a model already in memory (e.g. `model.valid()` right after training).
@@ -137,6 +142,51 @@ impl<B: Backend> Embedder<B> {
                 source: NormalizationSource::Given,
             },
         })
+    }
+
+    /// [`Self::from_checkpoint`] from a model and configuration already loaded from
+    /// `checkpoint` (with the input specification it records).
+    pub(crate) fn from_loaded(
+        checkpoint: &Path,
+        model: TransReid<B>,
+        config: TransReidConfig,
+        input: Option<&transreid_model::InputSpec>,
+        normalization: Option<Normalization>,
+        batch_size: usize,
+        device: &B::Device,
+    ) -> Result<Self, EmbedderError> {
+        let resolved = resolve_normalization(checkpoint, input, normalization)?;
+        let mut embedder = Self::new(model, config, resolved.normalization, batch_size, device)?;
+        embedder.normalization = resolved;
+        Ok(embedder)
+    }
+
+    /// The inference model.
+    pub fn model(&self) -> &TransReid<B> {
+        &self.model
+    }
+
+    /// The model's input for decoded images: each resized and normalised by the test
+    /// transform.
+    ///
+    /// # Shapes
+    /// - output: `[images, 3, H, W]`
+    pub fn input_tensor(&self, images: &[RgbImage]) -> Result<Tensor<B, 4>, EmbedderError> {
+        if let Some(index) = images
+            .iter()
+            .position(|i| i.width() == 0 || i.height() == 0)
+        {
+            return Err(EmbedderError::EmptyImage { index });
+        }
+        let [h, w] = self.config.vit.img_size;
+        let mut pixels = vec![0.0f32; images.len() * 3 * h * w];
+        for (image, slot) in images.iter().zip(pixels.chunks_mut(3 * h * w)) {
+            self.transform.apply(image, slot);
+        }
+        Ok(Tensor::from_data(
+            TensorData::new(pixels, [images.len(), 3, h, w]),
+            &self.device,
+        ))
     }
 
     /// The input normalisation in use and where it came from.

@@ -8,6 +8,9 @@ pub mod config;
 pub mod device_check;
 pub mod distributed;
 pub mod embedder;
+#[cfg(feature = "plots")]
+pub mod explain_picture;
+pub mod explainer;
 pub mod file_name;
 pub mod image_files;
 pub mod inference;

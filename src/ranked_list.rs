@@ -199,6 +199,7 @@ mod tests {
                     camera_in_name: Some(2),
                     is_match: Some(true),
                     excluded_by_protocol: false,
+                    explanation: None,
                 },
                 SearchHit {
                     rank: 2,
@@ -208,6 +209,7 @@ mod tests {
                     camera_in_name: Some(2),
                     is_match: Some(false),
                     excluded_by_protocol: false,
+                    explanation: None,
                 },
             ],
             query_camera_in_name: Some(1),

@@ -28,6 +28,10 @@ pub struct SearchHit {
     /// images out when it scores the query.
     #[serde(default)]
     pub excluded_by_protocol: bool,
+    /// The picture explaining why this hit matches the query (`search --explain`), with its
+    /// raw maps beside it (`.safetensors`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub explanation: Option<PathBuf>,
 }
 
 /// A query and its top-ranked gallery images.
@@ -107,6 +111,7 @@ pub fn search(
                 excluded_by_protocol: is_match == Some(true)
                     && query_camera.is_some()
                     && camera == query_camera,
+                explanation: None,
             }
         })
         .collect();

@@ -1831,3 +1831,195 @@ fn export_gives_what_embed_gives_and_refuses_what_it_cannot_export() {
         "not a regular file",
     );
 }
+
+#[test]
+fn explain_draws_both_images_writes_their_maps_and_refuses_what_it_cannot_explain() {
+    use transreid::model::read_state_dict;
+
+    let dir = tempfile::tempdir().unwrap();
+    let p = |name: &str| dir.path().join(name).to_str().unwrap().to_string();
+    let data = p("data");
+    ok(&[
+        "data",
+        "synth",
+        "--out",
+        &data,
+        "--ids",
+        "2",
+        "--cameras",
+        "2",
+    ]);
+    let query_dir = Path::new(&data).join("query");
+    let mut queries: Vec<String> = std::fs::read_dir(&query_dir)
+        .unwrap()
+        .map(|e| e.unwrap().path().to_str().unwrap().to_string())
+        .collect();
+    queries.sort();
+    let (query, gallery) = (queries[0].clone(), queries[queries.len() - 1].clone());
+    let config = TransReidConfig::new(VitPreset::Tiny.config([64, 32], [12, 12]), 4)
+        .with_sie(
+            SieConfig::new()
+                .with_mode(SieMode::Camera)
+                .with_camera_num(2),
+        )
+        .with_jpm(Some(JpmConfig::new()));
+    let checkpoint = p("tiny.safetensors");
+    save_checkpoint(
+        &config.init::<NdArray>(&Default::default()),
+        &config,
+        Path::new(&checkpoint),
+    )
+    .unwrap();
+    let explain = |extra: &[&str]| -> Vec<String> {
+        let mut args = vec!["explain", "--checkpoint", &checkpoint, "--query", &query];
+        args.extend(extra);
+        args.into_iter().map(String::from).collect()
+    };
+
+    // A pair, gradient method: the picture, and the maps of both images over the 5x2 grid.
+    let out = p("pair.png");
+    let stdout = ok(&explain(&[
+        "--gallery",
+        &gallery,
+        "--camera",
+        "name",
+        "--out",
+        &out,
+    ]));
+    assert!(stdout.contains("cosine similarity"), "{stdout}");
+    let picture = image::open(&out).unwrap().to_rgb8();
+    assert!(
+        picture.width() >= 640 && picture.height() > 256,
+        "{:?}",
+        picture.dimensions()
+    );
+    let (maps, metadata) = read_state_dict(&dir.path().join("pair.safetensors")).unwrap();
+    assert_eq!(maps.keys().collect::<Vec<_>>(), ["gallery", "query"]);
+    for map in maps.values() {
+        assert_eq!(map.shape, [5, 2]);
+        assert!(
+            map.data.iter().all(|v| (0.0..=1.0).contains(v)),
+            "{:?}",
+            map.data
+        );
+        assert_eq!(map.data.iter().copied().fold(0.0, f32::max), 1.0);
+    }
+    assert!(metadata["method"].contains("cosine"), "{metadata:?}");
+    let similarity: f32 = metadata["target_value"].parse().unwrap();
+    assert!((-1.0..=1.0).contains(&similarity));
+
+    // One image by rollout, with its settings; by an identity's logit.
+    let out = p("rollout.png");
+    let stderr = ok_stderr(&explain(&[
+        "--method",
+        "rollout",
+        "--head-fusion",
+        "max",
+        "--out",
+        &out,
+    ]));
+    assert!(
+        stderr.contains("discard ratio 0.9 (the default)"),
+        "{stderr}"
+    );
+    let (maps, metadata) = read_state_dict(&dir.path().join("rollout.safetensors")).unwrap();
+    assert_eq!(maps.keys().collect::<Vec<_>>(), ["query"]);
+    assert!(
+        metadata["method"].contains("head fusion max"),
+        "{metadata:?}"
+    );
+    ok(&explain(&["--identity", "3", "--out", &p("logit.png")]));
+
+    // Settings that do not fit the method or the model, and outputs that would replace inputs.
+    let png = p("x.png");
+    fails(
+        &explain(&["--discard-ratio", "0.5", "--out", &png]),
+        "settings of --method rollout",
+    );
+    fails(
+        &explain(&["--gallery", &gallery, "--identity", "1", "--out", &png]),
+        "--identity explains one image's logit",
+    );
+    fails(
+        &explain(&["--identity", "4", "--out", &png]),
+        "not one of the model's 4 training identities",
+    );
+    fails(
+        &explain(&["--method", "rollout", "--discard-ratio", "1", "--out", &png]),
+        "must be in [0, 1)",
+    );
+    fails(&explain(&["--camera", "2", "--out", &png]), "camera");
+    fails(&explain(&["--out", &p("x.jpg")]), ".png");
+    let clash = query.replace(".jpg", ".png");
+    std::fs::copy(&query, &clash).unwrap();
+    fails(
+        &[
+            "explain",
+            "--checkpoint",
+            &checkpoint,
+            "--query",
+            &clash,
+            "--out",
+            &clash,
+        ],
+        "input",
+    );
+    fails(
+        &explain(&["--gallery", &p("missing.jpg"), "--out", &png]),
+        "missing.jpg",
+    );
+    assert!(!Path::new(&png).exists());
+
+    // search --explain 2: the top two hits get their pictures, named in the JSON.
+    let ranked = p("ranked.png");
+    let stdout = ok(&[
+        "search",
+        "--checkpoint",
+        &checkpoint,
+        "--query",
+        &query,
+        "--gallery",
+        Path::new(&data).join("bounding_box_test").to_str().unwrap(),
+        "--camera",
+        "name",
+        "--top-k",
+        "4",
+        "--explain",
+        "2",
+        "--out",
+        &ranked,
+    ]);
+    assert!(stdout.contains("explanation of #2"), "{stdout}");
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(p("ranked.json")).unwrap()).unwrap();
+    let hits = json["hits"].as_array().unwrap();
+    for (i, hit) in hits.iter().enumerate() {
+        let explanation = hit.get("explanation").and_then(|e| e.as_str());
+        if i < 2 {
+            let picture = explanation.unwrap();
+            assert!(
+                Path::new(picture).is_file()
+                    && picture.ends_with(&format!("explain-{}.png", i + 1))
+            );
+            assert!(Path::new(picture).with_extension("safetensors").is_file());
+        } else {
+            assert_eq!(explanation, None);
+        }
+    }
+    fails(
+        &[
+            "search",
+            "--checkpoint",
+            &checkpoint,
+            "--query",
+            &query,
+            "--gallery",
+            &gallery,
+            "--method",
+            "rollout",
+            "--out",
+            &ranked,
+        ],
+        "settings of --explain N",
+    );
+}

@@ -101,6 +101,13 @@ impl EmbedModelArgs {
             device,
         )
         .with_context(|| format!("loading {}", self.checkpoint.display()))?;
+        self.notes(&embedder);
+        Ok(embedder)
+    }
+
+    /// Says what the loaded model will use that the user did not give, and which options it
+    /// does not read.
+    pub fn notes<B: Backend>(&self, embedder: &Embedder<B>) {
         if let Some(warning) = embedder.normalization().warning(&self.checkpoint) {
             eprintln!("warning: {warning}");
         }
@@ -121,7 +128,24 @@ impl EmbedModelArgs {
         if has_view && self.view.is_none() {
             eprintln!("note: the model embeds views; every image gets view 0 (give --view N)");
         }
-        Ok(embedder)
+    }
+
+    /// The camera and view ids of `paths` the model reads (`None` for a kind it does not).
+    pub fn side_ids<B: Backend>(
+        &self,
+        embedder: &Embedder<B>,
+        paths: &[PathBuf],
+    ) -> anyhow::Result<(Option<Vec<i64>>, Option<Vec<i64>>)> {
+        let mode = embedder.config().sie.mode;
+        let cameras = match self.camera.filter(|_| mode.uses_cameras()) {
+            Some(source) => Some(source.camera_ids(paths)?),
+            None => None,
+        };
+        let views = self
+            .view
+            .filter(|_| mode.uses_views())
+            .map(|v| vec![v; paths.len()]);
+        Ok((cameras, views))
     }
 
     /// Embeds image files with their camera and view ids, with a progress bar.
@@ -133,13 +157,7 @@ impl EmbedModelArgs {
         what: &str,
     ) -> anyhow::Result<EmbeddedFiles> {
         // Ids the model does not use (warned about when it was loaded) are not read.
-        let mode = embedder.config().sie.mode;
-        let (has_camera, has_view) = (mode.uses_cameras(), mode.uses_views());
-        let cameras = match self.camera.filter(|_| has_camera) {
-            Some(source) => Some(source.camera_ids(paths)?),
-            None => None,
-        };
-        let views = self.view.filter(|_| has_view).map(|v| vec![v; paths.len()]);
+        let (cameras, views) = self.side_ids(embedder, paths)?;
         let bar = images_bar(paths.len(), what);
         let embedded = embedder.embed_files(
             paths,

@@ -6,6 +6,7 @@ mod data;
 mod demo;
 mod embed;
 mod eval;
+mod explain;
 mod export;
 mod import;
 mod inputs;
@@ -52,6 +53,9 @@ enum Command {
     Search(search::SearchArgs),
     /// Embeds image files (or every image of folders) into a safetensors file.
     Embed(embed::EmbedArgs),
+    /// Shows which regions of a query and a gallery image made the model match them (or
+    /// what one image's feature rests on): a picture with the maps overlaid, and the maps.
+    Explain(explain::ExplainArgs),
     /// Exports a checkpoint as ONNX (onnxruntime, TensorRT, OpenVINO) with a dynamic batch;
     /// its `features` output is what `embed` gives.
     Export(export::ExportArgs),
@@ -69,6 +73,7 @@ fn main() -> ExitCode {
         Command::Eval(args) => backend::on_backend(args.device, args),
         Command::Search(args) => backend::on_backend(args.model.device, args),
         Command::Embed(args) => backend::on_backend(args.model.device, args),
+        Command::Explain(args) => backend::on_backend(args.model.device, args),
         Command::Export(args) => export::run(args),
     };
     match result {

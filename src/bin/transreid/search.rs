@@ -11,6 +11,7 @@ use transreid::search::search;
 
 use crate::backend::BackendJob;
 use crate::embed::read_features;
+use crate::explain::{explain_files, load_explainer, maps_path, MethodArgs};
 use crate::inputs::{write_atomic, EmbedModelArgs, FolderArgs};
 
 #[derive(clap::Args)]
@@ -32,6 +33,13 @@ pub struct SearchArgs {
     /// The ranked-list picture (`.png`); the JSON goes beside it (`.json`).
     #[arg(long)]
     out: PathBuf,
+    /// Also explain the top N hits: for each, a picture of why it matches the query
+    /// (`<out>.explain-<rank>.png`, as `transreid explain` draws it) and its maps
+    /// (`.safetensors`), named in the JSON.
+    #[arg(long, value_name = "N")]
+    explain: Option<usize>,
+    #[command(flatten)]
+    method: MethodArgs,
     #[command(flatten)]
     folders: FolderArgs,
     #[command(flatten)]
@@ -45,6 +53,17 @@ impl BackendJob for SearchArgs {
             "--top-k {} must be between 1 and {MAX_HITS}, the hits a picture can show",
             self.top_k
         );
+        let explain_method = match self.explain {
+            Some(0) => anyhow::bail!("--explain 0 explains nothing: give N >= 1 or leave it out"),
+            Some(_) => Some(self.method.resolve(true, None)?),
+            None => {
+                anyhow::ensure!(
+                    self.method.is_empty(),
+                    "--method, --head-fusion and --discard-ratio are settings of --explain N"
+                );
+                None
+            }
+        };
         let gallery = match &self.gallery_features {
             Some(_) => Vec::new(),
             None => self.folders.list(&self.gallery)?,
@@ -58,7 +77,18 @@ impl BackendJob for SearchArgs {
         check_output(&json_path, "json", &inputs)?;
         // A picture written into a gallery folder would be ranked by the next search of it.
         let folders: Vec<&Path> = self.gallery.iter().map(PathBuf::as_path).collect();
-        for path in [&self.out, &json_path] {
+        // The explanations of ranks 1..=N, picture and maps, checked like the ranked list.
+        let explained_paths: Vec<PathBuf> = (1..=self.explain.unwrap_or(0).min(self.top_k))
+            .map(|rank| explanation_path(&self.out, rank))
+            .collect();
+        for picture in &explained_paths {
+            check_output(picture, "png", &inputs)?;
+            check_output(&maps_path(picture), "safetensors", &inputs)?;
+        }
+        let mut outputs = vec![self.out.clone(), json_path.clone()];
+        outputs.extend(explained_paths.iter().cloned());
+        outputs.extend(explained_paths.iter().map(|p| maps_path(p)));
+        for path in &outputs {
             check_outside_folders(path, &folders, self.folders.recursive)?;
         }
         let query_image = decode_rgb(&self.query)?;
@@ -114,6 +144,33 @@ impl BackendJob for SearchArgs {
         for hit in &result.hits {
             images.push(decode_rgb(&hit.path)?);
         }
+        let mut result = result;
+        if let Some(method) = explain_method {
+            let explainer = load_explainer::<B>(&self.model, &device)?;
+            let count = explained_paths.len().min(result.hits.len());
+            for (i, picture) in explained_paths.iter().take(count).enumerate() {
+                let hit = &result.hits[i];
+                let paths = [self.query.clone(), hit.path.clone()];
+                let pair = [images[0].clone(), images[i + 1].clone()];
+                let (rank, distance) = (hit.rank, hit.distance);
+                explain_files(
+                    &explainer,
+                    &self.model,
+                    &paths,
+                    &pair,
+                    method,
+                    picture,
+                    |e| match e.target_values.first() {
+                        Some(v) => format!(
+                            "rank {rank} of the gallery: cosine similarity {v:.4}, distance \
+                             {distance:.4}"
+                        ),
+                        None => format!("rank {rank} of the gallery: distance {distance:.4}"),
+                    },
+                )?;
+                result.hits[i].explanation = Some(picture.clone());
+            }
+        }
         draw_ranked_list(&self.out, &result, &images)?;
         write_atomic(
             &json_path,
@@ -138,6 +195,19 @@ impl BackendJob for SearchArgs {
             self.out.display(),
             json_path.display()
         );
+        for hit in result.hits.iter().filter(|h| h.explanation.is_some()) {
+            if let Some(picture) = &hit.explanation {
+                println!("explanation of #{} -> {}", hit.rank, picture.display());
+            }
+        }
         Ok(())
     }
+}
+
+/// The picture explaining hit `rank` of the ranked list `out`: `<stem>.explain-<rank>.png`.
+fn explanation_path(out: &Path, rank: usize) -> PathBuf {
+    let stem = out
+        .file_stem()
+        .map_or_else(|| "ranked".into(), |s| s.to_string_lossy().into_owned());
+    out.with_file_name(format!("{stem}.explain-{rank}.png"))
 }
