@@ -126,7 +126,8 @@ pub fn rollout_maps<B: Backend>(
 /// Gradient-weighted attention maps of a batch for `target` (see [`attention_relevance`]).
 ///
 /// The tokens are embedded by the inference model and the blocks run on the autodiff backend
-/// in inference mode ([`TransReid::forward_probed`]); the model's weights are not changed.
+/// in inference mode ([`TransReid::forward_probed`]) on a copy of the model that tracks no
+/// weight gradients; the model's weights are not changed.
 ///
 /// # Shapes
 /// - `images`: `[batch, 3, H, W]` (`batch` 2 for [`ExplainTarget::PairCosine`]);
@@ -152,6 +153,8 @@ pub fn gradient_maps<B: AutodiffBackend>(
         }
         _ => {}
     }
+    // Only the probes need gradients: without the weights' the backward pass is about half.
+    let model = model.clone().no_grad();
     let tokens = model.valid().base.embed_tokens(images, cameras, views);
     let tokens = Tensor::<B, 3>::from_inner(tokens);
     let [_, n, _] = tokens.dims();
