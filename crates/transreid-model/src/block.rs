@@ -5,7 +5,7 @@ use burn::prelude::*;
 
 use crate::attention::{Attention, AttentionConfig};
 use crate::drop_path::drop_path;
-use crate::mlp::{Mlp, MlpConfig};
+use crate::mlp::{Activation, Mlp, MlpConfig};
 use crate::precision::Precision;
 
 /// A pre-norm transformer block:
@@ -26,6 +26,9 @@ pub struct BlockConfig {
     /// LayerNorm epsilon. Default: 1e-6.
     #[config(default = 1e-6)]
     pub layer_norm_eps: f64,
+    /// MLP non-linearity. Default: exact GELU.
+    #[config(default = "Activation::Gelu")]
+    pub activation: Activation,
 }
 
 impl BlockConfig {
@@ -43,6 +46,7 @@ impl BlockConfig {
             norm2: norm(),
             mlp: MlpConfig::new(dim, (dim as f64 * self.mlp_ratio) as usize)
                 .with_drop(self.drop)
+                .with_activation(self.activation)
                 .init(device),
             drop_path: self.drop_path,
         }

@@ -19,6 +19,8 @@ mod attention_rollout;
 mod batch_norm;
 mod block;
 mod checkpoint;
+mod clip_vision;
+mod clip_weights;
 mod drop_path;
 mod error;
 mod explain;
@@ -51,6 +53,8 @@ pub use checkpoint::{
     export_reference, load_checkpoint, load_checkpoint_with_input, save_checkpoint,
     save_checkpoint_with_input, save_checkpoint_with_metadata, CONFIG_METADATA_KEY,
 };
+pub use clip_vision::{ClipVision, ClipVisionConfig, ClipVisionOutput};
+pub use clip_weights::load_clip_vision;
 pub use drop_path::drop_path;
 pub use error::{ImportError, LabelError, ModelConfigError};
 pub use explain::{
@@ -63,7 +67,7 @@ pub use ics_stem::{Ibn, IcsStem, IcsStemConfig};
 pub use image_map::{image_map, ImageMapError};
 pub use input_spec::{InputSpec, INPUT_METADATA_KEY};
 pub use jpm::{shuffle_index, JpmBranch, JpmConfig, JpmError};
-pub use mlp::{gelu_exact, Mlp, MlpConfig};
+pub use mlp::{gelu_exact, quick_gelu, Activation, Mlp, MlpConfig};
 pub use patch_embed::{PatchEmbed, PatchEmbedConfig};
 pub use pos_embed::{resize_pos_embed, resize_pos_embed_grid};
 pub use precision::Precision;

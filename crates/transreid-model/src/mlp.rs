@@ -2,11 +2,34 @@ use burn::config::Config;
 use burn::module::Module;
 use burn::nn::{Dropout, DropoutConfig, Linear};
 use burn::prelude::*;
+use burn::tensor::activation::sigmoid;
+use serde::{Deserialize, Serialize};
 
 use crate::attention::linear;
 use crate::precision::Precision;
 
-/// The transformer feed-forward network: `fc1 -> GELU (exact erf) -> dropout -> fc2 -> dropout`.
+/// The MLP's non-linearity.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Activation {
+    /// Exact GELU, `x Φ(x)` ([`gelu_exact`]): ViT, DeiT, TransReID.
+    #[default]
+    Gelu,
+    /// `x * sigmoid(1.702 x)` ([`quick_gelu`]): OpenAI's CLIP towers.
+    QuickGelu,
+}
+
+impl Activation {
+    /// Applies the function element-wise.
+    pub fn forward<B: Backend, const D: usize>(self, x: Tensor<B, D>) -> Tensor<B, D> {
+        match self {
+            Activation::Gelu => gelu_exact(x),
+            Activation::QuickGelu => quick_gelu(x),
+        }
+    }
+}
+
+/// The transformer feed-forward network: `fc1 -> activation -> dropout -> fc2 -> dropout`.
 #[derive(Config, Debug)]
 pub struct MlpConfig {
     /// Input and output dimension.
@@ -16,6 +39,9 @@ pub struct MlpConfig {
     /// Dropout rate. Default: 0.
     #[config(default = 0.0)]
     pub drop: f64,
+    /// Non-linearity. Default: exact GELU.
+    #[config(default = "Activation::Gelu")]
+    pub activation: Activation,
 }
 
 impl MlpConfig {
@@ -25,6 +51,7 @@ impl MlpConfig {
             fc1: linear(self.dim, self.hidden, true, device),
             fc2: linear(self.hidden, self.dim, true, device),
             drop: DropoutConfig::new(self.drop).init(),
+            activation: self.activation,
             precision: Precision::F32,
         }
     }
@@ -38,7 +65,10 @@ pub struct Mlp<B: Backend> {
     /// `hidden -> dim`.
     pub fc2: Linear<B>,
     drop: Dropout,
-    /// Dtype of the two products (GELU stays f32).
+    /// Non-linearity.
+    #[module(skip)]
+    pub activation: Activation,
+    /// Dtype of the two products (the activation stays f32).
     #[module(skip)]
     pub precision: Precision,
 }
@@ -48,9 +78,10 @@ impl<B: Backend> Mlp<B> {
     /// - `x`: `[batch, tokens, dim]` -> `[batch, tokens, dim]`
     pub fn forward(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
         let p = self.precision;
-        let x = self
-            .drop
-            .forward(gelu_exact(p.cast_out(p.linear(&self.fc1, p.cast_in(x)))));
+        let x = self.drop.forward(
+            self.activation
+                .forward(p.cast_out(p.linear(&self.fc1, p.cast_in(x)))),
+        );
         self.drop
             .forward(p.cast_out(p.linear(&self.fc2, p.cast_in(x))))
     }
@@ -60,7 +91,8 @@ impl<B: Backend> Mlp<B> {
     /// # Shapes
     /// - `x`: `[batch, tokens, dim]` -> `[batch, tokens, dim]`
     pub fn forward_eval(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
-        self.fc2.forward(gelu_exact(self.fc1.forward(x)))
+        self.fc2
+            .forward(self.activation.forward(self.fc1.forward(x)))
     }
 }
 
@@ -77,6 +109,12 @@ pub fn gelu_exact<B: Backend, const D: usize>(x: Tensor<B, D>) -> Tensor<B, D> {
     gelu_composed(x)
 }
 
+/// `x * sigmoid(1.702 x)`, the GELU approximation of OpenAI's CLIP (`QuickGELU`), which its
+/// weights were trained with.
+pub fn quick_gelu<B: Backend, const D: usize>(x: Tensor<B, D>) -> Tensor<B, D> {
+    sigmoid(x.clone().mul_scalar(1.702)).mul(x)
+}
+
 /// [`gelu_exact`] from Burn's primitives on every backend.
 pub(crate) fn gelu_composed<B: Backend, const D: usize>(x: Tensor<B, D>) -> Tensor<B, D> {
     x.clone()
@@ -91,6 +129,17 @@ pub(crate) fn gelu_composed<B: Backend, const D: usize>(x: Tensor<B, D>) -> Tens
 mod tests {
     use super::*;
     use burn::backend::{Autodiff, NdArray};
+
+    #[test]
+    fn quick_gelu_is_x_times_sigmoid_of_1702_x() {
+        let xs = [-3.0f32, -0.5, 0.0, 0.8, 2.5];
+        let y = quick_gelu(Tensor::<NdArray, 1>::from_floats(xs, &Default::default()));
+        for (x, y) in xs.iter().zip(y.into_data().to_vec::<f32>().unwrap()) {
+            let expected = x / (1.0 + (-1.702 * x).exp());
+            assert!((y - expected).abs() < 1e-6, "{x}: {y} vs {expected}");
+        }
+        assert_eq!(Activation::default(), Activation::Gelu);
+    }
 
     #[test]
     fn gelu_value_and_exact_derivative() {
