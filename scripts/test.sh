@@ -8,7 +8,8 @@ missing=()
 ls /usr/share/vulkan/icd.d/lvp_icd*.json >/dev/null 2>&1 || missing+=(mesa-vulkan-drivers libvulkan1)
 # Open MPI for the `mpi` feature's tests, libclang for its bindings.
 command -v mpirun >/dev/null 2>&1 || missing+=(openmpi-bin libopenmpi-dev)
-ls /usr/lib/llvm-*/lib/libclang*.so* >/dev/null 2>&1 || missing+=(libclang-dev)
+# libclang.so itself (libclang-dev): other packages bring libclang-cpp, which bindgen cannot use.
+ls /usr/lib/llvm-*/lib/libclang.so >/dev/null 2>&1 || missing+=(libclang-dev)
 # pgrep, with which the fault test finds the ranks to kill.
 command -v pgrep >/dev/null 2>&1 || missing+=(procps)
 if [ ${#missing[@]} -gt 0 ]; then

@@ -251,11 +251,21 @@ fn check(name: &str, config: TransReidConfig, options: OnnxOptions) -> ModelProt
         ),
     }
     // Batch 1, image by image: the batch is dynamic and each row depends on its image only.
+    // In f32 the rows agree to rounding; in f16, CPUs with native f16 arithmetic (AVX512-FP16)
+    // let tract pick other kernels, with another summation order, for another batch size, so
+    // a row may move by f16 rounding, as against `embed` above.
+    let row_tolerance = match options.precision {
+        OnnxPrecision::Fp32 => 1e-5,
+        OnnxPrecision::Fp16 => 1e-2,
+    };
     for i in 0..BATCH {
         let row = batch.row(i);
         let single = run_tract(&exported.bytes, graph_inputs(&proto, &row, &options));
         let d = max_diff(&single, &got[i * dim..(i + 1) * dim]);
-        assert!(d <= 1e-5 * scale, "{name}: row {i} alone differs by {d}");
+        assert!(
+            d <= row_tolerance * scale,
+            "{name}: row {i} alone differs by {d} of {scale}"
+        );
     }
     if let Ok(folder) = std::env::var("TRANSREID_ONNX_CASES") {
         write_case(
