@@ -122,6 +122,26 @@ impl<B: Backend> Attention<B> {
         self.attend(q, k, v)
     }
 
+    /// [`Self::forward`] with a causal mask: token `i` attends to tokens `0..=i` only (CLIP's
+    /// text transformer). Always the generic path, which the mask needs.
+    ///
+    /// # Shapes
+    /// - `x`: `[batch, tokens, dim]`
+    /// - output: `[batch, tokens, dim]`
+    pub fn forward_causal(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
+        let [b, n, d] = x.dims();
+        let (h, p) = (self.num_heads, self.precision);
+        let qkv = p
+            .linear(&self.qkv, p.cast_in(x))
+            .reshape([b, n, 3 * h, d / h])
+            .swap_dims(1, 2);
+        let q = qkv.clone().narrow(1, 0, h);
+        let k = qkv.clone().narrow(1, h, h);
+        let v = qkv.narrow(1, 2 * h, h);
+        let later = Tensor::<B, 2, Bool>::tril_mask([n, n], 0, &q.device());
+        self.attend_masked(q, k, v, Some(later.unsqueeze::<4>()))
+    }
+
     /// [`Self::forward`] for the class token only: keys and values of every token, the query,
     /// the attention row and the projection of token 0. Equal to `forward(x)` narrowed to
     /// token 0, with a sixth of the work per token.
@@ -215,10 +235,29 @@ impl<B: Backend> Attention<B> {
     /// - `q`: `[batch, heads, queries, head_dim]`; `k`, `v`: `[batch, heads, tokens, head_dim]`
     /// - output: `[batch, queries, dim]`
     fn attend(&self, q: Tensor<B, 4>, k: Tensor<B, 4>, v: Tensor<B, 4>) -> Tensor<B, 3> {
+        self.attend_masked(q, k, v, None)
+    }
+
+    /// [`Self::attend`] with the scores where `hidden` is true set to minus infinity (a zero
+    /// weight after the softmax).
+    ///
+    /// # Shapes
+    /// - `hidden`: broadcast to `[batch, heads, queries, tokens]`
+    fn attend_masked(
+        &self,
+        q: Tensor<B, 4>,
+        k: Tensor<B, 4>,
+        v: Tensor<B, 4>,
+        hidden: Option<Tensor<B, 4, Bool>>,
+    ) -> Tensor<B, 3> {
         let p = self.precision;
-        let scores = p
+        let mut scores = p
             .cast_out(q.matmul(k.swap_dims(2, 3)))
             .mul_scalar(self.scale);
+        if let Some(hidden) = hidden {
+            let shape = scores.shape();
+            scores = scores.mask_fill(hidden.expand(shape), f32::NEG_INFINITY);
+        }
         let attn = self.attn_drop.forward(softmax(scores, 3));
         let out = merge_heads(p.cast_in(attn).matmul(v));
         self.proj_drop

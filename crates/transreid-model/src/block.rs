@@ -82,6 +82,16 @@ impl<B: Backend> Block<B> {
         x.clone() + drop_path(self.mlp.forward(self.norm2.forward(x)), self.drop_path)
     }
 
+    /// [`Self::forward`] with causal attention (see [`Attention::forward_causal`]).
+    ///
+    /// # Shapes
+    /// - `x`: `[batch, tokens, dim]` -> `[batch, tokens, dim]`
+    pub fn forward_causal(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
+        let attended = self.attn.forward_causal(self.norm1.forward(x.clone()));
+        let x = x + drop_path(attended, self.drop_path);
+        x.clone() + drop_path(self.mlp.forward(self.norm2.forward(x)), self.drop_path)
+    }
+
     /// The attention probabilities of this block for input `x` (see
     /// [`Attention::probabilities`]); [`Self::forward`] is unchanged by reading them.
     ///

@@ -156,6 +156,48 @@ impl<B: Backend> ClipVision<B> {
     /// - output: `before_last`, `last`: `[batch, 1 + N, width]`; `projected`:
     ///   `[batch, 1 + N, output_dim]`
     pub fn forward(&self, images: Tensor<B, 4>, side: Option<Tensor<B, 2>>) -> ClipVisionOutput<B> {
+        let x = self.before_last(images, side);
+        let (last, _) = self.blocks.split_last().expect("at least one block");
+        let before_last = x.clone();
+        let last = self.ln_post.forward(last.forward(x));
+        let [batch, tokens, d] = last.dims();
+        let projected = last
+            .clone()
+            .reshape([batch * tokens, d])
+            .matmul(self.proj.val())
+            .reshape([batch, tokens, self.proj.dims()[1]]);
+        ClipVisionOutput {
+            before_last,
+            last,
+            projected,
+        }
+    }
+
+    /// The class token of each of [`Self::forward`]'s outputs, `[before_last, last,
+    /// projected]`; without autodiff the last block computes the class token only.
+    ///
+    /// # Shapes
+    /// - `images`: `[batch, 3, H, W]`; `side`: `[batch, width]`
+    /// - output: `[batch, width]`, `[batch, width]`, `[batch, output_dim]`
+    pub fn forward_cls(
+        &self,
+        images: Tensor<B, 4>,
+        side: Option<Tensor<B, 2>>,
+    ) -> [Tensor<B, 2>; 3] {
+        let x = self.before_last(images, side);
+        let [batch, _, d] = x.dims();
+        let (last, _) = self.blocks.split_last().expect("at least one block");
+        let before_last = x.clone().narrow(1, 0, 1).reshape([batch, d]);
+        let cls = self
+            .ln_post
+            .forward(last.forward_token0(x))
+            .reshape([batch, d]);
+        let projected = cls.clone().matmul(self.proj.val());
+        [before_last, cls, projected]
+    }
+
+    /// The tokens entering the last block.
+    fn before_last(&self, images: Tensor<B, 4>, side: Option<Tensor<B, 2>>) -> Tensor<B, 3> {
         let x = self.conv1.forward(images);
         let [batch, d, gh, gw] = x.dims();
         let patches = x.reshape([batch, d, gh * gw]).swap_dims(1, 2);
@@ -169,22 +211,10 @@ impl<B: Backend> ClipVision<B> {
         }
         let x = Tensor::cat(vec![cls, patches], 1) + self.positional_embedding.val().unsqueeze();
         let mut x = self.ln_pre.forward(x);
-        let (last, rest) = self.blocks.split_last().expect("at least one block");
+        let (_, rest) = self.blocks.split_last().expect("at least one block");
         for block in rest {
             x = block.forward(x);
         }
-        let before_last = x.clone();
-        let last = self.ln_post.forward(last.forward(x));
-        let [_, tokens, _] = last.dims();
-        let projected = last
-            .clone()
-            .reshape([batch * tokens, d])
-            .matmul(self.proj.val())
-            .reshape([batch, tokens, self.proj.dims()[1]]);
-        ClipVisionOutput {
-            before_last,
-            last,
-            projected,
-        }
+        x
     }
 }

@@ -1,4 +1,5 @@
-//! OpenAI / open_clip CLIP image-tower weights (`visual.*`) into a [`ClipVision`].
+//! OpenAI / open_clip CLIP weights (`visual.*` and the text tower) into [`ClipVision`] and
+//! [`ClipText`], and trained CLIP-ReID checkpoints of the reference into [`ClipReid`].
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -6,9 +7,13 @@ use burn::module::ParamId;
 use burn::prelude::*;
 use burn_store::{ModuleSnapshot, TensorSnapshot};
 
+use crate::clip_layout::{clip_openai_dict, ClipLayout};
+use crate::clip_reid::ClipReid;
+use crate::clip_text::ClipText;
 use crate::clip_vision::ClipVision;
 use crate::error::ImportError;
 use crate::pos_embed::resize_pos_embed;
+use crate::prompt_learner::{PromptObject, PROMPT_TOKENS};
 use crate::state_dict::{HostTensor, StateDict};
 
 /// The model path of an OpenAI image-tower key (without its `visual.` prefix) and whether the
@@ -89,7 +94,8 @@ fn openai_keys(layers: usize) -> Vec<String> {
 /// into `model`, strictly: every parameter must be given once with its shape, and every key
 /// under `prefix` must be one of the tower's. Keys outside `prefix` (the text tower) are left
 /// alone. The position embedding is resized from its square pre-training grid to the model's
-/// (bilinear, `align_corners = false`), also when the grids are equal, as CLIP-ReID does.
+/// (bilinear, `align_corners = false`) when the token counts differ; at the same grid that
+/// resize is the identity, which is why the reference's unconditional resize needs no copy here.
 ///
 /// # Errors
 /// [`ImportError::MissingKeys`], [`ImportError::UnexpectedKeys`],
@@ -100,71 +106,335 @@ pub fn load_clip_vision<B: Backend>(
     dict: &StateDict,
     prefix: &str,
 ) -> Result<(), ImportError> {
-    let shapes: BTreeMap<String, Vec<usize>> = model
-        .collect(None, None, false)
-        .into_iter()
-        .map(|s| (s.full_path(), s.shape.to_vec()))
-        .collect();
-    let mut snapshots = Vec::new();
-    let mut provided = BTreeSet::new();
-    let mut unexpected = Vec::new();
+    let grid = model.grid();
+    let layers = model.blocks.len();
+    let mut loader = Loader::new(&*model);
     for (key, tensor) in dict {
         let Some(short) = key.strip_prefix(prefix) else {
             continue;
         };
         let Some((path, linear)) = clip_vision_path(short) else {
-            unexpected.push(key.clone());
+            loader.unexpected.push(key.clone());
             continue;
         };
-        let Some(shape) = shapes.get(&path) else {
-            unexpected.push(key.clone());
-            continue;
-        };
-        let mut tensor: HostTensor = if linear && tensor.shape.len() == 2 {
-            tensor.transposed()
-        } else {
-            tensor.clone()
-        };
-        if path == "positional_embedding" && tensor.shape.len() == 2 && tensor.shape != *shape {
+        let mut tensor = tensor.clone();
+        if let (true, Some(shape)) = (path == "positional_embedding", loader.shape(&path)) {
             let dim = shape[1];
-            if tensor.shape[1] == dim {
-                let data = resize_pos_embed(&tensor.data, dim, 1, model.grid())?;
+            if tensor.shape.len() == 2 && tensor.shape[1] == dim && tensor.shape[0] != shape[0] {
+                let data = resize_pos_embed(&tensor.data, dim, 1, grid)?;
                 tensor = HostTensor::new(vec![data.len() / dim, dim], data);
             }
         }
+        loader.put(key, &path, tensor, linear)?;
+    }
+    loader.finish(model, openai_keys(layers), prefix, |k| {
+        clip_vision_path(k).expect("a tower key").0
+    })
+}
+
+/// The model path of an OpenAI text-tower key (top level in OpenAI files, under
+/// `text_encoder.` in CLIP-ReID checkpoints) and whether it is a PyTorch Linear weight.
+fn clip_text_path(key: &str) -> Option<(String, bool)> {
+    match key {
+        "positional_embedding" | "text_projection" => Some((key.to_string(), false)),
+        "ln_final.weight" => Some(("ln_final.gamma".into(), false)),
+        "ln_final.bias" => Some(("ln_final.beta".into(), false)),
+        _ => clip_vision_path(key).filter(|(path, _)| path.starts_with("blocks.")),
+    }
+}
+
+/// Every key of an OpenAI text tower with `layers` blocks.
+fn openai_text_keys(layers: usize) -> Vec<String> {
+    let mut keys: Vec<String> = [
+        "positional_embedding",
+        "ln_final.weight",
+        "ln_final.bias",
+        "text_projection",
+    ]
+    .map(String::from)
+    .into();
+    keys.extend(
+        openai_keys(layers)
+            .into_iter()
+            .filter(|k| k.starts_with("transformer.")),
+    );
+    keys
+}
+
+/// Loads CLIP's text tower (`positional_embedding`, `transformer.*`, `ln_final.*`,
+/// `text_projection`) stored under `prefix` (`""` for OpenAI files, `"text_encoder."` for
+/// CLIP-ReID checkpoints) into `model`, strictly like [`load_clip_vision`]. With an empty
+/// prefix the keys of other towers (`visual.*`, `token_embedding.weight`, `logit_scale`, the
+/// scalars) are left alone.
+///
+/// # Errors
+/// [`ImportError::MissingKeys`], [`ImportError::UnexpectedKeys`] and
+/// [`ImportError::ShapeMismatch`].
+pub fn load_clip_text<B: Backend>(
+    model: &mut ClipText<B>,
+    dict: &StateDict,
+    prefix: &str,
+) -> Result<(), ImportError> {
+    let layers = model.blocks.len();
+    let mut loader = Loader::new(&*model);
+    for (key, tensor) in dict {
+        let Some(short) = key.strip_prefix(prefix) else {
+            continue;
+        };
+        let Some((path, linear)) = clip_text_path(short) else {
+            // In OpenAI files the text tower sits beside `visual.*`, `token_embedding` and
+            // the scalars.
+            let ours = short.starts_with("transformer.") || short.starts_with("ln_final.");
+            if !prefix.is_empty() || ours {
+                loader.unexpected.push(key.clone());
+            }
+            continue;
+        };
+        loader.put(key, &path, tensor.clone(), linear)?;
+    }
+    loader.finish(model, openai_text_keys(layers), prefix, |k| {
+        clip_text_path(k).expect("a tower key").0
+    })
+}
+
+/// The embeddings of `object`'s prompt tokens, rows of CLIP's `token_embedding.weight`
+/// (`[vocab, width]`).
+///
+/// # Errors
+/// [`ImportError::ShapeMismatch`] if the table is not a matrix holding every token id.
+pub fn prompt_token_embeddings(
+    key: &str,
+    table: &HostTensor,
+    object: PromptObject,
+) -> Result<HostTensor, ImportError> {
+    let ids = object.token_ids();
+    let max = *ids.iter().max().expect("prompt ids");
+    if table.shape.len() != 2 || table.shape[0] <= max {
+        return Err(ImportError::ShapeMismatch {
+            key: key.to_string(),
+            expected: vec![max + 1, table.shape.last().copied().unwrap_or(0)],
+            got: table.shape.clone(),
+        });
+    }
+    let width = table.shape[1];
+    let data = ids
+        .iter()
+        .flat_map(|&id| table.data[id * width..(id + 1) * width].iter().copied())
+        .collect();
+    Ok(HostTensor::new(vec![PROMPT_TOKENS, width], data))
+}
+
+/// Loads a trained CLIP-ReID checkpoint of the reference (`image_encoder.*`, `cv_embed`,
+/// `bottleneck*`, `classifier*`, `prompt_learner.*`, `text_encoder.*`; a `module.` prefix is
+/// already stripped by the readers) into `model`, which must have the checkpoint's classes,
+/// SIE table and patch grid. A model without the text side leaves `prompt_learner.*` and
+/// `text_encoder.*` alone: they serve training only. The prompt suffix keeps the three rows
+/// the 12-token prompt reads (the reference stores the padding embeddings after them).
+///
+/// Returns the keys that were left alone.
+///
+/// # Errors
+/// [`ImportError::MissingKeys`], [`ImportError::UnexpectedKeys`] and
+/// [`ImportError::ShapeMismatch`], keys as in the file.
+pub fn load_clip_reid<B: Backend>(
+    model: &mut ClipReid<B>,
+    dict: &StateDict,
+) -> Result<Vec<String>, ImportError> {
+    load_clip_vision(&mut model.image_encoder, dict, "image_encoder.")?;
+    let mut skipped = Vec::new();
+    match &mut model.text_encoder {
+        Some(text) => load_clip_text(text, dict, "text_encoder.")?,
+        None => skipped.extend(
+            dict.keys()
+                .filter(|k| k.starts_with("text_encoder.") || k.starts_with("prompt_learner."))
+                .cloned(),
+        ),
+    }
+    let has_text = model.prompt_learner.is_some();
+    let has_sie = model.cv_embed.is_some();
+    let mut expected: Vec<String> = ["bottleneck", "bottleneck_proj"]
+        .iter()
+        .flat_map(|bn| {
+            ["weight", "bias", "running_mean", "running_var"].map(|p| format!("{bn}.{p}"))
+        })
+        .chain(["classifier.weight".into(), "classifier_proj.weight".into()])
+        .collect();
+    if has_sie {
+        expected.push("cv_embed".into());
+    }
+    if has_text {
+        expected.extend(
+            ["cls_ctx", "token_prefix", "token_suffix"].map(|p| format!("prompt_learner.{p}")),
+        );
+    }
+    let mut loader = Loader::new(&*model);
+    for (key, tensor) in dict {
+        if key.starts_with("image_encoder.")
+            || key.starts_with("text_encoder.")
+            || key.ends_with(".num_batches_tracked")
+            || skipped.contains(key)
+        {
+            continue;
+        }
+        if !expected.contains(key) {
+            loader.unexpected.push(key.clone());
+            continue;
+        }
+        let mut tensor = tensor.clone();
+        // `[1, tokens, width]` buffers; the suffix's rows after end-of-text are padding.
+        if let Some(part) = key.strip_prefix("prompt_learner.token_") {
+            if let (3, Some(shape)) = (tensor.shape.len(), loader.shape(key)) {
+                let [rows, width] = [shape[0], shape[1]];
+                if tensor.shape[0] == 1 && tensor.shape[2] == width && tensor.shape[1] >= rows {
+                    let keep = if part == "prefix" {
+                        tensor.shape[1]
+                    } else {
+                        rows
+                    };
+                    tensor =
+                        HostTensor::new(vec![keep, width], tensor.data[..keep * width].to_vec());
+                }
+            }
+        }
+        let linear = key.starts_with("classifier");
+        loader.put(key, key, tensor, linear)?;
+    }
+    loader.finish(model, expected, "", |k| k.to_string())?;
+    Ok(skipped)
+}
+
+/// Loads pre-trained CLIP weights of any layout ([`ClipLayout`]) into a fresh CLIP-ReID
+/// model: the image tower, its position embedding resized to the model's grid, and for a model
+/// with the text side the text tower and the embeddings of the prompt's fixed tokens. The
+/// heads, the SIE table and the prompt vectors keep their initialisation. Returns the layout.
+///
+/// # Errors
+/// [`ImportError::NoTextTower`] when the model trains with text and the file has no text
+/// tower, and the errors of [`clip_openai_dict`], [`load_clip_vision`] and [`load_clip_text`].
+pub fn load_clip_pretrained<B: Backend>(
+    model: &mut ClipReid<B>,
+    dict: &StateDict,
+) -> Result<ClipLayout, ImportError> {
+    let (layout, openai) = clip_openai_dict(dict)?;
+    load_clip_vision(&mut model.image_encoder, &openai, "visual.")?;
+    if let (Some(text), Some(learner)) = (&mut model.text_encoder, &mut model.prompt_learner) {
+        let table_key = "token_embedding.weight";
+        for key in [table_key, "ln_final.weight"] {
+            if !openai.contains_key(key) {
+                let key = key.to_string();
+                return Err(ImportError::NoTextTower { layout, key });
+            }
+        }
+        load_clip_text(text, &openai, "")?;
+        let tokens = prompt_token_embeddings(table_key, &openai[table_key], learner.object())?;
+        let width = learner.cls_ctx.dims()[2];
+        if tokens.shape[1] != width {
+            return Err(ImportError::ShapeMismatch {
+                key: table_key.into(),
+                expected: vec![openai[table_key].shape[0], width],
+                got: openai[table_key].shape.clone(),
+            });
+        }
+        let device = learner.cls_ctx.device();
+        learner.set_token_embeddings(Tensor::from_data(
+            TensorData::new(tokens.data, tokens.shape),
+            &device,
+        ));
+    }
+    Ok(layout)
+}
+
+/// Collects the tensors of one strict import: their model paths, shapes and the keys that
+/// fit nowhere.
+struct Loader {
+    shapes: BTreeMap<String, Vec<usize>>,
+    snapshots: Vec<TensorSnapshot>,
+    provided: BTreeSet<String>,
+    unexpected: Vec<String>,
+}
+
+impl Loader {
+    fn new<B: Backend, M: ModuleSnapshot<B>>(module: &M) -> Self {
+        Self {
+            shapes: module
+                .collect(None, None, false)
+                .into_iter()
+                .map(|s| (s.full_path(), s.shape.to_vec()))
+                .collect(),
+            snapshots: Vec::new(),
+            provided: BTreeSet::new(),
+            unexpected: Vec::new(),
+        }
+    }
+
+    fn shape(&self, path: &str) -> Option<&Vec<usize>> {
+        self.shapes.get(path)
+    }
+
+    /// Stores the file's `key` as the parameter at `path`, transposed when it is a PyTorch
+    /// Linear weight.
+    fn put(
+        &mut self,
+        key: &str,
+        path: &str,
+        tensor: HostTensor,
+        linear: bool,
+    ) -> Result<(), ImportError> {
+        let Some(shape) = self.shapes.get(path) else {
+            self.unexpected.push(key.to_string());
+            return Ok(());
+        };
+        let original = tensor.shape.clone();
+        let tensor = if linear && tensor.shape.len() == 2 {
+            tensor.transposed()
+        } else {
+            tensor
+        };
         if tensor.shape != *shape {
             let mut expected = shape.clone();
             if linear {
                 expected.reverse();
             }
             return Err(ImportError::ShapeMismatch {
-                key: key.clone(),
+                key: key.to_string(),
                 expected,
-                got: dict[key].shape.clone(),
+                got: original,
             });
         }
-        provided.insert(path.clone());
-        snapshots.push(TensorSnapshot::from_data(
+        self.provided.insert(path.to_string());
+        self.snapshots.push(TensorSnapshot::from_data(
             TensorData::new(tensor.data, tensor.shape),
             path.split('.').map(str::to_string).collect(),
             Vec::new(),
             ParamId::new(),
         ));
+        Ok(())
     }
-    if !unexpected.is_empty() {
-        return Err(ImportError::UnexpectedKeys(unexpected));
+
+    /// Applies what was collected, after checking that nothing unexpected came and that every
+    /// key of `expected` (file names without `prefix`, mapped to model paths by `path`) did.
+    fn finish<B: Backend, M: ModuleSnapshot<B>>(
+        self,
+        module: &mut M,
+        expected: Vec<String>,
+        prefix: &str,
+        path: impl Fn(&str) -> String,
+    ) -> Result<(), ImportError> {
+        if !self.unexpected.is_empty() {
+            return Err(ImportError::UnexpectedKeys(self.unexpected));
+        }
+        let missing: Vec<String> = expected
+            .into_iter()
+            .filter(|k| !self.provided.contains(&path(k)))
+            .map(|k| format!("{prefix}{k}"))
+            .collect();
+        if !missing.is_empty() {
+            return Err(ImportError::MissingKeys(missing));
+        }
+        let result = module.apply(self.snapshots, None, None, false);
+        debug_assert!(result.errors.is_empty(), "{:?}", result.errors);
+        Ok(())
     }
-    let missing: Vec<String> = openai_keys(model.blocks.len())
-        .into_iter()
-        .filter(|k| !provided.contains(&clip_vision_path(k).expect("a tower key").0))
-        .map(|k| format!("{prefix}{k}"))
-        .collect();
-    if !missing.is_empty() {
-        return Err(ImportError::MissingKeys(missing));
-    }
-    let result = model.apply(snapshots, None, None, false);
-    debug_assert!(result.errors.is_empty(), "{:?}", result.errors);
-    Ok(())
 }
 
 #[cfg(test)]

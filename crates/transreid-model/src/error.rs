@@ -42,6 +42,34 @@ pub enum ImportError {
         /// The Python class, as `module.name`.
         object: String,
     },
+    /// A TorchScript archive (OpenAI's own CLIP `.pt` files), whose weights sit in compiled
+    /// module objects that cannot be read without PyTorch.
+    #[error(
+        "{path} is a TorchScript archive (as OpenAI ships CLIP), which cannot be read without \
+         PyTorch; convert it once: python -c \"import torch; from safetensors.torch import \
+         save_file; m = torch.jit.load('{name}', map_location='cpu'); save_file({{k: \
+         v.float().contiguous() for k, v in m.state_dict().items()}}, '{stem}.safetensors')\""
+    )]
+    TorchScript {
+        /// The file.
+        path: PathBuf,
+        /// Its file name.
+        name: String,
+        /// Its file name without the extension.
+        stem: String,
+    },
+    /// Two-stage CLIP-ReID training needs CLIP's text tower, which the file lacks.
+    #[error(
+        "two-stage CLIP-ReID training needs CLIP's text tower, which this {layout} file lacks \
+         (missing `{key}`): use OpenAI's or open_clip's file or a Hugging Face CLIPModel (not \
+         CLIPVisionModel, not timm's image tower), or train the image-only baseline"
+    )]
+    NoTextTower {
+        /// The file's layout.
+        layout: crate::clip_layout::ClipLayout,
+        /// The first missing key, in OpenAI's names.
+        key: String,
+    },
     /// A tensor has a dtype that cannot be converted to f32.
     #[error("tensor `{key}` has unsupported dtype {dtype}")]
     UnsupportedDtype {
@@ -96,6 +124,18 @@ pub enum ImportError {
         path: PathBuf,
         /// What the file is and what to use instead.
         what: String,
+    },
+    /// A CLIP file whose tensors describe no CLIP tower this crate builds.
+    #[error("`{key}` has shape {shape:?}, which does not describe a CLIP {tower} tower: {reason}")]
+    ClipShape {
+        /// The key in the file's own names.
+        key: String,
+        /// Its shape.
+        shape: Vec<usize>,
+        /// `image` or `text`.
+        tower: &'static str,
+        /// What is wrong with it.
+        reason: &'static str,
     },
     /// The position embedding cannot be resized (its grid is not square).
     #[error(

@@ -19,6 +19,9 @@ mod attention_rollout;
 mod batch_norm;
 mod block;
 mod checkpoint;
+mod clip_layout;
+mod clip_reid;
+mod clip_text;
 mod clip_vision;
 mod clip_weights;
 mod drop_path;
@@ -38,6 +41,7 @@ mod pos_embed;
 mod precision;
 mod presets;
 mod pretrained;
+mod prompt_learner;
 mod sie;
 mod state_dict;
 mod transreid;
@@ -53,8 +57,13 @@ pub use checkpoint::{
     export_reference, load_checkpoint, load_checkpoint_with_input, save_checkpoint,
     save_checkpoint_with_input, save_checkpoint_with_metadata, CONFIG_METADATA_KEY,
 };
+pub use clip_layout::{clip_openai_dict, ClipArchitecture, ClipLayout};
+pub use clip_reid::{ClipReid, ClipReidConfig};
+pub use clip_text::{ClipText, ClipTextConfig};
 pub use clip_vision::{ClipVision, ClipVisionConfig, ClipVisionOutput};
-pub use clip_weights::load_clip_vision;
+pub use clip_weights::{
+    load_clip_pretrained, load_clip_reid, load_clip_text, load_clip_vision, prompt_token_embeddings,
+};
 pub use drop_path::drop_path;
 pub use error::{ImportError, LabelError, ModelConfigError};
 pub use explain::{
@@ -75,6 +84,9 @@ pub use presets::{PixelStats, VitPreset, HALF_STATS, IMAGENET_STATS};
 pub use pretrained::{
     export_state_dict, load_backbone_dict, load_imagenet, load_pretrained, load_reference,
     load_reference_dict, model_path, reference_key, ImportOptions, ImportReport,
+};
+pub use prompt_learner::{
+    PromptLearner, PromptLearnerConfig, PromptObject, PROMPT_CONTEXT, PROMPT_EOT, PROMPT_TOKENS,
 };
 pub use sie::{SieConfig, SieMode};
 pub use state_dict::{

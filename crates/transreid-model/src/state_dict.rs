@@ -271,6 +271,16 @@ fn not_safetensors(path: &Path, error: SafeTensorError) -> ImportError {
 /// burn-store's error, with a pickled Python object it cannot rebuild named as such.
 fn pytorch_error(path: &Path, error: PytorchError) -> ImportError {
     match error {
+        _ if is_torchscript(path) => {
+            let part = |p: Option<&std::ffi::OsStr>| {
+                p.map_or_else(String::new, |s| s.to_string_lossy().into_owned())
+            };
+            ImportError::TorchScript {
+                path: path.to_path_buf(),
+                name: part(path.file_name()),
+                stem: part(path.file_stem()),
+            }
+        }
         PytorchError::Pickle(PickleError::UnsupportedType(object)) => {
             ImportError::UnsupportedPickleObject {
                 path: path.to_path_buf(),
@@ -279,6 +289,29 @@ fn pytorch_error(path: &Path, error: PytorchError) -> ImportError {
         }
         other => corrupt(path, "PyTorch", other),
     }
+}
+
+/// Whether a zip archive is TorchScript: its entries include compiled code and `constants.pkl`,
+/// whose names sit in the central directory at the end of the file.
+fn is_torchscript(path: &Path) -> bool {
+    use std::io::{Seek, SeekFrom};
+    const TAIL: u64 = 1 << 20;
+    let Ok(mut file) = std::fs::File::open(path) else {
+        return false;
+    };
+    let Ok(len) = file.seek(SeekFrom::End(0)) else {
+        return false;
+    };
+    let mut tail = Vec::new();
+    if file
+        .seek(SeekFrom::Start(len.saturating_sub(TAIL)))
+        .is_err()
+        || file.read_to_end(&mut tail).is_err()
+    {
+        return false;
+    }
+    let has = |name: &[u8]| tail.windows(name.len()).any(|w| w == name);
+    has(b"/constants.pkl") && has(b"/code/__torch__")
 }
 
 /// Strips the wrappers ([`WRAPPERS`]) of a reference / TransReID state dict.

@@ -402,7 +402,7 @@ fn copy_module<B: Backend, M: Module<B>>(module: &M) -> M {
 
 struct FreshIds;
 
-struct Materialize;
+pub(crate) struct Materialize;
 
 impl<B: Backend> burn::module::ModuleVisitor<B> for Materialize {
     fn visit_float<const D: usize>(&mut self, param: &burn::module::Param<Tensor<B, D>>) {
