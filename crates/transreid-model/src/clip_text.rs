@@ -6,10 +6,9 @@ use burn::module::{Module, Param};
 use burn::nn::{Initializer, LayerNorm, LayerNormConfig};
 use burn::prelude::*;
 
-use crate::attention::AttentionConfig;
 use crate::block::{Block, BlockConfig};
+use crate::clip_vision::{clip_block, validate_tower};
 use crate::error::ModelConfigError;
-use crate::mlp::Activation;
 
 /// CLIP's text transformer (`transformer`, `positional_embedding`, `ln_final`,
 /// `text_projection` of OpenAI's `clip/model.py`): pre-norm blocks with causal attention,
@@ -38,21 +37,12 @@ impl ClipTextConfig {
 
     /// Checks what [`Self::init`] needs.
     pub fn validate(&self) -> Result<(), ModelConfigError> {
-        let (dim, heads) = (self.width, self.heads);
-        if heads == 0 || !dim.is_multiple_of(heads) {
-            return Err(ModelConfigError::Heads { dim, heads });
-        }
-        if self.layers == 0 {
-            return Err(ModelConfigError::NoBlocks);
-        }
-        Ok(())
+        validate_tower(self.width, self.heads, self.layers)
     }
 
     /// The settings of every block.
     pub fn block(&self) -> BlockConfig {
-        BlockConfig::new(AttentionConfig::new(self.width, self.heads))
-            .with_layer_norm_eps(1e-5)
-            .with_activation(Activation::QuickGelu)
+        clip_block(self.width, self.heads)
     }
 
     /// Builds the tower with CLIP's initialisation scales for the position embedding (0.01)

@@ -59,21 +59,12 @@ impl ClipVisionConfig {
     /// one block.
     pub fn validate(&self) -> Result<(), ModelConfigError> {
         self.patch_embed().validate()?;
-        let (dim, heads) = (self.width, self.heads);
-        if heads == 0 || !dim.is_multiple_of(heads) {
-            return Err(ModelConfigError::Heads { dim, heads });
-        }
-        if self.layers == 0 {
-            return Err(ModelConfigError::NoBlocks);
-        }
-        Ok(())
+        validate_tower(self.width, self.heads, self.layers)
     }
 
     /// The settings of every block.
     pub fn block(&self) -> BlockConfig {
-        BlockConfig::new(AttentionConfig::new(self.width, self.heads))
-            .with_layer_norm_eps(1e-5)
-            .with_activation(Activation::QuickGelu)
+        clip_block(self.width, self.heads)
     }
 
     /// Builds the encoder with CLIP's initialisation scale (`width^-0.5`) for the embeddings and
@@ -108,6 +99,28 @@ impl ClipVisionConfig {
             grid: [gh, gw],
         }
     }
+}
+
+/// A CLIP transformer block: LayerNorm eps 1e-5, QuickGELU, no dropout or drop path.
+pub(crate) fn clip_block(width: usize, heads: usize) -> BlockConfig {
+    BlockConfig::new(AttentionConfig::new(width, heads))
+        .with_layer_norm_eps(1e-5)
+        .with_activation(Activation::QuickGelu)
+}
+
+/// Heads that split the width, at least one block.
+pub(crate) fn validate_tower(
+    width: usize,
+    heads: usize,
+    layers: usize,
+) -> Result<(), ModelConfigError> {
+    if heads == 0 || !width.is_multiple_of(heads) {
+        return Err(ModelConfigError::Heads { dim: width, heads });
+    }
+    if layers == 0 {
+        return Err(ModelConfigError::NoBlocks);
+    }
+    Ok(())
 }
 
 /// See [`ClipVisionConfig`].
