@@ -1,7 +1,9 @@
 """Writes the CLIP-ReID fixtures of crates/transreid-model/tests: a tiny model of the
 reference's `build_transformer` (`model/make_model_clipreid.py`) saved as the reference saves a
 trained model (`clip_reid.pth`, a `torch.save` state dict), and the reference's outputs on it
-(`clip_reid.safetensors`).
+(`clip_reid.safetensors`); and tests/fixtures/clip_reid_optim.safetensors of the root crate: two
+Adam steps of each stage with the reference's parameter groups (`make_optimizer_1stage`,
+`make_optimizer_2stage`) and both schedules per epoch.
 
 The model: a CLIP image encoder (width 32, 12 blocks as the reference's hard-coded split needs,
 2 heads, projection 16) at 64x40 with stride 16, SIE on cameras and views (3 x 2 rows,
@@ -161,6 +163,83 @@ for name in ("image_encoder.conv1.weight", "image_encoder.class_embedding",
              "classifier_proj.weight"):
     g[f"stage2.grad.{name}"] = params[name].grad.clone()
 assert m.bottleneck.bias.grad is None and m.prompt_learner.cls_ctx.grad is None
+
+# The optimisers and schedules (tests/fixtures/clip_reid_optim.safetensors of the root crate):
+# two Adam steps of each stage with the reference's parameter groups on this model (lr 1e-3 so
+# that the steps are far above rounding), and the schedules of the person configuration.
+from solver.lr_scheduler import WarmupMultiStepLR  # noqa: E402
+from solver.make_optimizer_prompt import make_optimizer_1stage, make_optimizer_2stage  # noqa: E402
+from solver.scheduler_factory import create_scheduler  # noqa: E402
+
+o = {}
+solver = types.SimpleNamespace(
+    STAGE1=types.SimpleNamespace(BASE_LR=1e-3, WEIGHT_DECAY=1e-4, OPTIMIZER_NAME="Adam"),
+    STAGE2=types.SimpleNamespace(BASE_LR=1e-3, WEIGHT_DECAY=1e-4, WEIGHT_DECAY_BIAS=1e-4,
+                                 BIAS_LR_FACTOR=2, LARGE_FC_LR=False, OPTIMIZER_NAME="Adam",
+                                 CENTER_LR=0.5))
+cfg = types.SimpleNamespace(SOLVER=solver)
+
+
+def fresh():
+    m.load_state_dict(state)
+    m.zero_grad()
+    for p in m.parameters():
+        p.requires_grad_(True)
+    m.bottleneck.bias.requires_grad_(False)
+    m.bottleneck_proj.bias.requires_grad_(False)
+
+
+fresh()
+before = {k: v.detach().clone() for k, v in m.named_parameters()}
+optimizer = make_optimizer_1stage(cfg, m)
+for _ in range(2):
+    text_features = m(label=labels, get_text=True)
+    loss = (supcon(image_features, text_features, labels, labels)
+            + supcon(text_features, image_features, labels, labels))
+    optimizer.zero_grad()
+    loss.backward()
+    optimizer.step()
+o["stage1.delta.prompt_learner.cls_ctx"] = m.prompt_learner.cls_ctx.detach() - before["prompt_learner.cls_ctx"]
+assert torch.equal(m.text_encoder.ln_final.weight, before["text_encoder.ln_final.weight"])
+
+fresh()
+m.train()
+optimizer, _ = make_optimizer_2stage(cfg, m, nn.Linear(1, 1))
+stage2_names = ("image_encoder.conv1.weight", "image_encoder.class_embedding",
+                "image_encoder.ln_pre.bias", "image_encoder.transformer.resblocks.11.attn.in_proj_bias",
+                "image_encoder.transformer.resblocks.3.mlp.c_fc.weight", "image_encoder.proj",
+                "cv_embed", "bottleneck.weight", "classifier.weight")
+for step in range(2):
+    scores, feats, image_proj = m(images, labels, cam_label=cams, view_label=views)
+    loss = (0.25 * sum(xent(s, labels) for s in scores) + sum(triplet(f, labels)[0] for f in feats)
+            + xent(image_proj @ g["text.all"].t(), labels))
+    optimizer.zero_grad()
+    loss.backward()
+    # The gradients each step used: Adam's arithmetic is checked on exactly these.
+    for name in stage2_names:
+        o[f"stage2.grad{step}.{name}"] = dict(m.named_parameters())[name].grad.clone()
+    optimizer.step()
+for name in stage2_names:
+    o[f"stage2.delta.{name}"] = dict(m.named_parameters())[name].detach() - before[name]
+assert torch.equal(m.bottleneck.bias, before["bottleneck.bias"])
+assert torch.equal(m.prompt_learner.cls_ctx, before["prompt_learner.cls_ctx"])
+
+# Schedules, epoch 0 (after construction) to the last, for a weight and a bias group.
+params = [nn.Parameter(torch.zeros(1)), nn.Parameter(torch.zeros(1))]
+opt = torch.optim.Adam([{"params": [params[0]], "lr": 3.5e-4}])
+cosine = create_scheduler(opt, num_epochs=120, lr_min=1e-6, warmup_lr_init=1e-5, warmup_t=5)
+o["schedule.stage1"] = torch.tensor([cosine._get_lr(e)[0] for e in range(121)], dtype=torch.float64)
+opt = torch.optim.Adam([{"params": [params[0]], "lr": 5e-6}, {"params": [params[1]], "lr": 1e-5}])
+multistep = WarmupMultiStepLR(opt, [30, 50], 0.1, 0.1, 10, "linear")
+values = [[group["lr"] for group in opt.param_groups]]
+for _ in range(60):
+    multistep.step()
+    values.append([group["lr"] for group in opt.param_groups])
+o["schedule.stage2"] = torch.tensor(values, dtype=torch.float64)
+save_file({k: v.contiguous() for k, v in o.items()}, str(root / "tests/fixtures/clip_reid_optim.safetensors"),
+          metadata={"description": "two Adam steps of each CLIP-ReID stage on the model in "
+                                   "crates/transreid-model/tests/fixtures/clip_reid.pth, and the schedules",
+                    "torch": torch.__version__})
 
 g = {k: v.contiguous() for k, v in g.items()}
 save_file(g, str(out / "clip_reid.safetensors"), metadata={

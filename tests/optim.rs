@@ -240,3 +240,327 @@ fn overflowing_gradients_skip_the_step_and_halve_the_scale() {
     let scaler = sgd.loss_scaler().unwrap();
     assert_eq!((scaler.scale, scaler.skipped_steps), (5e38, 1));
 }
+
+mod clip_reid {
+    //! CLIP-ReID's optimisers and schedules against the reference
+    //! (`scripts/clip_reid_fixture.py`, on the model of the model crate's `clip_reid.pth`).
+
+    use std::path::{Path, PathBuf};
+
+    use burn::module::ParamId;
+    use burn::optim::GradientsParams;
+    use burn::prelude::*;
+    use burn::tensor::backend::AutodiffBackend;
+    use transreid::optim::{Adam, CosineWarmup, SolverConfig, WarmupMultiStep};
+    use transreid_loss::{clip_reid_loss, supcon_loss, ClipReidObjectiveConfig};
+    use transreid_model::{
+        load_clip_reid, read_state_dict, ClipReid, ClipReidConfig, ClipTextConfig,
+        ClipVisionConfig, HostTensor, SieConfig, SieMode, StateDict,
+    };
+
+    use super::B;
+
+    fn read(path: &str) -> StateDict {
+        let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+        read_state_dict(&root.join(Path::new(path))).unwrap().0
+    }
+
+    fn loaded_model() -> ClipReid<B> {
+        let config = ClipReidConfig::new(ClipVisionConfig::new([64, 40], 32, 12, 2, 16), 5)
+            .with_sie(
+                SieConfig::new()
+                    .with_mode(SieMode::CameraView)
+                    .with_camera_num(3)
+                    .with_view_num(2)
+                    .with_coefficient(1.5),
+            )
+            .with_text(Some(ClipTextConfig::new(64, 2, 2, 16)));
+        let mut model = config.init(&Default::default());
+        let checkpoint = read("crates/transreid-model/tests/fixtures/clip_reid.pth");
+        load_clip_reid(&mut model, &checkpoint).unwrap();
+        model
+    }
+
+    fn tensor<const D: usize>(t: &HostTensor) -> Tensor<B, D> {
+        Tensor::from_data(
+            TensorData::new(t.data.clone(), t.shape.clone()),
+            &Default::default(),
+        )
+    }
+
+    fn values<const D: usize>(t: Tensor<B, D>) -> Vec<f32> {
+        t.into_data().to_vec::<f32>().unwrap()
+    }
+
+    /// Within `tolerance` of the largest change: each step moves a parameter by about the lr.
+    fn assert_delta(
+        before: &[f32],
+        after: &[f32],
+        expected: &HostTensor,
+        tolerance: f32,
+        what: &str,
+    ) {
+        let scale = expected.data.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+        assert!(scale > 0.0, "{what}: the reference did not move it");
+        let worst = before
+            .iter()
+            .zip(after)
+            .zip(&expected.data)
+            .map(|((b, a), e)| ((a - b) - e).abs())
+            .fold(0.0f32, f32::max);
+        assert!(worst <= tolerance * scale, "{what}: {worst} of {scale}");
+    }
+
+    type Inner = <B as AutodiffBackend>::InnerBackend;
+
+    /// The compared parameters of stage 2 by reference name, in Burn's layout.
+    fn stage2_params(m: &ClipReid<B>) -> Vec<(&'static str, Vec<f32>)> {
+        let e = &m.image_encoder;
+        vec![
+            ("image_encoder.conv1.weight", values(e.conv1.weight.val())),
+            (
+                "image_encoder.class_embedding",
+                values(e.class_embedding.val()),
+            ),
+            (
+                "image_encoder.ln_pre.bias",
+                values(e.ln_pre.beta.as_ref().unwrap().val()),
+            ),
+            (
+                "image_encoder.transformer.resblocks.11.attn.in_proj_bias",
+                values(e.blocks[11].attn.qkv.bias.as_ref().unwrap().val()),
+            ),
+            (
+                "image_encoder.transformer.resblocks.3.mlp.c_fc.weight",
+                values(e.blocks[3].mlp.fc1.weight.val().transpose()),
+            ),
+            ("image_encoder.proj", values(e.proj.val())),
+            ("cv_embed", values(m.cv_embed.as_ref().unwrap().val())),
+            ("bottleneck.weight", values(m.bottleneck.weight.val())),
+            (
+                "classifier.weight",
+                values(m.classifier.weight.val().transpose()),
+            ),
+        ]
+    }
+
+    /// Name, id, Burn shape, and whether PyTorch stores the transpose, of the same parameters.
+    fn stage2_ids(m: &ClipReid<B>) -> Vec<(&'static str, ParamId, Vec<usize>, bool)> {
+        let e = &m.image_encoder;
+        let linear = |w: &burn::module::Param<Tensor<B, 2>>| (w.id, w.dims().to_vec(), true);
+        let [fc, cls] = [
+            linear(&e.blocks[3].mlp.fc1.weight),
+            linear(&m.classifier.weight),
+        ];
+        vec![
+            (
+                "image_encoder.conv1.weight",
+                e.conv1.weight.id,
+                e.conv1.weight.dims().to_vec(),
+                false,
+            ),
+            (
+                "image_encoder.class_embedding",
+                e.class_embedding.id,
+                e.class_embedding.dims().to_vec(),
+                false,
+            ),
+            {
+                let b = e.ln_pre.beta.as_ref().unwrap();
+                ("image_encoder.ln_pre.bias", b.id, b.dims().to_vec(), false)
+            },
+            {
+                let b = e.blocks[11].attn.qkv.bias.as_ref().unwrap();
+                (
+                    "image_encoder.transformer.resblocks.11.attn.in_proj_bias",
+                    b.id,
+                    b.dims().to_vec(),
+                    false,
+                )
+            },
+            (
+                "image_encoder.transformer.resblocks.3.mlp.c_fc.weight",
+                fc.0,
+                fc.1,
+                fc.2,
+            ),
+            (
+                "image_encoder.proj",
+                e.proj.id,
+                e.proj.dims().to_vec(),
+                false,
+            ),
+            {
+                let c = m.cv_embed.as_ref().unwrap();
+                ("cv_embed", c.id, c.dims().to_vec(), false)
+            },
+            (
+                "bottleneck.weight",
+                m.bottleneck.weight.id,
+                m.bottleneck.weight.dims().to_vec(),
+                false,
+            ),
+            ("classifier.weight", cls.0, cls.1, cls.2),
+        ]
+    }
+
+    /// Registers a flat gradient under `id` with the parameter's rank.
+    fn register(grads: &mut GradientsParams, id: ParamId, g: Tensor<Inner, 1>, shape: &[usize]) {
+        match shape.len() {
+            1 => grads.register(id, g),
+            2 => grads.register(id, g.reshape([shape[0], shape[1]])),
+            3 => grads.register(id, g.reshape([shape[0], shape[1], shape[2]])),
+            4 => grads.register(id, g.reshape([shape[0], shape[1], shape[2], shape[3]])),
+            rank => panic!("no parameter of rank {rank} here"),
+        }
+    }
+
+    fn solver() -> SolverConfig {
+        SolverConfig {
+            weight_decay: 1e-4,
+            weight_decay_bias: 1e-4,
+            bias_lr_factor: 2.0,
+            ..SolverConfig::new(1e-3)
+        }
+    }
+
+    #[test]
+    fn schedules_match_the_reference_for_every_epoch() {
+        let golden = read("tests/fixtures/clip_reid_optim.safetensors");
+        let close = |got: f64, want: f32, what: &str| {
+            assert!(
+                (got as f32 - want).abs() <= 1e-6 * want.abs(),
+                "{what}: {got} against {want}"
+            )
+        };
+        let prompts = CosineWarmup::clip_reid_prompts(3.5e-4, 120);
+        let stage1 = &golden["schedule.stage1"].data;
+        assert_eq!(stage1.len(), 121);
+        for (epoch, &want) in stage1.iter().enumerate() {
+            close(
+                prompts.lr(epoch, 3.5e-4),
+                want,
+                &format!("stage 1, epoch {epoch}"),
+            );
+        }
+        let images = WarmupMultiStep::clip_reid();
+        let stage2 = &golden["schedule.stage2"].data;
+        assert_eq!(stage2.len(), 61 * 2);
+        for (epoch, pair) in stage2.chunks(2).enumerate() {
+            close(
+                images.lr(epoch, 5e-6),
+                pair[0],
+                &format!("stage 2, epoch {epoch}"),
+            );
+            close(
+                images.lr(epoch, 1e-5),
+                pair[1],
+                &format!("stage 2 bias, epoch {epoch}"),
+            );
+        }
+    }
+
+    #[test]
+    fn adam_steps_of_both_stages_match_the_reference() {
+        let golden = read("tests/fixtures/clip_reid_optim.safetensors");
+        let inputs = read("crates/transreid-model/tests/fixtures/clip_reid.safetensors");
+        let labels: Vec<i64> = inputs["input.labels"]
+            .data
+            .iter()
+            .map(|&v| v as i64)
+            .collect();
+        let targets = || Tensor::<B, 1, Int>::from_data(labels.as_slice(), &Default::default());
+
+        // Stage 1: the prompt vectors learn against fixed image features, the text encoder is
+        // frozen.
+        let mut model = loaded_model();
+        model.text_encoder = model.text_encoder.map(|t| t.no_grad());
+        let text_before = values(model.text_encoder.as_ref().unwrap().ln_final.gamma.val());
+        let prompts = |m: &ClipReid<B>| values(m.prompt_learner.as_ref().unwrap().cls_ctx.val());
+        let before = prompts(&model);
+        let image_features = tensor::<2>(&inputs["stage1.image_features"]);
+        let mut adam = Adam::<B>::new(solver());
+        for _ in 0..2 {
+            let text = model.text_features(targets()).unwrap();
+            let loss = supcon_loss(image_features.clone(), text.clone(), &labels, &labels).unwrap()
+                + supcon_loss(text, image_features.clone(), &labels, &labels).unwrap();
+            let grads = adam.gradients(loss, &model);
+            model = adam.step(model, grads, |lr| lr);
+        }
+        assert_delta(
+            &before,
+            &prompts(&model),
+            &golden["stage1.delta.prompt_learner.cls_ctx"],
+            1e-3,
+            "stage 1: prompt vectors",
+        );
+        let text_after = values(model.text_encoder.as_ref().unwrap().ln_final.gamma.val());
+        assert_eq!(
+            text_before, text_after,
+            "stage 1 leaves the text encoder alone"
+        );
+
+        // Stage 2: the image side learns against fixed text features. Adam's second step
+        // divides by gradients that can nearly cancel (and the key bias's gradient is zero up
+        // to rounding), so its arithmetic is checked on the reference's own gradients, and the
+        // real run for which parameters move.
+        let text_all = tensor::<2>(&inputs["text.all"]);
+        let cams = tensor::<1>(&inputs["input.cameras"]).int();
+        let views = tensor::<1>(&inputs["input.views"]).int();
+        let images = tensor::<4>(&inputs["input.images"]);
+        let mut model = loaded_model();
+        let before = stage2_params(&model);
+        let mut adam = Adam::<B>::new(solver());
+        for step in 0..2 {
+            let mut grads = GradientsParams::new();
+            for (name, id, shape, torch_layout) in stage2_ids(&model) {
+                let g = &golden[&format!("stage2.grad{step}.{name}")];
+                let mut g = Tensor::<Inner, 1>::from_data(g.data.as_slice(), &Default::default());
+                if torch_layout {
+                    g = g.reshape([shape[1], shape[0]]).transpose().reshape([-1]);
+                }
+                register(&mut grads, id, g, &shape);
+            }
+            model = adam.step(model, grads, |lr| lr);
+        }
+        for ((name, b), (_, a)) in before.iter().zip(stage2_params(&model)) {
+            let expected = &golden[&format!("stage2.delta.{name}")];
+            assert_delta(b, &a, expected, 1e-4, name);
+        }
+
+        let mut model = loaded_model();
+        let frozen_bias = values(model.bottleneck.bias.val());
+        let prompts_before = prompts(&model);
+        let mut adam = Adam::<B>::new(solver());
+        for _ in 0..2 {
+            let out = model.forward_train(images.clone(), Some(cams.clone()), Some(views.clone()));
+            let logits = out.feats[2].clone().matmul(text_all.clone().transpose());
+            let loss = clip_reid_loss(
+                &out.scores,
+                &out.feats,
+                Some(logits),
+                targets(),
+                &labels,
+                &ClipReidObjectiveConfig::default(),
+            )
+            .unwrap();
+            let grads = adam.gradients(loss.total, &model);
+            model = adam.step(model, grads, |lr| lr);
+        }
+        for ((name, b), (_, a)) in before.iter().zip(stage2_params(&model)) {
+            assert!(b.iter().zip(&a).any(|(b, a)| b != a), "{name} did not move");
+        }
+        assert_eq!(
+            prompts_before,
+            prompts(&model),
+            "stage 2 leaves the prompts"
+        );
+        assert_eq!(frozen_bias, values(model.bottleneck.bias.val()));
+        // Moments are kept per reference name, for checkpoints.
+        let state = adam.state();
+        assert_eq!(state["image_encoder.proj.step"].data, [2.0]);
+        let mut restored = Adam::<B>::new(solver());
+        assert!(restored.load_state(&state, &Default::default()).is_empty());
+        assert_eq!(restored.state(), state);
+    }
+}

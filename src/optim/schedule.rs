@@ -47,6 +47,63 @@ impl CosineWarmup {
     }
 }
 
+impl CosineWarmup {
+    /// CLIP-ReID's first-stage schedule (`create_scheduler(optimizer, epochs, lr_min = 1e-6,
+    /// warmup_lr_init = 1e-5, warmup_t = 5)`): from 1e-5 up to `base_lr` over 5 epochs, then
+    /// the cosine down to 1e-6 at `max_epochs`.
+    pub fn clip_reid_prompts(base_lr: f64, max_epochs: usize) -> Self {
+        Self {
+            base_lr,
+            warmup_epochs: 5,
+            max_epochs,
+            warmup_factor: 1e-5 / base_lr,
+            min_factor: 1e-6 / base_lr,
+        }
+    }
+}
+
+/// The reference's `WarmupMultiStepLR` with linear warmup, stepped once at the start of each
+/// epoch (CLIP-ReID's second stage): epoch `e` (1-based; 0 is the value after construction)
+/// uses `group_lr * w(e) * gamma^k`, `k` the number of milestones `<= e`, and
+/// `w(e) = warmup_factor * (1 - e / warmup_epochs) + e / warmup_epochs` before
+/// `warmup_epochs`, else 1.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WarmupMultiStep {
+    /// Epochs at which the lr is multiplied by `gamma` (`STEPS`, [30, 50]).
+    pub milestones: Vec<usize>,
+    /// `GAMMA` (0.1).
+    pub gamma: f64,
+    /// `WARMUP_FACTOR` (0.1).
+    pub warmup_factor: f64,
+    /// `WARMUP_ITERS`, in epochs (10).
+    pub warmup_epochs: usize,
+}
+
+impl WarmupMultiStep {
+    /// CLIP-ReID's ViT second stage: steps at 30 and 50, gamma 0.1, warmup factor 0.1 over 10
+    /// epochs.
+    pub fn clip_reid() -> Self {
+        Self {
+            milestones: vec![30, 50],
+            gamma: 0.1,
+            warmup_factor: 0.1,
+            warmup_epochs: 10,
+        }
+    }
+
+    /// The lr of a group with initial lr `group_lr` during epoch `epoch`.
+    pub fn lr(&self, epoch: usize, group_lr: f64) -> f64 {
+        let warmup = if epoch < self.warmup_epochs {
+            let alpha = epoch as f64 / self.warmup_epochs as f64;
+            self.warmup_factor * (1.0 - alpha) + alpha
+        } else {
+            1.0
+        };
+        let decays = self.milestones.iter().filter(|&&m| m <= epoch).count();
+        group_lr * warmup * self.gamma.powi(decays as i32)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -58,5 +115,27 @@ mod tests {
         assert!((s.lr(1, 0.008) - 0.001664).abs() < 1e-12);
         assert!((s.lr(1, 0.016) - 0.003264).abs() < 1e-12);
         assert!((s.lr(120, 0.016) - 1.6e-5).abs() < 1e-15);
+    }
+
+    #[test]
+    fn clip_reid_values() {
+        // The reference's person configuration: stage 1 at 3.5e-4 over 120 epochs, stage 2 at
+        // 5e-6 (biases 1e-5).
+        let s1 = CosineWarmup::clip_reid_prompts(3.5e-4, 120);
+        assert!((s1.lr(0, 3.5e-4) - 1e-5).abs() < 1e-15);
+        assert!((s1.lr(1, 3.5e-4) - 7.8e-5).abs() < 1e-15);
+        assert!((s1.lr(120, 3.5e-4) - 1e-6).abs() < 1e-15);
+        let s2 = WarmupMultiStep::clip_reid();
+        for (epoch, want) in [
+            (1, 9.5e-7),
+            (9, 4.55e-6),
+            (10, 5e-6),
+            (29, 5e-6),
+            (30, 5e-7),
+            (50, 5e-8),
+        ] {
+            assert!((s2.lr(epoch, 5e-6) - want).abs() < 1e-18, "epoch {epoch}");
+        }
+        assert!((s2.lr(10, 1e-5) - 1e-5).abs() < 1e-18);
     }
 }

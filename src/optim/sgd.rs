@@ -141,43 +141,19 @@ impl<B: AutodiffBackend> Sgd<B> {
         grads: GradientsParams,
         group_lr: impl Fn(f64) -> f64,
     ) -> M {
-        let names = param_names(&model);
-        let loss_scale = self.loss_scale();
-        if let Some(scaler) = &mut self.scaler {
-            let mut check = NonFinite::<B> {
-                grads: &grads,
-                count: None,
+        let config = self.config;
+        let momentum = &mut self.momentum;
+        let update = |name: &str, value: Tensor<B::InnerBackend, 1>, g| {
+            let group = config.group(name);
+            let g = decayed(g, &value, group.weight_decay);
+            let buf = match momentum.remove(name) {
+                Some(buf) => buf.mul_scalar(config.momentum) + g,
+                None => g,
             };
-            model.visit(&mut check);
-            let finite = check
-                .count
-                .is_none_or(|count| count.into_scalar().elem::<i64>() == 0);
-            if !scaler.update(finite) {
-                return model;
-            }
-        }
-        let clip_scale = self.config.grad_clip_norm.map(|max_norm| {
-            let mut norm = GradNorm::<B> {
-                grads: &grads,
-                squared: 0.0,
-                backend: std::marker::PhantomData,
-            };
-            model.visit(&mut norm);
-            let norm = norm.squared.sqrt() / loss_scale;
-            if norm > max_norm {
-                max_norm / (norm + 1e-6)
-            } else {
-                1.0
-            }
-        });
-        let mut mapper = SgdMapper {
-            sgd: self,
-            grads,
-            names,
-            group_lr: &group_lr,
-            grad_scale: clip_scale.unwrap_or(1.0) / loss_scale,
+            momentum.insert(name.to_string(), buf.clone());
+            value - buf.mul_scalar(group_lr(group.lr))
         };
-        model.map(&mut mapper)
+        step_with(&mut self.scaler, &config, model, grads, update)
     }
 
     /// The momentum buffers, for checkpoints (reference names, flattened).
@@ -252,16 +228,104 @@ impl<B: AutodiffBackend> ModuleVisitor<B> for NonFinite<'_, B> {
     }
 }
 
-struct SgdMapper<'a, B: AutodiffBackend, F: Fn(f64) -> f64> {
-    sgd: &'a mut Sgd<B>,
-    grads: GradientsParams,
-    names: HashMap<ParamId, String>,
-    group_lr: &'a F,
-    /// Clipping over loss scale.
-    grad_scale: f64,
+/// `g + weight_decay * value`: PyTorch's coupled weight decay.
+pub(super) fn decayed<B: Backend>(
+    g: Tensor<B, 1>,
+    value: &Tensor<B, 1>,
+    weight_decay: f64,
+) -> Tensor<B, 1> {
+    if weight_decay == 0.0 {
+        g
+    } else {
+        g + value.clone().mul_scalar(weight_decay)
+    }
 }
 
-impl<B: AutodiffBackend, F: Fn(f64) -> f64> ModuleMapper<B> for SgdMapper<'_, B, F> {
+/// One optimiser step: replaces every parameter that has a gradient with `update(reference
+/// name, value, gradient)`, both flattened, the gradient divided by the loss scale and clipped.
+/// The model comes back unchanged when the loss scaler rejects the gradients.
+pub(super) fn step_with<B, M, U>(
+    scaler: &mut Option<LossScaler>,
+    config: &SolverConfig,
+    model: M,
+    grads: GradientsParams,
+    update: U,
+) -> M
+where
+    B: AutodiffBackend,
+    M: AutodiffModule<B> + ModuleSnapshot<B>,
+    U: FnMut(
+        &str,
+        Tensor<B::InnerBackend, 1>,
+        Tensor<B::InnerBackend, 1>,
+    ) -> Tensor<B::InnerBackend, 1>,
+{
+    let Some(grad_scale) = prepare_step(scaler, config, &model, &grads) else {
+        return model;
+    };
+    let names = param_names(&model);
+    model.map(&mut UpdateMapper {
+        grads,
+        names,
+        grad_scale,
+        update,
+    })
+}
+
+/// What every optimiser does before updating: the loss scaler's verdict on the gradients and
+/// the global norm clipping. Returns what the gradients are multiplied by (clipping over loss
+/// scale), or `None` when the scaler rejects the step.
+fn prepare_step<B: AutodiffBackend, M: AutodiffModule<B>>(
+    scaler: &mut Option<LossScaler>,
+    config: &SolverConfig,
+    model: &M,
+    grads: &GradientsParams,
+) -> Option<f64> {
+    let loss_scale = scaler.map_or(1.0, |s| s.scale);
+    if let Some(scaler) = scaler {
+        let mut check = NonFinite::<B> { grads, count: None };
+        model.visit(&mut check);
+        let finite = check
+            .count
+            .is_none_or(|count| count.into_scalar().elem::<i64>() == 0);
+        if !scaler.update(finite) {
+            return None;
+        }
+    }
+    let clip_scale = config.grad_clip_norm.map(|max_norm| {
+        let mut norm = GradNorm::<B> {
+            grads,
+            squared: 0.0,
+            backend: std::marker::PhantomData,
+        };
+        model.visit(&mut norm);
+        let norm = norm.squared.sqrt() / loss_scale;
+        if norm > max_norm {
+            max_norm / (norm + 1e-6)
+        } else {
+            1.0
+        }
+    });
+    Some(clip_scale.unwrap_or(1.0) / loss_scale)
+}
+
+/// See [`step_with`]; parameters without a gradient (frozen ones) are left as they are.
+struct UpdateMapper<U> {
+    grads: GradientsParams,
+    names: HashMap<ParamId, String>,
+    grad_scale: f64,
+    update: U,
+}
+
+impl<B, U> ModuleMapper<B> for UpdateMapper<U>
+where
+    B: AutodiffBackend,
+    U: FnMut(
+        &str,
+        Tensor<B::InnerBackend, 1>,
+        Tensor<B::InnerBackend, 1>,
+    ) -> Tensor<B::InnerBackend, 1>,
+{
     fn map_float<const D: usize>(&mut self, param: Param<Tensor<B, D>>) -> Param<Tensor<B, D>> {
         let (id, tensor, mapper) = param.consume();
         let (Some(grad), Some(name)) = (
@@ -270,22 +334,12 @@ impl<B: AutodiffBackend, F: Fn(f64) -> f64> ModuleMapper<B> for SgdMapper<'_, B,
         ) else {
             return Param::from_mapped_value(id, tensor, mapper);
         };
-        let group = self.sgd.config.group(name);
-        let lr = (self.group_lr)(group.lr);
         let is_require_grad = tensor.is_require_grad();
         let value = tensor.inner();
         let shape = value.shape();
-        let mut g = grad.mul_scalar(self.grad_scale);
-        if group.weight_decay != 0.0 {
-            g = g + value.clone().mul_scalar(group.weight_decay);
-        }
-        let flat: Tensor<B::InnerBackend, 1> = g.reshape([shape.num_elements()]);
-        let buf = match self.sgd.momentum.remove(name) {
-            Some(buf) => buf.mul_scalar(self.sgd.config.momentum) + flat,
-            None => flat,
-        };
-        let updated = value - buf.clone().reshape(shape).mul_scalar(lr);
-        self.sgd.momentum.insert(name.clone(), buf);
+        let n = shape.num_elements();
+        let g = grad.mul_scalar(self.grad_scale).reshape([n]);
+        let updated = (self.update)(name, value.reshape([n]), g).reshape(shape);
         let mut tensor = Tensor::from_inner(updated);
         if is_require_grad {
             tensor = tensor.require_grad();

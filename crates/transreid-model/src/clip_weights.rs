@@ -344,6 +344,41 @@ pub fn load_clip_pretrained<B: Backend>(
     Ok(layout)
 }
 
+/// The reference's state-dict name of a [`ClipReid`] parameter path (what
+/// [`load_clip_reid`] reads it from), or `None` for paths of no CLIP encoder. Heads, SIE and
+/// prompt vectors have the same names in both.
+pub(crate) fn clip_reid_reference_key(path: &str) -> Option<String> {
+    let find = |prefix: &str, keys: Vec<String>, map: fn(&str) -> Option<(String, bool)>| {
+        let rest = path.strip_prefix(prefix)?;
+        let key = keys
+            .into_iter()
+            .find(|k| map(k).is_some_and(|(p, _)| p == rest))?;
+        Some(format!("{prefix}{key}"))
+    };
+    let layers = |tower: &str| {
+        path.strip_prefix(tower)?
+            .strip_prefix("blocks.")
+            .and_then(|rest| rest.split_once('.'))
+            .and_then(|(i, _)| i.parse::<usize>().ok())
+            .map_or(Some(1), |i| Some(i + 1))
+    };
+    if path.starts_with("image_encoder.") {
+        find(
+            "image_encoder.",
+            openai_keys(layers("image_encoder.")?),
+            clip_vision_path,
+        )
+    } else if path.starts_with("text_encoder.") {
+        find(
+            "text_encoder.",
+            openai_text_keys(layers("text_encoder.")?),
+            clip_text_path,
+        )
+    } else {
+        None
+    }
+}
+
 /// Collects the tensors of one strict import: their model paths, shapes and the keys that
 /// fit nowhere.
 struct Loader {

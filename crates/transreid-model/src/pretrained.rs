@@ -151,6 +151,9 @@ fn stem_to_reference(parts: &mut Vec<String>) {
 
 /// The inverse of [`model_path`].
 pub fn reference_key(path: &str) -> String {
+    if let Some(key) = crate::clip_weights::clip_reid_reference_key(path) {
+        return key;
+    }
     let mut parts: Vec<String> = path.split('.').map(str::to_string).collect();
     rename_layer_norm(&mut parts, [("gamma", "weight"), ("beta", "bias")]);
     match parts[0].as_str() {

@@ -3,15 +3,17 @@
 //! features, the training forward, the BNNeck statistics, both stages' losses and their
 //! gradients equal the reference's.
 
+use std::collections::BTreeSet;
 use std::path::PathBuf;
 
 use burn::backend::{Autodiff, NdArray};
 use burn::prelude::*;
+use burn_store::ModuleSnapshot;
 use transreid_loss::{clip_reid_loss, supcon_loss, ClipReidObjectiveConfig};
 use transreid_model::{
-    load_clip_reid, read_state_dict, ClipReid, ClipReidConfig, ClipTextConfig, ClipVisionConfig,
-    HostTensor, ImportError, NeckFeat, PromptObject, SieConfig, SieMode, StateDict, PROMPT_EOT,
-    PROMPT_TOKENS,
+    load_clip_reid, read_state_dict, reference_key, ClipReid, ClipReidConfig, ClipTextConfig,
+    ClipVisionConfig, HostTensor, ImportError, NeckFeat, PromptObject, SieConfig, SieMode,
+    StateDict, PROMPT_EOT, PROMPT_TOKENS,
 };
 
 type B = NdArray;
@@ -355,4 +357,19 @@ fn strict_loading_names_what_does_not_fit() {
             other => panic!("expected a missing key, got {other:?}"),
         }
     }
+}
+
+#[test]
+fn every_parameter_has_the_reference_name_it_loads_from() {
+    let model = config().init::<B>(&Default::default());
+    let names: BTreeSet<String> = model
+        .collect(None, None, false)
+        .iter()
+        .map(|s| reference_key(&s.full_path()))
+        .collect();
+    let keys: BTreeSet<String> = fixture("clip_reid.pth")
+        .into_keys()
+        .filter(|k| !k.ends_with("num_batches_tracked"))
+        .collect();
+    assert_eq!(names, keys);
 }
