@@ -97,6 +97,7 @@ impl ClipVisionConfig {
             ln_post: norm(),
             proj: normal.init([d, self.output_dim], device),
             grid: [gh, gw],
+            img_size: self.img_size,
         }
     }
 }
@@ -142,6 +143,8 @@ pub struct ClipVision<B: Backend> {
     pub proj: Param<Tensor<B, 2>>,
     #[module(skip)]
     grid: [usize; 2],
+    #[module(skip)]
+    img_size: [usize; 2],
 }
 
 /// The three token streams of [`ClipVision::forward`].
@@ -159,6 +162,11 @@ impl<B: Backend> ClipVision<B> {
     /// Patch grid `[num_y, num_x]`.
     pub fn grid(&self) -> [usize; 2] {
         self.grid
+    }
+
+    /// Input size `[height, width]`.
+    pub fn img_size(&self) -> [usize; 2] {
+        self.img_size
     }
 
     /// Encodes `images`; `side`, when given, is added to each image's class token before the

@@ -19,6 +19,7 @@ mod attention_rollout;
 mod batch_norm;
 mod block;
 mod checkpoint;
+mod clip_checkpoint;
 mod clip_layout;
 mod clip_reid;
 mod clip_text;
@@ -42,6 +43,7 @@ mod precision;
 mod presets;
 mod pretrained;
 mod prompt_learner;
+mod reid_model;
 mod sie;
 mod state_dict;
 mod transreid;
@@ -57,12 +59,16 @@ pub use checkpoint::{
     export_reference, load_checkpoint, load_checkpoint_with_input, save_checkpoint,
     save_checkpoint_with_input, save_checkpoint_with_metadata, CONFIG_METADATA_KEY,
 };
+pub use clip_checkpoint::{
+    load_clip_reid_checkpoint, save_clip_reid_checkpoint, CLIP_REID_CONFIG_METADATA_KEY,
+};
 pub use clip_layout::{clip_openai_dict, ClipArchitecture, ClipLayout};
 pub use clip_reid::{ClipReid, ClipReidConfig};
 pub use clip_text::{ClipText, ClipTextConfig};
 pub use clip_vision::{ClipVision, ClipVisionConfig, ClipVisionOutput};
 pub use clip_weights::{
-    load_clip_pretrained, load_clip_reid, load_clip_text, load_clip_vision, prompt_token_embeddings,
+    clip_reid_state_dict, load_clip_pretrained, load_clip_reid, load_clip_text, load_clip_vision,
+    prompt_token_embeddings,
 };
 pub use drop_path::drop_path;
 pub use error::{ImportError, LabelError, ModelConfigError};
@@ -88,6 +94,7 @@ pub use pretrained::{
 pub use prompt_learner::{
     PromptLearner, PromptLearnerConfig, PromptObject, PROMPT_CONTEXT, PROMPT_EOT, PROMPT_TOKENS,
 };
+pub use reid_model::ReidModel;
 pub use sie::{SieConfig, SieMode};
 pub use state_dict::{
     read_safetensors_metadata, read_state_dict, write_safetensors, CheckpointFile, HostTensor,

@@ -11,9 +11,10 @@ use burn::prelude::*;
 use burn_store::ModuleSnapshot;
 use transreid_loss::{clip_reid_loss, supcon_loss, ClipReidObjectiveConfig};
 use transreid_model::{
-    load_clip_reid, read_state_dict, reference_key, ClipReid, ClipReidConfig, ClipTextConfig,
-    ClipVisionConfig, HostTensor, ImportError, NeckFeat, PromptObject, SieConfig, SieMode,
-    StateDict, PROMPT_EOT, PROMPT_TOKENS,
+    clip_reid_state_dict, load_clip_reid, load_clip_reid_checkpoint, read_state_dict,
+    reference_key, save_clip_reid_checkpoint, ClipReid, ClipReidConfig, ClipTextConfig,
+    ClipVisionConfig, HostTensor, ImportError, InputSpec, NeckFeat, PromptObject, SieConfig,
+    SieMode, StateDict, PROMPT_EOT, PROMPT_TOKENS,
 };
 
 type B = NdArray;
@@ -372,4 +373,46 @@ fn every_parameter_has_the_reference_name_it_loads_from() {
         .filter(|k| !k.ends_with("num_batches_tracked"))
         .collect();
     assert_eq!(names, keys);
+}
+
+#[test]
+fn a_checkpoint_round_trips_every_tensor_in_the_references_layout() {
+    let device = Default::default();
+    let mut model = config().init::<B>(&device);
+    load_clip_reid(&mut model, &fixture("clip_reid.pth")).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("clip.safetensors");
+    let input = InputSpec {
+        mean: [0.5; 3],
+        std: [0.5; 3],
+        height: 64,
+        width: 40,
+    };
+    save_clip_reid_checkpoint(&model, &config(), &input, &path).unwrap();
+    let (loaded, stored, stored_input) = load_clip_reid_checkpoint::<B>(&path, &device).unwrap();
+    assert_eq!((stored, stored_input), (config(), Some(input)));
+    // The reference's own tensors come back in its layout (the prompt buffers without their
+    // leading 1, the suffix with the rows the 12-token prompt reads).
+    let reference = fixture("clip_reid.pth");
+    let exported = clip_reid_state_dict(&loaded);
+    for (key, tensor) in &exported {
+        let want = &reference[key];
+        if key.starts_with("prompt_learner.token_") {
+            assert_eq!(tensor.data, want.data[..tensor.data.len()], "{key}");
+        } else {
+            assert_eq!(
+                (&tensor.shape, &tensor.data),
+                (&want.shape, &want.data),
+                "{key}"
+            );
+        }
+    }
+    let wrong = InputSpec {
+        height: 32,
+        ..input
+    };
+    assert!(matches!(
+        save_clip_reid_checkpoint(&model, &config(), &wrong, &path),
+        Err(ImportError::Config { .. })
+    ));
 }
