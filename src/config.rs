@@ -13,7 +13,7 @@ use transreid_model::{
     Precision, PretrainGrid, SieConfig, SieMode, TransReid, TransReidConfig, VitPreset, WeightKind,
 };
 
-use crate::optim::SolverConfig;
+use crate::optim::{OptimizerKind, ScheduleKind, SolverConfig};
 use crate::train::TrainSettings;
 
 /// A whole training run.
@@ -480,6 +480,8 @@ impl RunConfig {
                 large_fc_lr: s.large_fc_lr,
                 grad_clip_norm: s.grad_clip_norm,
             },
+            optimizer: OptimizerKind::Sgd,
+            schedule: ScheduleKind::Cosine,
             warmup_epochs: s.warmup_epochs,
             objective: self.loss,
             eval_period: s.eval_period,

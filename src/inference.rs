@@ -5,7 +5,7 @@ use transreid_data::{EvalLoader, ImageSize, Normalization, ReidItem, TransformCo
 use transreid_eval::{
     evaluate, evaluate_rows, rerank_sparse, EvalConfig, Features, Labels, ReidMetrics, RerankConfig,
 };
-use transreid_model::{LabelError, SieConfig, SieMode, TransReid, TransReidConfig};
+use transreid_model::{LabelError, ReidModel, SieConfig, SieMode, TransReidConfig};
 
 /// Errors of the inference pipeline.
 #[derive(Debug, thiserror::Error)]
@@ -45,8 +45,8 @@ pub enum InferenceError {
 }
 
 /// Embeds every item of the loader (query then gallery), `[items, dim]` row-major.
-pub fn embed_items<B: Backend>(
-    model: &TransReid<B>,
+pub fn embed_items<B: Backend, M: ReidModel<B>>(
+    model: &M,
     loader: &EvalLoader,
     device: &B::Device,
 ) -> Result<Vec<f32>, InferenceError> {
@@ -54,8 +54,8 @@ pub fn embed_items<B: Backend>(
 }
 
 /// [`embed_items`], calling `progress` with the number of items of each batch done.
-pub fn embed_items_with_progress<B: Backend>(
-    model: &TransReid<B>,
+pub fn embed_items_with_progress<B: Backend, M: ReidModel<B>>(
+    model: &M,
     loader: &EvalLoader,
     device: &B::Device,
     progress: &mut dyn FnMut(usize),
@@ -89,8 +89,8 @@ pub fn check_item_labels(sie: &SieConfig, items: &[ReidItem]) -> Result<(), Labe
 /// Embeds one batch of transformed images (`[n, 3, H, W]` row-major) after checking the
 /// camera / view labels against the model's SIE table: one id per image of each kind the table
 /// uses (the other may be empty). Returns `[n, dim]` row-major.
-pub fn embed_batch<B: Backend>(
-    model: &TransReid<B>,
+pub fn embed_batch<B: Backend, M: ReidModel<B>>(
+    model: &M,
     pixels: Vec<f32>,
     shape: [usize; 4],
     cameras: &[i64],
@@ -98,7 +98,7 @@ pub fn embed_batch<B: Backend>(
     device: &B::Device,
 ) -> Result<Vec<f32>, InferenceError> {
     let n = shape[0];
-    let input = model.base.patch_embed.img_size();
+    let input = model.input_size();
     if shape != [n, 3, input[0], input[1]] || pixels.len() != shape.iter().product::<usize>() {
         return Err(InferenceError::BatchShape {
             shape,
@@ -106,7 +106,7 @@ pub fn embed_batch<B: Backend>(
             input,
         });
     }
-    let mode = model.sie().mode;
+    let mode = model.sie_config().mode;
     // The ids the table reads, one per image; the others are not used.
     let needed = |used: bool, ids: &[i64], what: &'static str| match (used, ids.len() == n) {
         (false, _) => Ok(vec![0; n]),
@@ -119,13 +119,13 @@ pub fn embed_batch<B: Backend>(
     };
     let cameras = needed(mode.uses_cameras(), cameras, "cameras")?;
     let views = needed(mode.uses_views(), views, "views")?;
-    model.sie().check_labels(&cameras, &views)?;
+    model.sie_config().check_labels(&cameras, &views)?;
     let ids = |v: Vec<i64>| {
         (mode != SieMode::None)
             .then(|| Tensor::<B, 1, Int>::from_data(TensorData::new(v, [n]), device))
     };
     let images = Tensor::<B, 4>::from_data(TensorData::new(pixels, shape), device);
-    let out = model.embed(images, ids(cameras), ids(views));
+    let out = model.embed_images(images, ids(cameras), ids(views));
     Ok(out
         .into_data()
         .convert::<f32>()
@@ -147,8 +147,8 @@ pub fn model_transforms(config: &TransReidConfig, normalization: Normalization) 
 }
 
 /// Embeds query and gallery and computes CMC / mAP / mINP as the reference does.
-pub fn evaluate_model<B: Backend>(
-    model: &TransReid<B>,
+pub fn evaluate_model<B: Backend, M: ReidModel<B>>(
+    model: &M,
     loader: &EvalLoader,
     device: &B::Device,
     config: &EvalConfig,

@@ -8,6 +8,7 @@ pub mod config;
 pub mod device_check;
 pub mod distributed;
 pub mod embedder;
+pub mod epoch_record;
 #[cfg(feature = "plots")]
 pub mod explain_picture;
 pub mod explainer;

@@ -9,7 +9,7 @@ use image::RgbImage;
 use plotters::coord::Shift;
 use plotters::prelude::*;
 
-use crate::train::EpochRecord;
+use crate::epoch_record::EpochRecord;
 
 /// A plot that could not be drawn or written.
 #[derive(Debug, thiserror::Error)]

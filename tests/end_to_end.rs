@@ -13,7 +13,7 @@ use transreid::loss::ObjectiveConfig;
 use transreid::model::{
     load_checkpoint, JpmConfig, Precision, SieConfig, SieMode, TransReidConfig, VitPreset,
 };
-use transreid::optim::SolverConfig;
+use transreid::optim::{OptimizerKind, ScheduleKind, SolverConfig};
 use transreid::train::{train, TrainJob, TrainSettings, PLOT_FILE};
 
 #[test]
@@ -66,6 +66,8 @@ fn short_training_run_learns_and_checkpoints() {
         batch_size: 32,
         instances: 4,
         solver: SolverConfig::new(0.03),
+        optimizer: OptimizerKind::Sgd,
+        schedule: ScheduleKind::Cosine,
         warmup_epochs: 2,
         objective: ObjectiveConfig::default(),
         eval_period: 10,

@@ -17,7 +17,7 @@ use transreid::model::{
     export_state_dict, read_state_dict, write_safetensors, JpmConfig, LabelError, Precision,
     SieConfig, SieMode, TransReidConfig, VitPreset,
 };
-use transreid::optim::SolverConfig;
+use transreid::optim::{OptimizerKind, ScheduleKind, SolverConfig};
 use transreid::train::{train, TrainError, TrainJob, TrainSettings, STATE_FILE};
 
 static BACKEND_RNG: Mutex<()> = Mutex::new(());
@@ -64,6 +64,8 @@ fn small_settings(epochs: usize) -> TrainSettings {
         batch_size: 16,
         instances: 4,
         solver: SolverConfig::new(0.01),
+        optimizer: OptimizerKind::Sgd,
+        schedule: ScheduleKind::Cosine,
         warmup_epochs: 1,
         objective: ObjectiveConfig::default(),
         eval_period: 1,

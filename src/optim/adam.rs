@@ -54,6 +54,11 @@ impl<B: AutodiffBackend> Adam<B> {
         self.scaler = scaler;
     }
 
+    /// The loss scaler, when scaling is on.
+    pub fn loss_scaler(&self) -> Option<&LossScaler> {
+        self.scaler.as_ref()
+    }
+
     /// The settings.
     pub fn config(&self) -> &SolverConfig {
         &self.config

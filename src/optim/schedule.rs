@@ -104,6 +104,75 @@ impl WarmupMultiStep {
     }
 }
 
+/// Which per-epoch schedule a run follows; both warm up over the run's `warmup_epochs`.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum ScheduleKind {
+    /// TransReID's [`CosineWarmup`] (warmup from 0.01x, cosine down to 0.002x the base lr).
+    #[default]
+    Cosine,
+    /// CLIP-ReID's [`WarmupMultiStep`].
+    MultiStep {
+        /// Epochs at which the lr is multiplied by `gamma`.
+        milestones: Vec<usize>,
+        /// The decay at each milestone.
+        gamma: f64,
+        /// Warmup start over the base lr.
+        warmup_factor: f64,
+    },
+}
+
+impl ScheduleKind {
+    /// CLIP-ReID's second stage: steps at 30 and 50 (x0.1), warmup from 0.1x.
+    pub fn clip_reid() -> Self {
+        let s = WarmupMultiStep::clip_reid();
+        Self::MultiStep {
+            milestones: s.milestones,
+            gamma: s.gamma,
+            warmup_factor: s.warmup_factor,
+        }
+    }
+
+    /// The schedule of a run of `max_epochs` from `base_lr`.
+    pub fn build(&self, base_lr: f64, max_epochs: usize, warmup_epochs: usize) -> LrSchedule {
+        match self {
+            Self::Cosine => LrSchedule::Cosine(CosineWarmup {
+                warmup_epochs,
+                ..CosineWarmup::new(base_lr, max_epochs)
+            }),
+            Self::MultiStep {
+                milestones,
+                gamma,
+                warmup_factor,
+            } => LrSchedule::MultiStep(WarmupMultiStep {
+                milestones: milestones.clone(),
+                gamma: *gamma,
+                warmup_factor: *warmup_factor,
+                warmup_epochs,
+            }),
+        }
+    }
+}
+
+/// A built [`ScheduleKind`].
+#[derive(Debug, Clone, PartialEq)]
+pub enum LrSchedule {
+    /// See [`CosineWarmup`].
+    Cosine(CosineWarmup),
+    /// See [`WarmupMultiStep`].
+    MultiStep(WarmupMultiStep),
+}
+
+impl LrSchedule {
+    /// The lr of a group with initial lr `group_lr` during epoch `epoch`.
+    pub fn lr(&self, epoch: usize, group_lr: f64) -> f64 {
+        match self {
+            Self::Cosine(s) => s.lr(epoch, group_lr),
+            Self::MultiStep(s) => s.lr(epoch, group_lr),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
