@@ -30,7 +30,7 @@ fn main() -> anyhow::Result<()> {
     config.solver.max_epochs = epochs;
     config.solver.eval_period = epochs.min(5);
     config.output_dir = PathBuf::from("example-run/run");
-    if config.model.backbone == transreid::model::VitPreset::Tiny {
+    if config.model.backbone == Some(transreid::model::VitPreset::Tiny) {
         // The tiny preset trains from scratch on synthetic identities.
         let root = PathBuf::from("example-run/data");
         if !root.exists() {

@@ -7,14 +7,15 @@ use std::path::{Path, PathBuf};
 use burn::prelude::Backend;
 use serde::{Deserialize, Serialize};
 use transreid_data::{DatasetKind, LoadOptions, ReidDataset, TransformConfig};
-use transreid_loss::ObjectiveConfig;
+use transreid_loss::{ClipReidObjectiveConfig, ObjectiveConfig};
 use transreid_model::{
-    load_pretrained, IcsStemConfig, ImportError, ImportOptions, ImportReport, JpmConfig, NeckFeat,
-    Precision, PretrainGrid, SieConfig, SieMode, TransReid, TransReidConfig, VitPreset, WeightKind,
+    load_pretrained, ClipArchitecture, ClipReidConfig, IcsStemConfig, ImportError, ImportOptions,
+    ImportReport, JpmConfig, NeckFeat, Precision, PretrainGrid, PromptObject, SieConfig, SieMode,
+    TransReid, TransReidConfig, VitPreset, WeightKind,
 };
 
 use crate::optim::{OptimizerKind, ScheduleKind, SolverConfig};
-use crate::train::TrainSettings;
+use crate::train::{PromptSettings, TrainSettings};
 
 /// A whole training run.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -34,8 +35,14 @@ pub struct RunConfig {
     pub input: TransformConfig,
     /// Optimiser, schedule, batches and periods (`SOLVER.*`, `DATALOADER.*`).
     pub solver: SolverSection,
-    /// Loss terms (`MODEL.*_LOSS_WEIGHT`, `IF_LABELSMOOTH`, `NO_MARGIN`).
-    pub loss: ObjectiveConfig,
+    /// TransReID's loss terms (`MODEL.*_LOSS_WEIGHT`, `IF_LABELSMOOTH`, `NO_MARGIN`); a
+    /// TransReID run needs it, a CLIP-ReID run takes `[clip_reid]` instead.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub loss: Option<ObjectiveConfig>,
+    /// CLIP-ReID: present, the run trains a CLIP image encoder (from `model.pretrained`, a
+    /// CLIP file) with CLIP-ReID's heads, its prompts first when `[clip_reid.prompts]` is given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub clip_reid: Option<ClipReidSection>,
     /// Evaluation settings (`TEST.*`).
     #[serde(default)]
     pub test: TestSection,
@@ -43,6 +50,24 @@ pub struct RunConfig {
 
 fn default_seed() -> u64 {
     1234
+}
+
+/// CLIP-ReID (`train_clipreid.py` with `SOLVER.STAGE1.*`, `STAGE2.*`; or the image-only
+/// baseline of `train.py`). The second stage's optimiser, schedule and batches are the
+/// `[solver]` section's.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClipReidSection {
+    /// The prompt's object: `person` ("A photo of a X X X X person.") or `vehicle`.
+    pub object: PromptObject,
+    /// The second stage's loss. Default: CLIP-ReID's (0.25 x ID on both classifiers, triplet
+    /// 0.3 on the three features, image-to-text 1.0, label smoothing 0.1).
+    #[serde(default)]
+    pub loss: ClipReidObjectiveConfig,
+    /// The first stage, which learns the prompts; absent: the baseline (no text side, no
+    /// image-to-text term).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prompts: Option<PromptSettings>,
 }
 
 /// `DATASETS.*`.
@@ -85,6 +110,13 @@ pub enum Pretrained {
         /// The weights file.
         path: PathBuf,
     },
+    /// CLIP weights for a CLIP-ReID run: OpenAI / open_clip (`visual.*`, `transformer.*`),
+    /// timm (image tower only) or Hugging Face `CLIPModel` / `CLIPVisionModel` state dicts,
+    /// `.pth` or safetensors. The architecture is read from the shapes.
+    Clip {
+        /// The weights file.
+        path: PathBuf,
+    },
 }
 
 impl Pretrained {
@@ -92,16 +124,18 @@ impl Pretrained {
     pub fn path(&self) -> Option<&Path> {
         match self {
             Self::None => None,
-            Self::Imagenet { path } | Self::SelfSupervised { path } | Self::Reference { path } => {
-                Some(path)
-            }
+            Self::Imagenet { path }
+            | Self::SelfSupervised { path }
+            | Self::Reference { path }
+            | Self::Clip { path } => Some(path),
         }
     }
 
-    /// The kind of weights the file must hold.
+    /// The kind of weights the file must hold (for a TransReID model; CLIP files are read by
+    /// CLIP-ReID runs alone).
     pub fn kind(&self) -> WeightKind {
         match self {
-            Self::None => WeightKind::Auto,
+            Self::None | Self::Clip { .. } => WeightKind::Auto,
             Self::Imagenet { .. } => WeightKind::Imagenet,
             Self::SelfSupervised { .. } => WeightKind::SelfSupervised,
             Self::Reference { .. } => WeightKind::Reference,
@@ -114,6 +148,7 @@ impl Pretrained {
             Self::None | Self::Imagenet { .. } => Self::Imagenet { path },
             Self::SelfSupervised { .. } => Self::SelfSupervised { path },
             Self::Reference { .. } => Self::Reference { path },
+            Self::Clip { .. } => Self::Clip { path },
         }
     }
 }
@@ -136,7 +171,9 @@ pub enum PatchStem {
 #[serde(deny_unknown_fields)]
 pub struct ModelSection {
     /// Backbone architecture (`TRANSFORMER_TYPE`; the DeiT-B configs use `deit_base16`).
-    pub backbone: VitPreset,
+    /// TransReID runs need it; CLIP-ReID runs read theirs from the CLIP file and refuse it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backbone: Option<VitPreset>,
     /// Starting weights.
     pub pretrained: Pretrained,
     /// `height / width` of the patch grid the pretrained position embedding was trained at
@@ -192,7 +229,15 @@ pub struct SolverSection {
     pub num_instance: usize,
     /// `BASE_LR`.
     pub base_lr: f64,
-    /// `MOMENTUM`. Default: 0.9.
+    /// The optimiser: `sgd` (TransReID) or `adam` (CLIP-ReID). Default: `sgd`.
+    #[serde(default)]
+    pub optimizer: OptimizerKind,
+    /// The per-epoch schedule: `{ kind = "cosine" }` (TransReID) or `{ kind = "multi_step",
+    /// milestones = [30, 50], gamma = 0.1, warmup_factor = 0.1 }` (CLIP-ReID's `STEPS`,
+    /// `GAMMA`, `WARMUP_FACTOR`); both warm up over `warmup_epochs`. Default: the cosine.
+    #[serde(default)]
+    pub schedule: ScheduleKind,
+    /// SGD's `MOMENTUM`. Default: 0.9.
     #[serde(default = "default_momentum")]
     pub momentum: f64,
     /// `WEIGHT_DECAY`.
@@ -395,13 +440,70 @@ impl RunConfig {
                 self.input.train_size, self.input.test_size
             ));
         }
-        self.model_config(1, 1, 1)
-            .validate()
-            .map_err(|e| ConfigError::Invalid(e.to_string()))
+        let m = &self.model;
+        match (&self.loss, &self.clip_reid) {
+            (Some(_), Some(_)) => invalid(
+                "[loss] is TransReID's objective and [clip_reid] CLIP-ReID's: give one".into(),
+            ),
+            (None, None) => {
+                invalid("give [loss] (a TransReID run) or [clip_reid] (a CLIP-ReID run)".into())
+            }
+            (Some(_), None) => {
+                if matches!(m.pretrained, Pretrained::Clip { .. }) {
+                    return invalid(
+                        "CLIP weights (model.pretrained kind \"clip\") train CLIP-ReID: add a \
+                         [clip_reid] section in place of [loss]"
+                            .into(),
+                    );
+                }
+                if m.backbone.is_none() {
+                    return invalid("a TransReID run needs model.backbone".into());
+                }
+                self.model_config(1, 1, 1)
+                    .validate()
+                    .map_err(|e| ConfigError::Invalid(e.to_string()))
+            }
+            (None, Some(clip)) => {
+                let refuse = |what: &str| {
+                    invalid(format!(
+                        "a CLIP-ReID run {what} (its architecture comes from the CLIP file)"
+                    ))
+                };
+                if m.backbone.is_some() {
+                    return refuse("takes no model.backbone");
+                }
+                if !matches!(m.pretrained, Pretrained::Clip { .. }) {
+                    return refuse("starts from CLIP weights: model.pretrained = { kind = \"clip\", path = ... }");
+                }
+                if m.stem != PatchStem::Conv || m.jpm.is_some() {
+                    return refuse("has no ICS stem and no JPM");
+                }
+                if m.drop_path != default_drop_path() || m.pretrain_hw_ratio != default_hw_ratio() {
+                    return refuse("has no drop path and reads its pre-training grid from the file: leave model.drop_path and model.pretrain_hw_ratio out");
+                }
+                if let Some(p) = &clip.prompts {
+                    if p.epochs == 0 || p.batch_size == 0 {
+                        return invalid(
+                            "clip_reid.prompts: epochs and batch_size must be at least 1".into(),
+                        );
+                    }
+                    let rates = [p.base_lr, p.warmup_lr, p.min_lr];
+                    if rates.iter().any(|r| !(*r > 0.0 && r.is_finite())) {
+                        return invalid(format!(
+                            "clip_reid.prompts: base_lr {}, warmup_lr {} and min_lr {} must be positive",
+                            p.base_lr, p.warmup_lr, p.min_lr
+                        ));
+                    }
+                }
+                Ok(())
+            }
+        }
     }
 
-    /// The network for a training split with `num_classes` identities, `cameras` cameras and
-    /// `views` views (SIE sizes its table from them, as the reference does).
+    /// The TransReID network for a training split with `num_classes` identities, `cameras`
+    /// cameras and `views` views (SIE sizes its table from them, as the reference does). For a
+    /// configuration without `model.backbone` (CLIP-ReID) this is ViT-B/16's; CLIP-ReID runs
+    /// build theirs with [`Self::clip_model_config`].
     pub fn model_config(
         &self,
         num_classes: usize,
@@ -410,25 +512,13 @@ impl RunConfig {
     ) -> TransReidConfig {
         let m = &self.model;
         let size = self.input.train_size;
-        let vit = m
-            .backbone
+        let backbone = m.backbone.unwrap_or(VitPreset::VitBase16);
+        let vit = backbone
             .config([size.height as usize, size.width as usize], m.stride)
             .with_drop_path_rate(m.drop_path)
             .with_stem((m.stem == PatchStem::Ics).then(IcsStemConfig::new));
-        let mode = match (m.sie_camera, m.sie_view) {
-            (true, true) => SieMode::CameraView,
-            (true, false) => SieMode::Camera,
-            (false, true) => SieMode::View,
-            (false, false) => SieMode::None,
-        };
         TransReidConfig::new(vit, num_classes)
-            .with_sie(
-                SieConfig::new()
-                    .with_mode(mode)
-                    .with_camera_num(cameras.max(1))
-                    .with_view_num(views.max(1))
-                    .with_coefficient(m.sie_coefficient),
-            )
+            .with_sie(self.sie_config(cameras, views))
             .with_jpm(m.jpm.clone())
             .with_neck_feat(m.neck_feat)
     }
@@ -463,9 +553,27 @@ impl RunConfig {
         )
     }
 
-    /// The training loop's settings, with `solver.precision` resolved for a CUDA (`cuda ==
-    /// true`) or another backend.
+    /// The training loop's settings of a TransReID run, with `solver.precision` resolved for a
+    /// CUDA (`cuda == true`) or another backend (the default objective when `[loss]` is absent).
     pub fn train_settings(&self, cuda: bool) -> TrainSettings {
+        self.settings_with(
+            self.loss.unwrap_or_default(),
+            self.solver.precision.resolve(cuda),
+        )
+    }
+
+    /// The second stage's settings of a CLIP-ReID run (its default objective without
+    /// `[clip_reid]`). CLIP-ReID trains in f32: `auto` is f32 on every backend.
+    pub fn clip_train_settings(&self, cuda: bool) -> TrainSettings<ClipReidObjectiveConfig> {
+        let precision = match self.solver.precision {
+            PrecisionSetting::Auto => Precision::F32,
+            other => other.resolve(cuda),
+        };
+        let objective = self.clip_reid.as_ref().map(|c| c.loss).unwrap_or_default();
+        self.settings_with(objective, precision)
+    }
+
+    fn settings_with<O>(&self, objective: O, precision: Precision) -> TrainSettings<O> {
         let s = &self.solver;
         TrainSettings {
             epochs: s.max_epochs,
@@ -480,18 +588,55 @@ impl RunConfig {
                 large_fc_lr: s.large_fc_lr,
                 grad_clip_norm: s.grad_clip_norm,
             },
-            optimizer: OptimizerKind::Sgd,
-            schedule: ScheduleKind::Cosine,
+            optimizer: s.optimizer,
+            schedule: s.schedule.clone(),
             warmup_epochs: s.warmup_epochs,
-            objective: self.loss,
+            objective,
             eval_period: s.eval_period,
             checkpoint_period: s.checkpoint_period,
             eval_batch_size: self.test.ims_per_batch,
             seed: self.seed,
             workers: s.workers,
-            precision: s.precision.resolve(cuda),
+            precision,
             accumulate: s.accumulate,
         }
+    }
+
+    /// The CLIP-ReID network of the architecture `clip` (read from the CLIP file) for a
+    /// training split of `dataset`: input size and stride of the run, SIE as configured, the
+    /// text side when the prompts are learned.
+    pub fn clip_model_config(
+        &self,
+        clip: &ClipArchitecture,
+        dataset: &ReidDataset,
+    ) -> ClipReidConfig {
+        let m = &self.model;
+        let size = self.input.train_size;
+        let section = self.clip_reid.as_ref();
+        let two_stage = section.is_some_and(|c| c.prompts.is_some());
+        ClipReidConfig::new(
+            clip.vision([size.height as usize, size.width as usize], m.stride),
+            dataset.num_train_pids,
+        )
+        .with_sie(self.sie_config(dataset.num_train_cams, dataset.num_train_views))
+        .with_neck_feat(m.neck_feat)
+        .with_text(clip.text.clone().filter(|_| two_stage))
+        .with_object(section.map(|c| c.object).unwrap_or_default())
+    }
+
+    fn sie_config(&self, cameras: usize, views: usize) -> SieConfig {
+        let m = &self.model;
+        let mode = match (m.sie_camera, m.sie_view) {
+            (true, true) => SieMode::CameraView,
+            (true, false) => SieMode::Camera,
+            (false, true) => SieMode::View,
+            (false, false) => SieMode::None,
+        };
+        SieConfig::new()
+            .with_mode(mode)
+            .with_camera_num(cameras.max(1))
+            .with_view_num(views.max(1))
+            .with_coefficient(m.sie_coefficient)
     }
 }
 

@@ -56,8 +56,11 @@ fn every_reference_configuration_is_shipped_and_valid() {
             assert_eq!(config.solver.weight_decay, 1e-4);
             assert_eq!(config.solver.weight_decay_bias, 1e-4);
             assert_eq!(config.solver.bias_lr_factor, 2.0);
-            assert_eq!(config.loss.label_smoothing, 0.0);
-            assert_eq!(config.loss.margin, transreid::loss::TripletMargin::Soft);
+            assert_eq!(config.loss.unwrap().label_smoothing, 0.0);
+            assert_eq!(
+                config.loss.unwrap().margin,
+                transreid::loss::TripletMargin::Soft
+            );
             assert_eq!(config.model.drop_path, 0.1);
             assert_eq!(config.test.ims_per_batch, 256);
             assert!(matches!(
@@ -86,17 +89,17 @@ fn configurations_carry_the_table_of_the_reference() {
     assert!(base.model.jpm.is_none() && !base.model.sie_camera);
 
     let msmt_deit = get(&all, "msmt17/deit_transreid_stride.toml");
-    assert_eq!(msmt_deit.model.backbone, VitPreset::DeitBase16);
+    assert_eq!(msmt_deit.model.backbone, Some(VitPreset::DeitBase16));
     assert_eq!(msmt_deit.solver.base_lr, 0.005);
     assert_eq!(msmt_deit.input.erasing_prob, 0.8);
     assert_eq!(msmt_deit.input.normalization, Normalization::HALF);
     assert_eq!(
         get(&all, "msmt17/vit_small.toml").model.backbone,
-        VitPreset::VitSmallLegacy
+        Some(VitPreset::VitSmallLegacy)
     );
     assert_eq!(
         get(&all, "msmt17/deit_small.toml").model.backbone,
-        VitPreset::DeitSmall16
+        Some(VitPreset::DeitSmall16)
     );
 
     let veri = get(&all, "veri776/deit_transreid_stride.toml");
@@ -145,9 +148,9 @@ fn self_supervised_presets_carry_the_published_recipes() {
             (4e-4, 120, 64),
             "{name}"
         );
-        assert_eq!(config.loss.label_smoothing, 0.0, "{name}");
+        assert_eq!(config.loss.unwrap().label_smoothing, 0.0, "{name}");
         assert_eq!(
-            config.loss.margin,
+            config.loss.unwrap().margin,
             transreid::loss::TripletMargin::Soft,
             "{name}"
         );
@@ -173,7 +176,7 @@ fn self_supervised_presets_carry_the_published_recipes() {
         } else {
             VitPreset::VitBase16
         };
-        assert_eq!(m.backbone, backbone, "{name}");
+        assert_eq!(m.backbone, Some(backbone), "{name}");
         // PersonViT's market/vit_base.yml leaves the warmup at its default of 5.
         let warmup = if name.ends_with("market/personvit_vit_base.toml") {
             5

@@ -84,6 +84,7 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
         config,
         resume: false,
         stop_after: None,
+        prompt_stop_after: None,
         cuda: false,
         collective: Box::new(transreid::distributed::SingleProcess),
         parallel: Default::default(),

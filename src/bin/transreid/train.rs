@@ -7,14 +7,19 @@ use anyhow::Context;
 use burn::tensor::backend::Backend;
 use transreid::backend::TrainBackend;
 use transreid::config::{PrecisionSetting, RunConfig};
+use transreid::data::ReidDataset;
 use transreid::data::{load_dataset, DataError, ImageCheck};
 use transreid::distributed::{Collective, SingleProcess};
 use transreid::inference::InferenceError;
 use transreid::input_normalization::RUN_CONFIG_FILE;
-use transreid::model::TransReid;
+use transreid::model::{
+    clip_openai_dict, load_clip_pretrained, read_state_dict, ClipArchitecture, ClipReid,
+    ImportError, TransReid,
+};
 use transreid::train::{
-    check_job, check_ranks_agree, train_parallel, EpochRecord, ParallelOptions, TrainError,
-    TrainJob, METRICS_FILE, PLOT_FILE, STATE_FILE,
+    check_clip_reid_job, check_job, check_ranks_agree, train_clip_reid, train_parallel,
+    ClipReidJob, EpochRecord, ParallelOptions, TrainError, TrainJob, TrainSettings, METRICS_FILE,
+    PLOT_FILE, PROMPT_METRICS_FILE, PROMPT_STATE_FILE, STATE_FILE,
 };
 
 use crate::backend::{on_backend_at, BackendJob, Device};
@@ -49,9 +54,13 @@ pub struct TrainArgs {
     /// Override `solver.workers`.
     #[arg(long)]
     workers: Option<usize>,
-    /// Stop after this epoch (resume later with `--resume`).
+    /// Stop after this epoch (resume later with `--resume`); for CLIP-ReID, an epoch of the
+    /// second stage.
     #[arg(long)]
     stop_after: Option<usize>,
+    /// CLIP-ReID: stop after this epoch of the first stage (the prompts).
+    #[arg(long)]
+    stop_after_prompts: Option<usize>,
     /// Override `solver.precision` (`auto`: bf16 on CUDA, f32 elsewhere).
     #[arg(long, value_enum)]
     precision: Option<PrecisionSetting>,
@@ -183,6 +192,16 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
     if let Some(stop_after) = args.stop_after {
         anyhow::ensure!(stop_after > 0, "--stop-after must be at least 1");
     }
+    if let Some(stop_after) = args.stop_after_prompts {
+        anyhow::ensure!(stop_after > 0, "--stop-after-prompts must be at least 1");
+        anyhow::ensure!(
+            config
+                .clip_reid
+                .as_ref()
+                .is_some_and(|c| c.prompts.is_some()),
+            "--stop-after-prompts is for CLIP-ReID runs with a prompt stage ([clip_reid.prompts])"
+        );
+    }
     anyhow::ensure!(
         args.bucket_mb > 0 && args.step_timeout > 0,
         "--bucket-mb and --step-timeout must be at least 1"
@@ -202,6 +221,7 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
         config,
         resume: args.resume.is_some(),
         stop_after: args.stop_after,
+        prompt_stop_after: args.stop_after_prompts,
         cuda: args.device == Device::Cuda,
         collective: ranks.collective,
         parallel: ParallelOptions {
@@ -217,6 +237,8 @@ pub struct RunJob {
     pub config: RunConfig,
     pub resume: bool,
     pub stop_after: Option<usize>,
+    /// CLIP-ReID: stop after this epoch of the first stage.
+    pub prompt_stop_after: Option<usize>,
     /// Resolves `precision = "auto"`.
     pub cuda: bool,
     /// The ranks of the run.
@@ -226,7 +248,11 @@ pub struct RunJob {
 
 impl BackendJob for RunJob {
     fn run<B: Backend>(self, device: B::Device) -> anyhow::Result<()> {
-        run_on::<B>(self, device).map(|_| ())
+        if self.config.clip_reid.is_some() {
+            run_clip_reid_on::<B>(self, device).map(|_| ())
+        } else {
+            run_on::<B>(self, device).map(|_| ())
+        }
     }
 }
 
@@ -240,32 +266,11 @@ pub fn run_on<B: Backend>(
     mut job: RunJob,
     device: B::Device,
 ) -> anyhow::Result<(TransReid<TrainBackend<B>>, Vec<EpochRecord>)> {
-    let config = &mut job.config;
-    config.dataset.root = absolute(&config.dataset.root)?;
-    if let Some(path) = config.model.pretrained.path() {
-        config.model.pretrained = config.model.pretrained.with_path(absolute(path)?);
-    }
+    let dataset = prepare(&mut job)?;
     let config = &job.config;
     let settings = config.train_settings(job.cuda);
     let run_dir = &config.output_dir;
     let writer = job.collective.rank() == 0;
-    if !job.resume {
-        anyhow::ensure!(
-            !run_dir.join(STATE_FILE).exists(),
-            "{} already holds a run: resume it with --resume {} or choose another --output-dir",
-            run_dir.display(),
-            run_dir.display()
-        );
-    }
-    let dataset = load_dataset(
-        config.dataset.kind,
-        &config.dataset.root,
-        &config.dataset.options,
-    )
-    .with_context(|| format!("loading {}", config.dataset.root.display()))?;
-    if writer {
-        println!("{}", dataset.stats());
-    }
     let model_config = config.model_config_for(&dataset);
     model_config.validate()?;
     B::seed(&device, config.seed);
@@ -280,15 +285,7 @@ pub fn run_on<B: Backend>(
         }
     }
     if writer {
-        println!("precision: {}", settings.precision.name());
-        let world = job.collective.world();
-        if world > 1 || settings.accumulate > 1 {
-            println!(
-                "{world} rank(s) x {} micro-batch(es) of {} images per step",
-                settings.accumulate,
-                settings.batch_size / (world * settings.accumulate)
-            );
-        }
+        print_layout(&settings, job.collective.world());
     }
     let train_job = TrainJob {
         model_config: &model_config,
@@ -306,12 +303,7 @@ pub fn run_on<B: Backend>(
         check_ranks_agree(&train_job, job.collective.as_ref())?;
     }
     if writer {
-        std::fs::create_dir_all(run_dir)
-            .with_context(|| format!("creating {}", run_dir.display()))?;
-        write_atomic(&run_dir.join(RUN_CONFIG_FILE), config.to_toml().as_bytes())?;
-    }
-    if writer {
-        report_interrupt(run_dir);
+        start_writing(config, run_dir)?;
     }
     let result = train_parallel(
         model,
@@ -320,13 +312,69 @@ pub fn run_on<B: Backend>(
         job.collective.as_ref(),
         &job.parallel,
     );
+    finish(result, config, writer)
+}
+
+/// Resolves the configuration's paths and loads the dataset.
+fn prepare(job: &mut RunJob) -> anyhow::Result<ReidDataset> {
+    let config = &mut job.config;
+    config.dataset.root = absolute(&config.dataset.root)?;
+    if let Some(path) = config.model.pretrained.path() {
+        config.model.pretrained = config.model.pretrained.with_path(absolute(path)?);
+    }
+    let config = &job.config;
+    let dataset = load_dataset(
+        config.dataset.kind,
+        &config.dataset.root,
+        &config.dataset.options,
+    )
+    .with_context(|| format!("loading {}", config.dataset.root.display()))?;
+    if job.collective.rank() == 0 {
+        println!("{}", dataset.stats());
+    }
+    Ok(dataset)
+}
+
+/// The precision and how a step is split.
+fn print_layout<O>(settings: &TrainSettings<O>, world: usize) {
+    println!("precision: {}", settings.precision.name());
+    if world > 1 || settings.accumulate > 1 {
+        println!(
+            "{world} rank(s) x {} micro-batch(es) of {} images per step",
+            settings.accumulate,
+            settings.batch_size / (world * settings.accumulate)
+        );
+    }
+}
+
+/// Creates the run folder, writes its configuration and reports interrupts (rank 0).
+fn start_writing(config: &RunConfig, run_dir: &Path) -> anyhow::Result<()> {
+    std::fs::create_dir_all(run_dir).with_context(|| format!("creating {}", run_dir.display()))?;
+    write_atomic(&run_dir.join(RUN_CONFIG_FILE), config.to_toml().as_bytes())?;
+    report_interrupt(run_dir);
+    Ok(())
+}
+
+/// Reports a finished run, or cleans up after one that ended before its first state.
+fn finish<M>(
+    result: Result<(M, Vec<EpochRecord>), TrainError>,
+    config: &RunConfig,
+    writer: bool,
+) -> anyhow::Result<(M, Vec<EpochRecord>)> {
+    let run_dir = &config.output_dir;
     let (model, records) = match result {
         Ok(done) => done,
         Err(error) => {
             let error = anyhow::Error::from(error);
-            if writer && !run_dir.join(STATE_FILE).exists() {
+            let states = [STATE_FILE, PROMPT_STATE_FILE];
+            if writer && !states.iter().any(|name| run_dir.join(name).exists()) {
                 // No epoch ended: the files this run wrote describe nothing.
-                for name in [RUN_CONFIG_FILE, METRICS_FILE, PLOT_FILE] {
+                for name in [
+                    RUN_CONFIG_FILE,
+                    METRICS_FILE,
+                    PLOT_FILE,
+                    PROMPT_METRICS_FILE,
+                ] {
                     let _ = std::fs::remove_file(run_dir.join(name));
                 }
                 let _ = std::fs::remove_dir(run_dir); // only when nothing else is in it
@@ -367,6 +415,95 @@ pub fn run_on<B: Backend>(
     }
     println!("run folder: {}", run_dir.display());
     Ok((model, records))
+}
+
+/// Runs a CLIP-ReID `job` (both stages, or the baseline) and returns the trained model and the
+/// second stage's records.
+pub fn run_clip_reid_on<B: Backend>(
+    mut job: RunJob,
+    device: B::Device,
+) -> anyhow::Result<(ClipReid<TrainBackend<B>>, Vec<EpochRecord>)> {
+    let dataset = prepare(&mut job)?;
+    let config = &job.config;
+    let section = config
+        .clip_reid
+        .as_ref()
+        .context("not a CLIP-ReID configuration (no [clip_reid])")?;
+    let settings = config.clip_train_settings(job.cuda);
+    let run_dir = &config.output_dir;
+    let writer = job.collective.rank() == 0;
+    let path = config
+        .model
+        .pretrained
+        .path()
+        .context("a CLIP-ReID run starts from CLIP weights (model.pretrained)")?;
+    let loading = || format!("loading CLIP weights {}", path.display());
+    let (dict, _) = read_state_dict(path).with_context(loading)?;
+    let (layout, openai) = clip_openai_dict(&dict).with_context(loading)?;
+    let architecture = ClipArchitecture::from_openai(&openai).with_context(loading)?;
+    if section.prompts.is_some() && architecture.text.is_none() {
+        let key = ["token_embedding.weight", "ln_final.weight"]
+            .into_iter()
+            .find(|k| !openai.contains_key(*k))
+            .unwrap_or("ln_final.weight")
+            .to_string();
+        return Err(ImportError::NoTextTower { layout, key }).with_context(loading);
+    }
+    let model_config = config.clip_model_config(&architecture, &dataset);
+    model_config.validate()?;
+    B::seed(&device, config.seed);
+    let mut model = model_config.init::<TrainBackend<B>>(&device);
+    // Loaded on a resume too: stage 1's state holds the prompts alone, and stage 2's
+    // replaces every tensor.
+    load_clip_pretrained(&mut model, &dict).with_context(loading)?;
+    if writer {
+        let n = config.input.normalization;
+        println!(
+            "CLIP weights ({layout:?} layout): width {}, {} blocks, patch {}, projection {}, {}; \
+             input normalisation mean {:?} std {:?} ([input] of the configuration)",
+            architecture.width,
+            architecture.layers,
+            architecture.patch_size,
+            architecture.output_dim,
+            if model_config.text.is_some() {
+                "text tower loaded for the prompts"
+            } else {
+                "image tower only (the baseline)"
+            },
+            n.mean,
+            n.std
+        );
+        print_layout(&settings, job.collective.world());
+    }
+    let stage2 = TrainJob {
+        model_config: &model_config,
+        dataset: &dataset,
+        transforms: &config.input,
+        settings: &settings,
+        run_dir,
+        resume: job.resume,
+        stop_after: job.stop_after,
+    };
+    let clip_job = ClipReidJob {
+        stage2,
+        prompts: section.prompts.as_ref(),
+        prompt_stop_after: job.prompt_stop_after,
+    };
+    check_clip_reid_job(&clip_job, job.collective.world())?;
+    if job.collective.world() > 1 {
+        check_ranks_agree(&stage2, job.collective.as_ref())?;
+    }
+    if writer {
+        start_writing(config, run_dir)?;
+    }
+    let result = train_clip_reid(
+        model,
+        &clip_job,
+        &device,
+        job.collective.as_ref(),
+        &job.parallel,
+    );
+    finish(result, config, writer)
 }
 
 /// On Ctrl-C, says where the run stopped and how to continue it, then ends the process (status

@@ -1,0 +1,284 @@
+//! `transreid train` on a CLIP-ReID configuration: a CLIP file in OpenAI's layout (a tiny one,
+//! written here) trains through both stages into one run folder, stops in either stage and
+//! resumes; configurations that cannot work are refused before anything is written.
+
+use std::collections::BTreeMap;
+use std::ffi::OsStr;
+use std::fmt::Debug;
+use std::path::Path;
+use std::process::{Command, Output};
+
+use transreid::model::{write_safetensors, HostTensor, StateDict};
+
+fn transreid<S: AsRef<OsStr>>(args: &[S]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_transreid"))
+        .args(args)
+        .env("RUST_BACKTRACE", "0")
+        .output()
+        .unwrap()
+}
+
+fn ok<S: AsRef<OsStr> + Debug>(args: &[S]) -> String {
+    let out = transreid(args);
+    assert!(
+        out.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn fails<S: AsRef<OsStr> + Debug>(args: &[S], message: &str) {
+    let out = transreid(args);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{args:?} should fail");
+    assert!(
+        stderr.contains(message),
+        "{args:?}: `{stderr}` lacks `{message}`"
+    );
+}
+
+/// A tiny CLIP in OpenAI's layout: both towers of width 64 (one head), one block each, patch
+/// 16 on a 2 x 2 pre-training grid, projections to 32, CLIP's vocabulary of 49408 tokens.
+fn write_tiny_clip(path: &Path, text: bool) {
+    let mut state = 0x2545_f491_4f6c_dd1d_u64;
+    let mut random = |shape: &[usize], scale: f32| {
+        let n: usize = shape.iter().product();
+        let data = (0..n)
+            .map(|_| {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                ((state >> 40) as f32 / (1u64 << 24) as f32 - 0.5) * 2.0 * scale
+            })
+            .collect();
+        HostTensor::new(shape.to_vec(), data)
+    };
+    let w = 64;
+    let mut dict = StateDict::new();
+    let tower = |dict: &mut StateDict,
+                 prefix: &str,
+                 random: &mut dyn FnMut(&[usize], f32) -> HostTensor| {
+        let p = format!("{prefix}transformer.resblocks.0.");
+        for (name, shape, scale) in [
+            ("ln_1.weight", vec![w], 0.0),
+            ("ln_1.bias", vec![w], 0.0),
+            ("attn.in_proj_weight", vec![3 * w, w], 0.1),
+            ("attn.in_proj_bias", vec![3 * w], 0.01),
+            ("attn.out_proj.weight", vec![w, w], 0.1),
+            ("attn.out_proj.bias", vec![w], 0.01),
+            ("ln_2.weight", vec![w], 0.0),
+            ("ln_2.bias", vec![w], 0.0),
+            ("mlp.c_fc.weight", vec![4 * w, w], 0.1),
+            ("mlp.c_fc.bias", vec![4 * w], 0.01),
+            ("mlp.c_proj.weight", vec![w, 4 * w], 0.05),
+            ("mlp.c_proj.bias", vec![w], 0.01),
+        ] {
+            let mut t = random(&shape, scale);
+            if name.ends_with("_1.weight") || name.ends_with("_2.weight") {
+                t.data.iter_mut().for_each(|v| *v = 1.0);
+            }
+            dict.insert(format!("{p}{name}"), t);
+        }
+    };
+    tower(&mut dict, "visual.", &mut random);
+    for (name, shape, scale) in [
+        ("visual.conv1.weight", vec![w, 3, 16, 16], 0.05),
+        ("visual.class_embedding", vec![w], 0.1),
+        ("visual.positional_embedding", vec![5, w], 0.1),
+        ("visual.ln_pre.bias", vec![w], 0.0),
+        ("visual.ln_post.bias", vec![w], 0.0),
+        ("visual.proj", vec![w, 32], 0.2),
+    ] {
+        dict.insert(name.to_string(), random(&shape, scale));
+    }
+    for name in ["visual.ln_pre.weight", "visual.ln_post.weight"] {
+        dict.insert(name.to_string(), HostTensor::new(vec![w], vec![1.0; w]));
+    }
+    if text {
+        tower(&mut dict, "", &mut random);
+        for (name, shape, scale) in [
+            ("token_embedding.weight", vec![49408, w], 0.02),
+            ("positional_embedding", vec![77, w], 0.01),
+            ("ln_final.bias", vec![w], 0.0),
+            ("text_projection", vec![w, 32], 0.2),
+            ("logit_scale", vec![], 0.0),
+        ] {
+            dict.insert(name.to_string(), random(&shape, scale));
+        }
+        dict.insert(
+            "ln_final.weight".to_string(),
+            HostTensor::new(vec![w], vec![1.0; w]),
+        );
+    }
+    write_safetensors(path, &dict, BTreeMap::new()).unwrap();
+}
+
+fn config(data: &str, run: &str, clip: &str, extra_model: &str, prompts: bool) -> String {
+    let prompts = if prompts {
+        "[clip_reid.prompts]\nepochs = 2\nbatch_size = 16\nbase_lr = 0.01\n"
+    } else {
+        ""
+    };
+    format!(
+        r#"
+output_dir = {run:?}
+seed = 0
+
+[dataset]
+kind = "market1501"
+root = {data:?}
+
+[model]
+pretrained = {{ kind = "clip", path = {clip:?} }}
+stride = [16, 16]
+sie_camera = true
+sie_view = false
+sie_coefficient = 1.0
+neck_feat = "before"
+{extra_model}
+
+[input]
+train_size = {{ height = 64, width = 32 }}
+test_size = {{ height = 64, width = 32 }}
+flip_prob = 0.5
+padding = 10
+erasing_prob = 0.5
+normalization = {{ mean = [0.5, 0.5, 0.5], std = [0.5, 0.5, 0.5] }}
+
+[solver]
+optimizer = "adam"
+schedule = {{ kind = "multi_step", milestones = [30, 50], gamma = 0.1, warmup_factor = 0.1 }}
+max_epochs = 2
+ims_per_batch = 16
+num_instance = 4
+base_lr = 0.0001
+weight_decay = 0.0001
+weight_decay_bias = 0.0001
+bias_lr_factor = 2.0
+warmup_epochs = 1
+checkpoint_period = 2
+eval_period = 2
+workers = 1
+
+[clip_reid]
+object = "person"
+
+{prompts}
+[test]
+ims_per_batch = 32
+"#
+    )
+}
+
+fn rows(path: &Path) -> usize {
+    std::fs::read_to_string(path).unwrap().lines().count() - 1
+}
+
+#[test]
+fn clip_reid_trains_through_both_stages_and_resumes_in_either() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = |name: &str| dir.path().join(name).to_str().unwrap().to_string();
+    let data = p("data");
+    ok(&[
+        "data",
+        "synth",
+        "--out",
+        &data,
+        "--ids",
+        "6",
+        "--cameras",
+        "2",
+    ]);
+    let clip = p("clip.safetensors");
+    write_tiny_clip(Path::new(&clip), true);
+    let run = p("run");
+    let cfg = p("clip.toml");
+    std::fs::write(&cfg, config(&data, &run, &clip, "", true)).unwrap();
+    let run_dir = Path::new(&run);
+
+    let out = ok(&["train", "--config", &cfg, "--stop-after-prompts", "1"]);
+    assert!(out.contains("OpenAi layout"), "{out}");
+    assert!(out.contains("text tower loaded"), "{out}");
+    assert!(out.contains("prompts   1"), "{out}");
+    assert!(run_dir.join("prompt_state.safetensors").is_file());
+    assert!(!run_dir.join("state.safetensors").exists());
+    assert_eq!(rows(&run_dir.join("prompt_metrics.csv")), 1);
+    fails(
+        &["train", "--config", &cfg],
+        "already holds a run: resume it",
+    );
+
+    let out = ok(&["train", "--resume", &run, "--stop-after", "1"]);
+    assert!(
+        out.contains("prompts   2") && out.contains("epoch   1"),
+        "{out}"
+    );
+    assert_eq!(rows(&run_dir.join("prompt_metrics.csv")), 2);
+    assert_eq!(rows(&run_dir.join("metrics.csv")), 1);
+
+    let out = ok(&["train", "--resume", &run]);
+    assert!(!out.contains("prompts "), "stage 1 is done: {out}");
+    assert!(out.contains("last evaluation: mAP"), "{out}");
+    assert_eq!(rows(&run_dir.join("metrics.csv")), 2);
+    assert!(run_dir.join("checkpoint.safetensors").is_file());
+}
+
+#[test]
+fn clip_reid_configurations_that_cannot_work_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = |name: &str| dir.path().join(name).to_str().unwrap().to_string();
+    let data = p("data");
+    ok(&[
+        "data",
+        "synth",
+        "--out",
+        &data,
+        "--ids",
+        "4",
+        "--cameras",
+        "2",
+    ]);
+    let image_only = p("image_only.safetensors");
+    write_tiny_clip(Path::new(&image_only), false);
+    let cfg = p("clip.toml");
+    let run = p("run");
+    let write = |text: String| std::fs::write(&cfg, text).unwrap();
+
+    // Two stages need the text tower; the baseline does not.
+    write(config(&data, &run, &image_only, "", true));
+    fails(&["train", "--config", &cfg], "lacks (missing `");
+    assert!(!Path::new(&run).exists(), "nothing written");
+    write(config(&data, &run, &image_only, "", false));
+    let out = ok(&["train", "--config", &cfg, "--epochs", "1"]);
+    assert!(out.contains("image tower only"), "{out}");
+    assert!(Path::new(&run).join("checkpoint.safetensors").is_file());
+    assert!(!Path::new(&run).join("prompt_state.safetensors").exists());
+
+    let run2 = p("run2");
+    write(config(
+        &data,
+        &run2,
+        &image_only,
+        "backbone = \"vit_base16\"",
+        false,
+    ));
+    fails(&["train", "--config", &cfg], "takes no model.backbone");
+    write(config(&data, &run2, &image_only, "drop_path = 0.2", false));
+    fails(&["train", "--config", &cfg], "has no drop path");
+    write(config(&data, &run2, &image_only, "", false).replace(
+        "[clip_reid]\nobject = \"person\"\n",
+        "[loss]\nid_weight = 1.0\ntriplet_weight = 1.0\nlabel_smoothing = 0.0\nmargin = \"soft\"\n",
+    ));
+    fails(&["train", "--config", &cfg], "add a [clip_reid] section");
+    write(config(&data, &run2, &image_only, "", false));
+    fails(
+        &["train", "--config", &cfg, "--precision", "f16"],
+        "trains in f32 only",
+    );
+    fails(
+        &["train", "--config", &cfg, "--stop-after-prompts", "1"],
+        "with a prompt stage",
+    );
+    assert!(!Path::new(&run2).exists(), "nothing written");
+}
