@@ -36,10 +36,17 @@ fn is_self_supervised(path: &std::path::Path) -> bool {
     name.starts_with("personvit") || name.starts_with("transreid_ssl")
 }
 
+/// CLIP-ReID's presets.
+fn is_clip_reid(path: &std::path::Path) -> bool {
+    let name = path.file_name().unwrap().to_string_lossy();
+    name.starts_with("clipreid")
+}
+
 #[test]
 fn every_reference_configuration_is_shipped_and_valid() {
     let (ssl, all): (Vec<_>, Vec<_>) = configs()
         .into_iter()
+        .filter(|(p, _)| !is_clip_reid(p))
         .partition(|(p, _)| is_self_supervised(p));
     // 42 reference configurations plus the synthetic one, and 16 self-supervised fine-tunes.
     assert_eq!(all.len(), 43);
@@ -186,5 +193,119 @@ fn self_supervised_presets_carry_the_published_recipes() {
         assert_eq!(s.warmup_epochs, warmup, "{name}");
         // The model builds: the ICS stem at stride 16, JPM on the 16x8 grid.
         config.model_config(751, 6, 1).validate().unwrap();
+    }
+}
+
+#[test]
+fn clip_reid_presets_carry_the_references_recipes() {
+    let all: Vec<_> = configs()
+        .into_iter()
+        .filter(|(p, _)| is_clip_reid(p))
+        .collect();
+    // Three per dataset: CLIP-ReID, with SIE and overlapping patches, and the baseline.
+    assert_eq!(all.len(), 18);
+    for (path, config) in &all {
+        let name = path.display().to_string();
+        let again: RunConfig = toml::from_str(&config.to_toml()).unwrap();
+        assert_eq!(&again, config, "{name}");
+        let (m, s) = (&config.model, &config.solver);
+        let clip = config.clip_reid.as_ref().unwrap();
+        let vehicle = name.contains("veri776") || name.contains("vehicleid");
+        let vehicleid = name.contains("vehicleid");
+        assert!(matches!(m.pretrained, Pretrained::Clip { .. }), "{name}");
+        assert!(config.loss.is_none() && m.backbone.is_none(), "{name}");
+        assert_eq!(
+            clip.object,
+            if vehicle {
+                transreid::model::PromptObject::Vehicle
+            } else {
+                transreid::model::PromptObject::Person
+            },
+            "{name}"
+        );
+        let size = config.input.train_size;
+        assert_eq!(
+            (size.height, size.width),
+            (256, if vehicle { 256 } else { 128 }),
+            "{name}"
+        );
+        assert_eq!(config.input.normalization.mean, [0.5; 3], "{name}");
+        assert_eq!(config.input.normalization.std, [0.5; 3], "{name}");
+        // Stage 2 (or the baseline's only stage).
+        assert_eq!(s.optimizer, transreid::optim::OptimizerKind::Adam, "{name}");
+        assert_eq!(
+            s.schedule,
+            transreid::optim::ScheduleKind::clip_reid(),
+            "{name}"
+        );
+        assert_eq!(
+            (
+                s.max_epochs,
+                s.ims_per_batch,
+                s.num_instance,
+                s.warmup_epochs
+            ),
+            (60, 64, 4, 10),
+            "{name}"
+        );
+        assert_eq!(s.base_lr, if vehicleid { 5e-5 } else { 5e-6 }, "{name}");
+        assert_eq!(
+            (s.weight_decay, s.weight_decay_bias),
+            (1e-4, 1e-4),
+            "{name}"
+        );
+        assert_eq!(s.bias_lr_factor, 2.0, "{name}");
+        assert_eq!(clip.loss.margin, transreid::loss::TripletMargin::Hard(0.3));
+        let olp = name.contains("_olp_");
+        assert_eq!(m.stride, if olp { [12, 12] } else { [16, 16] }, "{name}");
+        assert_eq!(m.sie_camera, olp && !vehicleid, "{name}");
+        assert!(!m.sie_view, "{name}");
+        if olp {
+            assert_eq!(m.sie_coefficient, 1.0, "{name}");
+        }
+        if name.contains("baseline") {
+            assert!(clip.prompts.is_none(), "{name}");
+            assert_eq!(clip.loss.id_weight, 1.0, "{name}");
+            let smoothing = if vehicleid { 0.0 } else { 0.1 };
+            assert_eq!(clip.loss.label_smoothing, smoothing, "{name}");
+        } else {
+            let p = clip.prompts.as_ref().unwrap();
+            assert_eq!(clip.loss.id_weight, 0.25, "{name}");
+            assert_eq!(
+                (clip.loss.i2t_weight, clip.loss.label_smoothing),
+                (1.0, 0.1)
+            );
+            assert_eq!(p.epochs, if vehicle { 60 } else { 120 }, "{name}");
+            assert_eq!(p.batch_size, if vehicleid { 256 } else { 64 }, "{name}");
+            assert_eq!(
+                (
+                    p.base_lr,
+                    p.weight_decay,
+                    p.warmup_epochs,
+                    p.warmup_lr,
+                    p.min_lr
+                ),
+                (3.5e-4, 1e-4, 5, 1e-5, 1e-6),
+                "{name}"
+            );
+        }
+    }
+    // One per dataset kind and variant.
+    for folder in [
+        "market",
+        "msmt17",
+        "dukemtmc",
+        "occluded_duke",
+        "veri776",
+        "vehicleid",
+    ] {
+        let olp = if folder == "vehicleid" {
+            "clipreid_olp_vit_base"
+        } else {
+            "clipreid_sie_olp_vit_base"
+        };
+        for name in ["clipreid_vit_base", olp, "clipreid_baseline_vit_base"] {
+            get(&all, &format!("{folder}/{name}.toml"));
+        }
     }
 }
