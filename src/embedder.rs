@@ -129,7 +129,7 @@ impl<B: Backend> Embedder<B> {
         batch_size: usize,
         device: &B::Device,
     ) -> Result<Self, EmbedderError> {
-        let transform = TestTransform::new(&model_transforms(&config, normalization))
+        let transform = TestTransform::new(&model_transforms(config.vit.img_size, normalization))
             .map_err(InferenceError::from)?;
         Ok(Self {
             model,

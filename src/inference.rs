@@ -5,7 +5,7 @@ use transreid_data::{EvalLoader, ImageSize, Normalization, ReidItem, TransformCo
 use transreid_eval::{
     evaluate, evaluate_rows, rerank_sparse, EvalConfig, Features, Labels, ReidMetrics, RerankConfig,
 };
-use transreid_model::{LabelError, ReidModel, SieConfig, SieMode, TransReidConfig};
+use transreid_model::{LabelError, ReidModel, SieConfig, SieMode};
 
 /// Errors of the inference pipeline.
 #[derive(Debug, thiserror::Error)]
@@ -133,9 +133,9 @@ pub fn embed_batch<B: Backend, M: ReidModel<B>>(
         .expect("f32 features"))
 }
 
-/// The reference's test transforms at the model's input size with the given normalisation.
-pub fn model_transforms(config: &TransReidConfig, normalization: Normalization) -> TransformConfig {
-    let [h, w] = config.vit.img_size;
+/// The reference's test transforms at a model's input size `[height, width]` with the given
+/// normalisation.
+pub fn model_transforms([h, w]: [usize; 2], normalization: Normalization) -> TransformConfig {
     let size = ImageSize {
         height: h as u32,
         width: w as u32,

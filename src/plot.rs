@@ -257,6 +257,35 @@ pub fn plot_cmc(path: &Path, cmc: &[f64], title: &str) -> Result<(), PlotError> 
     canvas.save(path)
 }
 
+/// Writes CLIP-ReID's first-stage figure: loss and lr per epoch, side by side, from
+/// `(epoch, loss, lr)` rows.
+pub fn plot_prompt_stage(path: &Path, epochs: &[(usize, f64, f64)]) -> Result<(), PlotError> {
+    let series = |f: fn(&(usize, f64, f64)) -> f64| -> Vec<(f64, f64)> {
+        epochs.iter().map(|r| (r.0 as f64, f(r))).collect()
+    };
+    let markers = epochs.len() <= 30;
+    let mut canvas = Canvas::new(1280, 480);
+    canvas.draw(path, |root| {
+        root.fill(&WHITE).map_err(|e| e.to_string())?;
+        let panels = root.split_evenly((1, 2));
+        let loss = Series {
+            label: "SupCon image-to-text + text-to-image",
+            color: RGBColor(31, 119, 180),
+            markers,
+            points: series(|r| r.1),
+        };
+        line_chart(&panels[0], "prompt loss", "epoch", "loss", &[loss], None)?;
+        let lr = Series {
+            label: "lr",
+            color: RGBColor(255, 127, 14),
+            markers,
+            points: series(|r| r.2),
+        };
+        line_chart(&panels[1], "learning rate", "epoch", "lr", &[lr], None)
+    })?;
+    canvas.save(path)
+}
+
 /// Writes the training figure: loss and lr per epoch, mAP / Rank-1 / mINP per evaluation and
 /// the CMC curve of the last evaluation, in a 2 x 2 grid.
 pub fn plot_training(path: &Path, records: &[EpochRecord]) -> Result<(), PlotError> {

@@ -1719,7 +1719,8 @@ fn export_gives_what_embed_gives_and_refuses_what_it_cannot_export() {
         64
     );
 
-    let transform = TestTransform::new(&model_transforms(&config, normalization)).unwrap();
+    let transform =
+        TestTransform::new(&model_transforms(config.vit.img_size, normalization)).unwrap();
     let pixels: Vec<f32> = images
         .iter()
         .flat_map(|path| transform.apply_to_vec(&decode_rgb(Path::new(path)).unwrap()))

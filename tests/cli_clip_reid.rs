@@ -204,6 +204,7 @@ fn clip_reid_trains_through_both_stages_and_resumes_in_either() {
     assert!(run_dir.join("prompt_state.safetensors").is_file());
     assert!(!run_dir.join("state.safetensors").exists());
     assert_eq!(rows(&run_dir.join("prompt_metrics.csv")), 1);
+    assert!(run_dir.join("prompt_training.png").is_file());
     fails(
         &["train", "--config", &cfg],
         "already holds a run: resume it",
@@ -221,7 +222,27 @@ fn clip_reid_trains_through_both_stages_and_resumes_in_either() {
     assert!(!out.contains("prompts "), "stage 1 is done: {out}");
     assert!(out.contains("last evaluation: mAP"), "{out}");
     assert_eq!(rows(&run_dir.join("metrics.csv")), 2);
-    assert!(run_dir.join("checkpoint.safetensors").is_file());
+    let checkpoint = run_dir.join("checkpoint.safetensors");
+    // `eval` reads the CLIP-ReID checkpoint and its input normalisation: the run's numbers.
+    let trained_map = percent_after(&out, "last evaluation: mAP ");
+    let eval = ok(&[
+        "eval",
+        "--checkpoint",
+        checkpoint.to_str().unwrap(),
+        "--dataset",
+        "market1501",
+        "--root",
+        &data,
+    ]);
+    let table_row = eval.lines().nth(2).unwrap();
+    let eval_map = percent_after(table_row, "| ");
+    assert_eq!(eval_map, trained_map, "{eval}");
+}
+
+/// The number before the `%` that follows `marker`.
+fn percent_after(text: &str, marker: &str) -> f64 {
+    let rest = &text[text.find(marker).unwrap() + marker.len()..];
+    rest[..rest.find('%').unwrap()].trim().parse().unwrap()
 }
 
 #[test]

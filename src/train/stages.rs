@@ -4,7 +4,8 @@
 //! warmup + cosine schedule. Stage 2 is the epoch loop ([`train_parallel`]) on the image side,
 //! with the text features of every identity computed once from the learned prompts.
 //!
-//! Stage 1 keeps its own state and metrics ([`PROMPT_STATE_FILE`], [`PROMPT_METRICS_FILE`]);
+//! Stage 1 keeps its own state, metrics and figure ([`PROMPT_STATE_FILE`],
+//! [`PROMPT_METRICS_FILE`], [`PROMPT_PLOT_FILE`]);
 //! a run resumes in whichever stage it stopped, and stage 2 starts from the model stage 1
 //! ended with.
 
@@ -33,12 +34,16 @@ use super::STATE_FILE;
 use crate::distributed::Collective;
 use crate::epoch_record::EpochRecord;
 use crate::optim::{Adam, CosineWarmup, SolverConfig};
+#[cfg(feature = "plots")]
+use crate::plot::plot_prompt_stage;
 use crate::progress::Bar;
 
 /// Stage 1's resume state: the prompt vectors, Adam's moments and the stage's progress.
 pub const PROMPT_STATE_FILE: &str = "prompt_state.safetensors";
 /// Stage 1's per-epoch loss and lr.
 pub const PROMPT_METRICS_FILE: &str = "prompt_metrics.csv";
+/// Stage 1's figure: loss and lr per epoch.
+pub const PROMPT_PLOT_FILE: &str = "prompt_training.png";
 
 /// The prompt vectors' name in state files (the reference's).
 const CLS_CTX: &str = "prompt_learner.cls_ctx";
@@ -453,6 +458,11 @@ fn learn_prompts<B: AutodiffBackend>(
                 "prompts {epoch:>3}  loss {:.4}  lr {:.2e}  {:.1} s",
                 record.loss, record.lr, record.seconds
             );
+            #[cfg(feature = "plots")]
+            {
+                let rows: Vec<_> = records.iter().map(|r| (r.epoch, r.loss, r.lr)).collect();
+                plot_prompt_stage(&run_dir.join(PROMPT_PLOT_FILE), &rows)?;
+            }
             let progress = PromptProgress {
                 settings: prompts.clone(),
                 seed,

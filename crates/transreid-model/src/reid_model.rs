@@ -1,9 +1,16 @@
 //! What inference needs of a re-identification model, whichever method trained it.
 
+use std::path::Path;
+
 use burn::prelude::*;
 
+use crate::checkpoint::load_checkpoint_with_input;
+use crate::clip_checkpoint::{load_clip_reid_checkpoint, CLIP_REID_CONFIG_METADATA_KEY};
 use crate::clip_reid::ClipReid;
+use crate::error::ImportError;
+use crate::input_spec::InputSpec;
 use crate::sie::SieConfig;
+use crate::state_dict::read_safetensors_metadata;
 use crate::transreid::TransReid;
 
 /// A model that embeds crops for retrieval: TransReID and CLIP-ReID alike.
@@ -63,4 +70,60 @@ impl<B: Backend> ReidModel<B> for ClipReid<B> {
     ) -> Tensor<B, 2> {
         self.embed(images, cameras, views)
     }
+}
+
+/// A checkpoint's model, whichever method trained it.
+#[derive(Debug)]
+pub enum AnyReidModel<B: Backend> {
+    /// A TransReID checkpoint (`transreid.config` in its metadata).
+    TransReid(TransReid<B>),
+    /// A CLIP-ReID checkpoint (`transreid.clip_reid_config` in its metadata).
+    ClipReid(ClipReid<B>),
+}
+
+impl<B: Backend> ReidModel<B> for AnyReidModel<B> {
+    fn input_size(&self) -> [usize; 2] {
+        match self {
+            Self::TransReid(m) => m.input_size(),
+            Self::ClipReid(m) => m.input_size(),
+        }
+    }
+
+    fn sie_config(&self) -> &SieConfig {
+        match self {
+            Self::TransReid(m) => m.sie_config(),
+            Self::ClipReid(m) => m.sie_config(),
+        }
+    }
+
+    fn embed_images(
+        &self,
+        images: Tensor<B, 4>,
+        cameras: Option<Tensor<B, 1, Int>>,
+        views: Option<Tensor<B, 1, Int>>,
+    ) -> Tensor<B, 2> {
+        match self {
+            Self::TransReid(m) => m.embed_images(images, cameras, views),
+            Self::ClipReid(m) => m.embed_images(images, cameras, views),
+        }
+    }
+}
+
+/// Loads a checkpoint of either method ([`crate::load_checkpoint_with_input`] or
+/// [`crate::load_clip_reid_checkpoint`], told apart by the configuration in the metadata)
+/// with the input it records.
+///
+/// # Errors
+/// Those of the two loaders.
+pub fn load_any_checkpoint<B: Backend>(
+    path: &Path,
+    device: &B::Device,
+) -> Result<(AnyReidModel<B>, Option<InputSpec>), ImportError> {
+    let metadata = read_safetensors_metadata(path).unwrap_or_default();
+    if metadata.contains_key(CLIP_REID_CONFIG_METADATA_KEY) {
+        let (model, _, input) = load_clip_reid_checkpoint(path, device)?;
+        return Ok((AnyReidModel::ClipReid(model), input));
+    }
+    let (model, _, input) = load_checkpoint_with_input(path, device)?;
+    Ok((AnyReidModel::TransReid(model), input))
 }

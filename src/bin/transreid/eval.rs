@@ -14,7 +14,7 @@ use transreid::inference::{
     check_item_labels, embed_items_with_progress, evaluate_features, model_transforms,
 };
 use transreid::input_normalization::resolve_normalization;
-use transreid::model::load_checkpoint_with_input;
+use transreid::model::{load_any_checkpoint, ReidModel};
 use transreid::output_path::check_output;
 use transreid::plot::plot_cmc;
 
@@ -82,7 +82,7 @@ impl BackendJob for EvalArgs {
             self.k1 > 0 && self.k2 > 0 && (0.0..=1.0).contains(&self.lambda),
             "--k1 and --k2 must be at least 1 and --lambda within 0..=1"
         );
-        let (model, config, input) = load_checkpoint_with_input::<B>(&self.checkpoint, &device)
+        let (model, input) = load_any_checkpoint::<B>(&self.checkpoint, &device)
             .with_context(|| format!("loading {}", self.checkpoint.display()))?;
         let normalization = resolve_normalization(
             &self.checkpoint,
@@ -130,10 +130,10 @@ impl BackendJob for EvalArgs {
         }
         // Every id is checked before the embedding starts rather than at its batch.
         for (split, items) in [("query", &dataset.query), ("gallery", &dataset.gallery)] {
-            check_item_labels(model.sie(), items)
+            check_item_labels(model.sie_config(), items)
                 .with_context(|| format!("the {split} split does not fit the model"))?;
         }
-        let transforms = model_transforms(&config, normalization.normalization);
+        let transforms = model_transforms(model.input_size(), normalization.normalization);
         let loader = EvalLoader::from_dataset(
             &dataset,
             TestTransform::new(&transforms)?,
