@@ -4,6 +4,7 @@
 pub mod allocator;
 pub mod backend;
 pub mod bench;
+pub mod bench_clip_reid;
 pub mod config;
 pub mod device_check;
 pub mod distributed;

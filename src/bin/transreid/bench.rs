@@ -6,6 +6,9 @@ use anyhow::Context;
 use burn::tensor::backend::Backend;
 use transreid::backend::TrainBackend;
 use transreid::bench::{bench_inference, bench_train_step, BenchModel};
+use transreid::bench_clip_reid::{
+    bench_clip_reid_images, bench_clip_reid_prompts, ClipReidBenchModel,
+};
 use transreid::config::PrecisionSetting;
 use transreid::device_check::check_device;
 use transreid::model::{Precision, VitPreset};
@@ -23,6 +26,25 @@ pub enum BenchCommand {
         batch: usize,
         /// Timed steps, after one warm-up step.
         #[arg(long, default_value_t = 3)]
+        steps: usize,
+    },
+    /// CLIP-ReID ViT-B/16 (751 identities, camera SIE, f32): stage-1 steps (prompts) and
+    /// stage-2 steps (image side) on random inputs; prints a JSON line per stage.
+    ClipReid {
+        /// Compute backend.
+        #[arg(long, value_enum, default_value = "flex")]
+        device: Device,
+        /// Patch stride (1 to 16).
+        #[arg(long, default_value_t = 16)]
+        stride: usize,
+        /// Images per stage-2 step (a multiple of 4, at least 8).
+        #[arg(long, default_value_t = 64)]
+        batch: usize,
+        /// Image features per stage-1 step.
+        #[arg(long, default_value_t = 64)]
+        prompt_batch: usize,
+        /// Timed steps of each stage, after one warm-up step.
+        #[arg(long, default_value_t = 2)]
         steps: usize,
     },
     /// Batched embedding of random images; prints a JSON line.
@@ -121,6 +143,35 @@ pub fn run(command: BenchCommand) -> anyhow::Result<()> {
             };
             on_backend(model.device, NamedBench(model.device, job))
         }
+        BenchCommand::ClipReid {
+            device,
+            stride,
+            batch,
+            prompt_batch,
+            steps,
+        } => {
+            anyhow::ensure!(
+                batch >= 8 && batch % 4 == 0,
+                "--batch must be a multiple of 4, at least 8"
+            );
+            anyhow::ensure!(
+                prompt_batch > 0 && steps > 0,
+                "--prompt-batch and --steps must be at least 1"
+            );
+            let model = ClipReidBenchModel {
+                size: [256, 128],
+                stride,
+                classes: 751,
+            };
+            model.config().validate()?;
+            let job = BenchJob::ClipReid {
+                model,
+                batch,
+                prompt_batch,
+                steps,
+            };
+            on_backend(device, NamedBench(device, job))
+        }
         BenchCommand::Infer {
             model,
             batch,
@@ -204,6 +255,12 @@ enum BenchJob {
         batch: usize,
         iters: usize,
     },
+    ClipReid {
+        model: ClipReidBenchModel,
+        batch: usize,
+        prompt_batch: usize,
+        steps: usize,
+    },
     AllReduce {
         model: BenchModel,
         bucket_bytes: usize,
@@ -244,6 +301,24 @@ impl BackendJob for NamedBench {
             } => {
                 let result = bench_inference::<B>(model, batch, iters, precision, &device);
                 (serde_json::to_value(&result)?, true)
+            }
+            BenchJob::ClipReid {
+                model,
+                batch,
+                prompt_batch,
+                steps,
+            } => {
+                let prompts =
+                    bench_clip_reid_prompts::<TrainBackend<B>>(model, prompt_batch, steps, &device);
+                let mut json = serde_json::to_value(&prompts)?;
+                json["impl"] = name(Precision::F32).into();
+                println!("{json}");
+                let images =
+                    bench_clip_reid_images::<TrainBackend<B>>(model, batch, steps, &device);
+                let mut json = serde_json::to_value(&images)?;
+                json["impl"] = name(Precision::F32).into();
+                println!("{json}");
+                return Ok(());
             }
             BenchJob::AllReduce {
                 model,
