@@ -5,7 +5,9 @@ use std::path::{Path, PathBuf};
 use burn::prelude::*;
 use image::RgbImage;
 use transreid_data::{decode_rgb, Normalization, TestTransform};
-use transreid_model::{load_checkpoint_with_input, TransReid, TransReidConfig};
+use transreid_model::{
+    load_any_checkpoint, AnyReidConfig, AnyReidModel, ReidModel, TransReid, TransReidConfig,
+};
 
 use crate::inference::{embed_batch, model_transforms, InferenceError};
 use crate::input_normalization::{
@@ -90,8 +92,8 @@ pub struct EmbeddedFiles {
 
 /// A loaded model with its test transform (bilinear resize to the model's input, normalise).
 pub struct Embedder<B: Backend> {
-    model: TransReid<B>,
-    config: TransReidConfig,
+    model: AnyReidModel<B>,
+    config: AnyReidConfig,
     transform: TestTransform,
     device: B::Device,
     batch_size: usize,
@@ -109,19 +111,15 @@ impl<B: Backend> Embedder<B> {
         batch_size: usize,
         device: &B::Device,
     ) -> Result<Self, EmbedderError> {
-        let (model, config, input) = load_checkpoint_with_input::<B>(checkpoint, device)?;
-        Self::from_loaded(
-            checkpoint,
-            model,
-            config,
-            input.as_ref(),
-            normalization,
-            batch_size,
-            device,
-        )
+        let (model, config, input) = load_any_checkpoint::<B>(checkpoint, device)?;
+        let resolved = resolve_normalization(checkpoint, input.as_ref(), normalization)?;
+        let mut embedder =
+            Self::from_any(model, config, resolved.normalization, batch_size, device)?;
+        embedder.normalization = resolved;
+        Ok(embedder)
     }
 
-    /// Wraps a model already in memory (e.g. `model.valid()` right after training).
+    /// Wraps a TransReID model already in memory (e.g. `model.valid()` right after training).
     pub fn new(
         model: TransReid<B>,
         config: TransReidConfig,
@@ -129,7 +127,22 @@ impl<B: Backend> Embedder<B> {
         batch_size: usize,
         device: &B::Device,
     ) -> Result<Self, EmbedderError> {
-        let transform = TestTransform::new(&model_transforms(config.vit.img_size, normalization))
+        let (model, config) = (
+            AnyReidModel::TransReid(model),
+            AnyReidConfig::TransReid(config),
+        );
+        Self::from_any(model, config, normalization, batch_size, device)
+    }
+
+    /// Wraps a model of either method already in memory.
+    pub fn from_any(
+        model: AnyReidModel<B>,
+        config: AnyReidConfig,
+        normalization: Normalization,
+        batch_size: usize,
+        device: &B::Device,
+    ) -> Result<Self, EmbedderError> {
+        let transform = TestTransform::new(&model_transforms(config.input_size(), normalization))
             .map_err(InferenceError::from)?;
         Ok(Self {
             model,
@@ -162,8 +175,18 @@ impl<B: Backend> Embedder<B> {
     }
 
     /// The inference model.
-    pub fn model(&self) -> &TransReid<B> {
+    pub fn model(&self) -> &AnyReidModel<B> {
         &self.model
+    }
+
+    /// The inference model when it is a TransReID one.
+    pub fn transreid(&self) -> Option<(&TransReid<B>, &TransReidConfig)> {
+        match (&self.model, &self.config) {
+            (AnyReidModel::TransReid(model), AnyReidConfig::TransReid(config)) => {
+                Some((model, config))
+            }
+            _ => None,
+        }
     }
 
     /// The model's input for decoded images: each resized and normalised by the test
@@ -178,7 +201,7 @@ impl<B: Backend> Embedder<B> {
         {
             return Err(EmbedderError::EmptyImage { index });
         }
-        let [h, w] = self.config.vit.img_size;
+        let [h, w] = self.config.input_size();
         let mut pixels = vec![0.0f32; images.len() * 3 * h * w];
         for (image, slot) in images.iter().zip(pixels.chunks_mut(3 * h * w)) {
             self.transform.apply(image, slot);
@@ -195,7 +218,7 @@ impl<B: Backend> Embedder<B> {
     }
 
     /// The model's configuration.
-    pub fn config(&self) -> &TransReidConfig {
+    pub fn config(&self) -> &AnyReidConfig {
         &self.config
     }
 
@@ -220,7 +243,7 @@ impl<B: Backend> Embedder<B> {
         {
             return Err(EmbedderError::EmptyImage { index });
         }
-        let [h, w] = self.config.vit.img_size;
+        let [h, w] = self.config.input_size();
         let mut out = Vec::with_capacity(images.len() * self.dim());
         for (chunk_index, chunk) in images.chunks(self.batch_size).enumerate() {
             let n = chunk.len();
@@ -274,7 +297,7 @@ impl<B: Backend> Embedder<B> {
         for (i, path) in paths.iter().enumerate() {
             let (camera, view) = (id(cameras, i), id(views, i));
             self.model
-                .sie()
+                .sie_config()
                 .check_labels(&[camera], &[view])
                 .map_err(|source| EmbedderError::ImageLabel {
                     path: path.clone(),

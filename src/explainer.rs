@@ -106,7 +106,10 @@ impl<B: Backend> Explainer<B> {
                 .into());
             }
         }
-        let model = self.embedder.model();
+        let (model, config) = self
+            .embedder
+            .transreid()
+            .expect("built from a TransReID checkpoint");
         model.sie().check_labels(&cameras, &views)?;
         let input = self.embedder.input_tensor(images)?;
         let device = input.device();
@@ -135,7 +138,7 @@ impl<B: Backend> Explainer<B> {
                 target,
             )?,
         };
-        let vit = &self.embedder.config().vit;
+        let vit = &config.vit;
         let pixel_maps = explained
             .maps
             .iter()

@@ -237,6 +237,59 @@ fn clip_reid_trains_through_both_stages_and_resumes_in_either() {
     let table_row = eval.lines().nth(2).unwrap();
     let eval_map = percent_after(table_row, "| ");
     assert_eq!(eval_map, trained_map, "{eval}");
+
+    // `embed` and `search` serve it like a TransReID checkpoint: 32 + 32 features per image
+    // (class token after ln_post, projected class token).
+    let features = p("features.safetensors");
+    let query = format!("{data}/query");
+    let ckpt = checkpoint.to_str().unwrap();
+    ok(&[
+        "embed",
+        "--checkpoint",
+        ckpt,
+        "--images",
+        &query,
+        "--out",
+        &features,
+        "--camera",
+        "name",
+    ]);
+    let bytes = std::fs::read(&features).unwrap();
+    let file = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let queries = std::fs::read_dir(&query).unwrap().count();
+    assert_eq!(
+        file.tensor("features").unwrap().shape(),
+        &[queries, 64 + 32]
+    );
+    let mut first: Vec<_> = std::fs::read_dir(&query)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    first.sort();
+    let ranked = p("ranked.png");
+    ok(&[
+        "search",
+        "--checkpoint",
+        ckpt,
+        "--query",
+        first[0].to_str().unwrap(),
+        "--gallery",
+        &format!("{data}/bounding_box_test"),
+        "--top-k",
+        "3",
+        "--out",
+        &ranked,
+        "--camera",
+        "name",
+    ]);
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(p("ranked.json")).unwrap()).unwrap();
+    assert_eq!(json["hits"].as_array().unwrap().len(), 3);
+    // What serves TransReID only says so.
+    fails(
+        &["export", "--checkpoint", ckpt, "--out", &p("model.onnx")],
+        "a CLIP-ReID checkpoint",
+    );
 }
 
 /// The number before the `%` that follows `marker`.

@@ -123,6 +123,13 @@ pub fn load_checkpoint_with_input<B: Backend>(
                 .into(),
         ));
     }
+    if metadata.contains_key(crate::clip_checkpoint::CLIP_REID_CONFIG_METADATA_KEY) {
+        return Err(not_a_checkpoint(
+            "a CLIP-ReID checkpoint, which `eval`, `embed` and `search` read (`export` and \
+             `explain` serve TransReID only; in the library: load_any_checkpoint)"
+                .into(),
+        ));
+    }
     let Some(json) = metadata.get(CONFIG_METADATA_KEY) else {
         let what = match detect_layout(&keys) {
             Ok(detected) => format!(

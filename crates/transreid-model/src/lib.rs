@@ -94,7 +94,7 @@ pub use pretrained::{
 pub use prompt_learner::{
     PromptLearner, PromptLearnerConfig, PromptObject, PROMPT_CONTEXT, PROMPT_EOT, PROMPT_TOKENS,
 };
-pub use reid_model::{load_any_checkpoint, AnyReidModel, ReidModel};
+pub use reid_model::{load_any_checkpoint, AnyReidConfig, AnyReidModel, ReidModel};
 pub use sie::{SieConfig, SieMode};
 pub use state_dict::{
     read_safetensors_metadata, read_state_dict, write_safetensors, CheckpointFile, HostTensor,

@@ -6,12 +6,12 @@ use burn::prelude::*;
 
 use crate::checkpoint::load_checkpoint_with_input;
 use crate::clip_checkpoint::{load_clip_reid_checkpoint, CLIP_REID_CONFIG_METADATA_KEY};
-use crate::clip_reid::ClipReid;
+use crate::clip_reid::{ClipReid, ClipReidConfig};
 use crate::error::ImportError;
 use crate::input_spec::InputSpec;
 use crate::sie::SieConfig;
 use crate::state_dict::read_safetensors_metadata;
-use crate::transreid::TransReid;
+use crate::transreid::{TransReid, TransReidConfig};
 
 /// A model that embeds crops for retrieval: TransReID and CLIP-ReID alike.
 pub trait ReidModel<B: Backend> {
@@ -109,6 +109,42 @@ impl<B: Backend> ReidModel<B> for AnyReidModel<B> {
     }
 }
 
+/// A checkpoint's configuration, whichever method: serialises as the configuration itself.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[serde(untagged)]
+pub enum AnyReidConfig {
+    /// See [`TransReidConfig`].
+    TransReid(TransReidConfig),
+    /// See [`ClipReidConfig`].
+    ClipReid(ClipReidConfig),
+}
+
+impl AnyReidConfig {
+    /// The side-information table.
+    pub fn sie(&self) -> &SieConfig {
+        match self {
+            Self::TransReid(c) => &c.sie,
+            Self::ClipReid(c) => &c.sie,
+        }
+    }
+
+    /// Input size `[height, width]`.
+    pub fn input_size(&self) -> [usize; 2] {
+        match self {
+            Self::TransReid(c) => c.vit.img_size,
+            Self::ClipReid(c) => c.vision.img_size,
+        }
+    }
+
+    /// Dimension of the retrieval feature.
+    pub fn embed_dim(&self) -> usize {
+        match self {
+            Self::TransReid(c) => c.embed_dim(),
+            Self::ClipReid(c) => c.vision.width + c.vision.output_dim,
+        }
+    }
+}
+
 /// Loads a checkpoint of either method ([`crate::load_checkpoint_with_input`] or
 /// [`crate::load_clip_reid_checkpoint`], told apart by the configuration in the metadata)
 /// with the input it records.
@@ -118,12 +154,20 @@ impl<B: Backend> ReidModel<B> for AnyReidModel<B> {
 pub fn load_any_checkpoint<B: Backend>(
     path: &Path,
     device: &B::Device,
-) -> Result<(AnyReidModel<B>, Option<InputSpec>), ImportError> {
+) -> Result<(AnyReidModel<B>, AnyReidConfig, Option<InputSpec>), ImportError> {
     let metadata = read_safetensors_metadata(path).unwrap_or_default();
     if metadata.contains_key(CLIP_REID_CONFIG_METADATA_KEY) {
-        let (model, _, input) = load_clip_reid_checkpoint(path, device)?;
-        return Ok((AnyReidModel::ClipReid(model), input));
+        let (model, config, input) = load_clip_reid_checkpoint(path, device)?;
+        return Ok((
+            AnyReidModel::ClipReid(model),
+            AnyReidConfig::ClipReid(config),
+            input,
+        ));
     }
-    let (model, _, input) = load_checkpoint_with_input(path, device)?;
-    Ok((AnyReidModel::TransReid(model), input))
+    let (model, config, input) = load_checkpoint_with_input(path, device)?;
+    Ok((
+        AnyReidModel::TransReid(model),
+        AnyReidConfig::TransReid(config),
+        input,
+    ))
 }

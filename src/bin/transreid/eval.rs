@@ -82,7 +82,7 @@ impl BackendJob for EvalArgs {
             self.k1 > 0 && self.k2 > 0 && (0.0..=1.0).contains(&self.lambda),
             "--k1 and --k2 must be at least 1 and --lambda within 0..=1"
         );
-        let (model, input) = load_any_checkpoint::<B>(&self.checkpoint, &device)
+        let (model, _, input) = load_any_checkpoint::<B>(&self.checkpoint, &device)
             .with_context(|| format!("loading {}", self.checkpoint.display()))?;
         let normalization = resolve_normalization(
             &self.checkpoint,

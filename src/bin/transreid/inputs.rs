@@ -111,7 +111,7 @@ impl EmbedModelArgs {
         if let Some(warning) = embedder.normalization().warning(&self.checkpoint) {
             eprintln!("warning: {warning}");
         }
-        let mode = embedder.config().sie.mode;
+        let mode = embedder.config().sie().mode;
         let (has_camera, has_view) = (mode.uses_cameras(), mode.uses_views());
         if self.camera.is_some() && !has_camera {
             eprintln!("warning: the model has no camera embedding (SIE): --camera is ignored");
@@ -136,7 +136,7 @@ impl EmbedModelArgs {
         embedder: &Embedder<B>,
         paths: &[PathBuf],
     ) -> anyhow::Result<(Option<Vec<i64>>, Option<Vec<i64>>)> {
-        let mode = embedder.config().sie.mode;
+        let mode = embedder.config().sie().mode;
         let cameras = match self.camera.filter(|_| mode.uses_cameras()) {
             Some(source) => Some(source.camera_ids(paths)?),
             None => None,
