@@ -29,7 +29,7 @@ use super::epoch_loop::train_parallel;
 use super::error::TrainError;
 use super::job::check_job;
 use super::settings::{ParallelOptions, TrainJob};
-use super::state::{differences, PROGRESS_METADATA_KEY};
+use super::state::{differences, state_metadata, PROGRESS_METADATA_KEY};
 use super::STATE_FILE;
 use crate::distributed::Collective;
 use crate::epoch_record::EpochRecord;
@@ -499,17 +499,11 @@ fn save_prompt_state<B: AutodiffBackend>(
     for (name, tensor) in adam.state() {
         dict.insert(format!("{ADAM_PREFIX}{name}"), tensor);
     }
-    let metadata = BTreeMap::from([
-        (
-            CONFIG_METADATA_KEY.to_string(),
-            serde_json::to_string(config).expect("config serialises"),
-        ),
-        (
-            PROGRESS_METADATA_KEY.to_string(),
-            serde_json::to_string(progress).expect("progress serialises"),
-        ),
-    ]);
-    Ok(write_safetensors(path, &dict, metadata)?)
+    Ok(write_safetensors(
+        path,
+        &dict,
+        state_metadata(config, progress),
+    )?)
 }
 
 /// The projected class token of every training image (test transform, no SIE) and its

@@ -140,7 +140,19 @@ pub(super) fn save_state<B: AutodiffBackend, M: Trainee<B>>(
     for (name, buffer) in optimizer.state() {
         dict.insert(format!("{prefix}{name}"), buffer);
     }
-    let metadata = BTreeMap::from([
+    Ok(write_safetensors(
+        path,
+        &dict,
+        state_metadata(config, progress),
+    )?)
+}
+
+/// A state file's metadata: the model's configuration and the run's progress as JSON.
+pub(super) fn state_metadata(
+    config: &impl Serialize,
+    progress: &impl Serialize,
+) -> BTreeMap<String, String> {
+    BTreeMap::from([
         (
             CONFIG_METADATA_KEY.to_string(),
             serde_json::to_string(config).expect("config serialises"),
@@ -149,8 +161,7 @@ pub(super) fn save_state<B: AutodiffBackend, M: Trainee<B>>(
             PROGRESS_METADATA_KEY.to_string(),
             serde_json::to_string(progress).expect("progress serialises"),
         ),
-    ]);
-    Ok(write_safetensors(path, &dict, metadata)?)
+    ])
 }
 
 /// Restores model and optimiser buffers from [`save_state`]'s file and returns the progress.

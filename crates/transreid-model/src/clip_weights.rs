@@ -383,27 +383,17 @@ pub(crate) fn clip_reid_reference_key(path: &str) -> Option<String> {
 /// weights): what [`load_clip_reid`] reads back, and what the reference's `load_state_dict`
 /// takes once the prompt suffix is padded to 77 tokens.
 pub fn clip_reid_state_dict<B: Backend>(model: &ClipReid<B>) -> StateDict {
-    model
-        .collect(None, None, false)
-        .into_iter()
-        .map(|snapshot| {
-            let path = snapshot.full_path();
-            let data = snapshot.to_data().expect("model tensors are readable");
-            let tensor =
-                HostTensor::new(data.shape.to_vec(), data.convert::<f32>().to_vec().unwrap());
-            let key = crate::pretrained::reference_key(&path);
-            let linear = match key
-                .strip_prefix("image_encoder.")
-                .or_else(|| key.strip_prefix("text_encoder."))
-            {
-                Some(rest) => clip_text_path(rest)
-                    .or_else(|| clip_vision_path(rest))
-                    .is_some_and(|(_, linear)| linear),
-                None => key.starts_with("classifier"),
-            };
-            (key, if linear { tensor.transposed() } else { tensor })
-        })
-        .collect()
+    crate::pretrained::reference_state_dict(model, |key| {
+        match key
+            .strip_prefix("image_encoder.")
+            .or_else(|| key.strip_prefix("text_encoder."))
+        {
+            Some(rest) => clip_text_path(rest)
+                .or_else(|| clip_vision_path(rest))
+                .is_some_and(|(_, linear)| linear),
+            None => key.starts_with("classifier"),
+        }
+    })
 }
 
 /// Collects the tensors of one strict import: their model paths, shapes and the keys that

@@ -211,16 +211,24 @@ fn is_linear_weight(key: &str) -> bool {
 
 /// The model's parameters in reference names with PyTorch layouts.
 pub fn export_state_dict<B: Backend>(model: &TransReid<B>) -> StateDict {
+    reference_state_dict(model, is_linear_weight)
+}
+
+/// A module's tensors by reference name ([`reference_key`]), those whose name `linear` accepts
+/// transposed to PyTorch's `[out, in]`.
+pub(crate) fn reference_state_dict<B: Backend, M: ModuleSnapshot<B>>(
+    model: &M,
+    linear: impl Fn(&str) -> bool,
+) -> StateDict {
     model
         .collect(None, None, false)
         .into_iter()
         .map(|snapshot| {
-            let path = snapshot.full_path();
             let data = snapshot.to_data().expect("model tensors are readable");
             let tensor =
                 HostTensor::new(data.shape.to_vec(), data.convert::<f32>().to_vec().unwrap());
-            let key = reference_key(&path);
-            let tensor = if is_linear_weight(&key) {
+            let key = reference_key(&snapshot.full_path());
+            let tensor = if linear(&key) {
                 tensor.transposed()
             } else {
                 tensor

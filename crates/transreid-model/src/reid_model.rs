@@ -73,6 +73,8 @@ impl<B: Backend> ReidModel<B> for ClipReid<B> {
 }
 
 /// A checkpoint's model, whichever method trained it.
+// One value per loaded checkpoint: the variants' size difference costs nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 pub enum AnyReidModel<B: Backend> {
     /// A TransReID checkpoint (`transreid.config` in its metadata).
