@@ -8,7 +8,7 @@ use std::fmt::Debug;
 use std::path::Path;
 use std::process::{Command, Output};
 
-use transreid::model::{write_safetensors, HostTensor, StateDict};
+use transreid::model::{read_state_dict, write_safetensors, HostTensor, StateDict};
 
 fn transreid<S: AsRef<OsStr>>(args: &[S]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_transreid"))
@@ -355,4 +355,146 @@ fn clip_reid_configurations_that_cannot_work_are_refused() {
         "with a prompt stage",
     );
     assert!(!Path::new(&run2).exists(), "nothing written");
+}
+
+#[test]
+fn clip_files_and_trained_clip_reid_models_import_into_checkpoints() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = |name: &str| dir.path().join(name).to_str().unwrap().to_string();
+    let clip = p("clip.safetensors");
+    write_tiny_clip(Path::new(&clip), true);
+    let imported = p("imported.safetensors");
+    let base = [
+        "import", "--source", &clip, "--size", "64", "32", "--cameras", "2",
+    ];
+    let args = |base: &[&str], extra: &[&str]| -> Vec<String> {
+        base.iter().chain(extra).map(|s| s.to_string()).collect()
+    };
+    let with = |extra: &[&str]| args(&base, extra);
+
+    // CLIP weights: the towers from the file, new heads, the CLIP-ReID normalisation.
+    fails(&with(&["--out", &imported]), "--num-classes is needed");
+    fails(
+        &with(&["--out", &imported, "--num-classes", "6"]),
+        "--sie-coefficient is needed",
+    );
+    let out = ok(&with(&[
+        "--out",
+        &imported,
+        "--num-classes",
+        "6",
+        "--sie-coefficient",
+        "1.0",
+    ]));
+    for line in [
+        "detected CLIP in OpenAI / open_clip layout: width 64, 1 blocks, patch 16, projection 32; \
+         text tower imported with the prompts",
+        "position embedding resized from 4 to 4x2 patches",
+        "prompts end in \"person.\"",
+        "input normalisation: mean 0.5 std 0.5",
+        "coefficient 1",
+    ] {
+        assert!(out.contains(line), "`{line}` not in {out}");
+    }
+    let (tensors, metadata) = read_state_dict(Path::new(&imported)).unwrap();
+    assert_eq!(tensors["classifier.weight"].shape, [6, 64]);
+    assert_eq!(tensors["cv_embed"].shape, [2, 64]);
+    assert!(tensors.contains_key("prompt_learner.cls_ctx"));
+    assert!(metadata["transreid.input"].contains("\"mean\":[0.5,0.5,0.5]"));
+    let imagenet = p("imagenet.safetensors");
+    let out = ok(&[
+        "import", "--source", &clip, "--size", "64", "32", "--num-classes", "6",
+        "--normalization", "imagenet", "--image-only", "--out", &imagenet,
+    ]);
+    assert!(!out.contains("input normalisation"), "{out}");
+    assert!(out.contains("text tower left out (--image-only)"), "{out}");
+    let (tensors, metadata) = read_state_dict(Path::new(&imagenet)).unwrap();
+    assert!(!tensors.keys().any(|k| k.starts_with("text_encoder.")));
+    assert!(metadata["transreid.input"].contains("0.485"), "{metadata:?}");
+
+    // A trained CLIP-ReID model in the reference's layout (a `module.` wrapper, `[1, T, D]`
+    // prompt buffers, the suffix padded to 77 tokens, BatchNorm counters) imports tensor for
+    // tensor.
+    let (ours, _) = read_state_dict(Path::new(&imported)).unwrap();
+    let mut reference = StateDict::new();
+    for (key, tensor) in &ours {
+        let mut tensor = tensor.clone();
+        if key.starts_with("prompt_learner.token_") {
+            let width = tensor.shape[1];
+            let rows = if key.ends_with("suffix") { 72 } else { tensor.shape[0] };
+            tensor.data.resize(rows * width, 0.5);
+            tensor.shape = vec![1, rows, width];
+        }
+        reference.insert(format!("module.{key}"), tensor);
+    }
+    for bn in ["bottleneck", "bottleneck_proj"] {
+        reference.insert(
+            format!("module.{bn}.num_batches_tracked"),
+            HostTensor::new(vec![], vec![7.0]),
+        );
+    }
+    let trained = p("reference_layout.safetensors");
+    write_safetensors(Path::new(&trained), &reference, BTreeMap::new()).unwrap();
+    let reimported = p("reimported.safetensors");
+    let again = |extra: &[&str]| {
+        args(
+            &["import", "--source", &trained, "--out", &reimported],
+            extra,
+        )
+    };
+    fails(&again(&[]), "has an SIE table of 2 rows: give --cameras");
+    fails(
+        &again(&["--cameras", "3", "--sie-coefficient", "1"]),
+        "SIE table has 2 rows",
+    );
+    fails(
+        &again(&["--cameras", "2", "--sie-coefficient", "1"]),
+        "trained at a grid of 8 patches, but --size 256 128 --stride 16 make 16x8",
+    );
+    let trained_args = ["--cameras", "2", "--sie-coefficient", "1", "--size", "64", "32"];
+    fails(
+        &again(&[&trained_args[..], &["--num-classes", "5"]].concat()),
+        "the file's classifier has 6 classes",
+    );
+    fails(
+        &again(&[&trained_args[..], &["--jpm"]].concat()),
+        "--jpm is for TransReID backbones",
+    );
+    fails(
+        &again(&[&trained_args[..], &["--image-only", "--object", "vehicle"]].concat()),
+        "this import has no prompts",
+    );
+    assert!(!Path::new(&reimported).exists(), "nothing written");
+    let out = ok(&again(&[&trained_args[..], &["--object", "person"]].concat()));
+    assert!(out.contains("detected a trained CLIP-ReID model"), "{out}");
+    assert!(out.contains("every tensor from the file"), "{out}");
+    let (back, _) = read_state_dict(Path::new(&reimported)).unwrap();
+    assert_eq!(back.len(), ours.len());
+    for (key, tensor) in &ours {
+        assert_eq!((&back[key].shape, &back[key].data), (&tensor.shape, &tensor.data), "{key}");
+    }
+    // A TransReID import names what the file is for.
+    fails(
+        &[
+            "import", "--source", &clip, "--kind", "imagenet", "--num-classes", "6", "--out",
+            &p("vit.safetensors"),
+        ],
+        "it is for CLIP-ReID: `transreid import --kind clip`",
+    );
+
+    // The imported model embeds, and starts a CLIP-ReID run with its encoders.
+    let data = p("data");
+    ok(&["data", "synth", "--out", &data, "--ids", "4", "--cameras", "2"]);
+    let features = p("features.safetensors");
+    ok(&[
+        "embed", "--checkpoint", &imported, "--images", &format!("{data}/query"), "--out",
+        &features, "--camera", "name",
+    ]);
+    let cfg = p("clip.toml");
+    std::fs::write(&cfg, config(&data, &p("run"), &imported, "", true)).unwrap();
+    let out = ok(&["train", "--config", &cfg, "--stop-after-prompts", "1"]);
+    assert!(
+        out.contains("a trained CLIP-ReID model: its encoders and fixed prompt tokens are loaded"),
+        "{out}"
+    );
 }

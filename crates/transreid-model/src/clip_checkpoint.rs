@@ -26,6 +26,20 @@ pub fn save_clip_reid_checkpoint<B: Backend>(
     input: &InputSpec,
     path: &Path,
 ) -> Result<(), ImportError> {
+    save_clip_reid_checkpoint_with_metadata(model, config, input, BTreeMap::new(), path)
+}
+
+/// [`save_clip_reid_checkpoint`] with `extra` metadata entries (how the file was made).
+///
+/// # Errors
+/// As [`save_clip_reid_checkpoint`].
+pub fn save_clip_reid_checkpoint_with_metadata<B: Backend>(
+    model: &ClipReid<B>,
+    config: &ClipReidConfig,
+    input: &InputSpec,
+    extra: BTreeMap<String, String>,
+    path: &Path,
+) -> Result<(), ImportError> {
     let config_error = |message: String| ImportError::Config {
         path: path.to_path_buf(),
         message,
@@ -45,7 +59,8 @@ pub fn save_clip_reid_checkpoint<B: Backend>(
             input.height, input.width, size[0], size[1]
         )));
     }
-    let metadata = BTreeMap::from([
+    let mut metadata = extra;
+    metadata.extend([
         ("format".to_string(), "pt".to_string()),
         (
             CLIP_REID_CONFIG_METADATA_KEY.to_string(),

@@ -7,7 +7,7 @@ use std::fmt;
 use crate::clip_text::ClipTextConfig;
 use crate::clip_vision::ClipVisionConfig;
 use crate::error::ImportError;
-use crate::state_dict::{HostTensor, StateDict};
+use crate::state_dict::{unwrapped_key, HostTensor, StateDict};
 
 /// The key layout of a CLIP weights file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -21,6 +21,10 @@ pub enum ClipLayout {
     /// Hugging Face `CLIPModel`, `CLIPVisionModel(WithProjection)`: `vision_model.*`,
     /// `visual_projection.weight`, optionally `text_model.*` and `text_projection.weight`.
     HuggingFace,
+    /// A trained CLIP-ReID model (the reference's checkpoint, or this crate's): its CLIP towers
+    /// are `image_encoder.*` and optionally `text_encoder.*`, its fixed prompt tokens
+    /// `prompt_learner.token_prefix` / `token_suffix` (no token table).
+    ClipReid,
 }
 
 impl fmt::Display for ClipLayout {
@@ -29,16 +33,20 @@ impl fmt::Display for ClipLayout {
             Self::OpenAi => "CLIP in OpenAI / open_clip layout",
             Self::Timm => "a timm CLIP image tower",
             Self::HuggingFace => "a Hugging Face CLIP model",
+            Self::ClipReid => "a trained CLIP-ReID model",
         })
     }
 }
 
 impl ClipLayout {
-    /// The layout of a file with these keys, if it is a CLIP file.
+    /// The layout of a file with these keys (wrappers such as `module.` aside, which the
+    /// readers strip), if it is a CLIP file.
     pub fn detect<'a>(keys: impl IntoIterator<Item = &'a String>) -> Option<Self> {
-        let keys: BTreeSet<&str> = keys.into_iter().map(String::as_str).collect();
+        let keys: BTreeSet<&str> = keys.into_iter().map(|k| unwrapped_key(k)).collect();
         if keys.contains("visual.class_embedding") && keys.contains("visual.conv1.weight") {
             Some(Self::OpenAi)
+        } else if keys.contains("image_encoder.class_embedding") {
+            Some(Self::ClipReid)
         } else if keys.contains("vision_model.embeddings.class_embedding") {
             Some(Self::HuggingFace)
         } else if keys.contains("norm_pre.weight") && keys.contains("patch_embed.proj.weight") {
@@ -54,7 +62,11 @@ impl ClipLayout {
 /// Hugging Face's separate q / k / v projections are stacked into `in_proj_*`, projections
 /// stored as Linear weights are transposed, timm's `[1, 1, D]` class token and `[1, T, D]`
 /// position embedding lose their leading ones. Keys without a counterpart (Hugging Face's
-/// `position_ids`, timm's zero head bias) are dropped.
+/// `position_ids`, timm's zero head bias) are dropped. Of a trained CLIP-ReID model the towers
+/// are renamed (`image_encoder.` to `visual.`, `text_encoder.` to nothing) and the fixed prompt
+/// tokens keep their names (`prompt_learner.token_prefix` / `token_suffix`, what
+/// [`crate::load_clip_pretrained`] reads in place of the token table); its heads, SIE table
+/// and learned prompts are not CLIP's and are left out.
 ///
 /// # Errors
 /// [`ImportError::UnknownLayout`] for a file of no CLIP layout, [`ImportError::MissingKeys`]
@@ -69,6 +81,23 @@ pub fn clip_openai_dict(dict: &StateDict) -> Result<(ClipLayout, StateDict), Imp
     let mut unexpected = Vec::new();
     match layout {
         ClipLayout::OpenAi => out = dict.clone(),
+        ClipLayout::ClipReid => {
+            for (key, tensor) in dict {
+                let name = if let Some(rest) = key.strip_prefix("image_encoder.") {
+                    format!("visual.{rest}")
+                } else if let Some(rest) = key.strip_prefix("text_encoder.") {
+                    rest.to_string()
+                } else if PROMPT_TOKEN_KEYS.contains(&key.as_str()) {
+                    key.clone()
+                } else if is_clip_reid_own(key) {
+                    continue;
+                } else {
+                    unexpected.push(key.clone());
+                    continue;
+                };
+                out.insert(name, tensor.clone());
+            }
+        }
         ClipLayout::Timm => {
             for (key, tensor) in dict {
                 if key == "head.bias" {
@@ -113,6 +142,18 @@ pub fn clip_openai_dict(dict: &StateDict) -> Result<(ClipLayout, StateDict), Imp
         return Err(ImportError::UnexpectedKeys(unexpected));
     }
     Ok((layout, out))
+}
+
+/// The fixed prompt tokens of a CLIP-ReID model: the embeddings of "A photo of a" and of the
+/// noun, the full stop and end-of-text.
+pub(crate) const PROMPT_TOKEN_KEYS: [&str; 2] = ["prompt_learner.token_prefix", "prompt_learner.token_suffix"];
+
+/// The keys of a CLIP-ReID model that belong to the re-identification model, not to CLIP:
+/// heads, SIE table and learned prompt vectors (BatchNorm counters too).
+const CLIP_REID_OWN_KEYS: [&str; 4] = ["bottleneck", "classifier", "cv_embed", "prompt_learner.cls_ctx"];
+
+fn is_clip_reid_own(key: &str) -> bool {
+    CLIP_REID_OWN_KEYS.iter().any(|own| key.starts_with(own))
 }
 
 /// How a tensor changes on its way to OpenAI's layout.
@@ -332,8 +373,9 @@ pub struct ClipArchitecture {
     pub patch_size: usize,
     /// Projection size.
     pub output_dim: usize,
-    /// The square patch grid the position embedding was trained at.
-    pub pretrain_grid: [usize; 2],
+    /// Patch tokens of the position embedding: a square grid in CLIP files (resized to the
+    /// model's grid on import), the training grid in a trained CLIP-ReID model.
+    pub pretrain_tokens: usize,
     /// The text tower, when the file has one.
     pub text: Option<ClipTextConfig>,
 }
@@ -345,7 +387,7 @@ impl ClipArchitecture {
     /// # Errors
     /// [`ImportError::MissingKeys`] without the image tower's defining tensors,
     /// [`ImportError::ClipShape`] for shapes no CLIP has (a width that is not a multiple of
-    /// 64, a non-square patch, a non-square pre-training grid).
+    /// 64, a non-square patch, a position embedding of another width).
     pub fn from_openai(dict: &StateDict) -> Result<Self, ImportError> {
         let get = |key: &str| {
             dict.get(key)
@@ -388,16 +430,17 @@ impl ClipArchitecture {
             ));
         }
         let pos = get("visual.positional_embedding")?;
-        let tokens = pos.shape.first().copied().unwrap_or(0).saturating_sub(1);
-        let side = (tokens as f64).sqrt().round() as usize;
-        if pos.shape.len() != 2 || side * side != tokens || side == 0 {
-            return Err(bad(
-                "visual.positional_embedding",
-                pos,
-                "image",
-                "not a class token and a square grid",
-            ));
-        }
+        let pretrain_tokens = match pos.shape[..] {
+            [tokens, dim] if tokens > 1 && dim == width => tokens - 1,
+            _ => {
+                return Err(bad(
+                    "visual.positional_embedding",
+                    pos,
+                    "image",
+                    "not [1 + patches, width]",
+                ))
+            }
+        };
         let layers = count_blocks(dict, "visual.transformer.resblocks.");
         let text = match dict.get("ln_final.weight") {
             None => None,
@@ -439,7 +482,7 @@ impl ClipArchitecture {
             layers,
             patch_size: patch,
             output_dim,
-            pretrain_grid: [side, side],
+            pretrain_tokens,
             text,
         })
     }

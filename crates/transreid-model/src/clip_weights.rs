@@ -7,13 +7,13 @@ use burn::module::ParamId;
 use burn::prelude::*;
 use burn_store::{ModuleSnapshot, TensorSnapshot};
 
-use crate::clip_layout::{clip_openai_dict, ClipLayout};
+use crate::clip_layout::{ClipLayout, PROMPT_TOKEN_KEYS};
 use crate::clip_reid::ClipReid;
 use crate::clip_text::ClipText;
 use crate::clip_vision::ClipVision;
 use crate::error::ImportError;
 use crate::pos_embed::resize_pos_embed;
-use crate::prompt_learner::{PromptObject, PROMPT_TOKENS};
+use crate::prompt_learner::{PromptObject, PROMPT_CONTEXT, PROMPT_PREFIX, PROMPT_TOKENS};
 use crate::state_dict::{HostTensor, StateDict};
 
 /// The model path of an OpenAI image-tower key (without its `visual.` prefix) and whether the
@@ -106,9 +106,19 @@ pub fn load_clip_vision<B: Backend>(
     dict: &StateDict,
     prefix: &str,
 ) -> Result<(), ImportError> {
+    check_clip_vision(model, dict, prefix)?.apply(model);
+    Ok(())
+}
+
+/// What [`load_clip_vision`] would load, checked.
+fn check_clip_vision<B: Backend>(
+    model: &ClipVision<B>,
+    dict: &StateDict,
+    prefix: &str,
+) -> Result<Checked, ImportError> {
     let grid = model.grid();
     let layers = model.blocks.len();
-    let mut loader = Loader::new(&*model);
+    let mut loader = Loader::new(model);
     for (key, tensor) in dict {
         let Some(short) = key.strip_prefix(prefix) else {
             continue;
@@ -127,7 +137,7 @@ pub fn load_clip_vision<B: Backend>(
         }
         loader.put(key, &path, tensor, linear)?;
     }
-    loader.finish(model, openai_keys(layers), prefix, |k| {
+    loader.check(openai_keys(layers), prefix, |k| {
         clip_vision_path(k).expect("a tower key").0
     })
 }
@@ -175,8 +185,18 @@ pub fn load_clip_text<B: Backend>(
     dict: &StateDict,
     prefix: &str,
 ) -> Result<(), ImportError> {
+    check_clip_text(model, dict, prefix)?.apply(model);
+    Ok(())
+}
+
+/// What [`load_clip_text`] would load, checked.
+fn check_clip_text<B: Backend>(
+    model: &ClipText<B>,
+    dict: &StateDict,
+    prefix: &str,
+) -> Result<Checked, ImportError> {
     let layers = model.blocks.len();
-    let mut loader = Loader::new(&*model);
+    let mut loader = Loader::new(model);
     for (key, tensor) in dict {
         let Some(short) = key.strip_prefix(prefix) else {
             continue;
@@ -192,7 +212,7 @@ pub fn load_clip_text<B: Backend>(
         };
         loader.put(key, &path, tensor.clone(), linear)?;
     }
-    loader.finish(model, openai_text_keys(layers), prefix, |k| {
+    loader.check(openai_text_keys(layers), prefix, |k| {
         clip_text_path(k).expect("a tower key").0
     })
 }
@@ -231,7 +251,7 @@ pub fn prompt_token_embeddings(
 /// `text_encoder.*` alone: they serve training only. The prompt suffix keeps the three rows
 /// the 12-token prompt reads (the reference stores the padding embeddings after them).
 ///
-/// Returns the keys that were left alone.
+/// Returns the keys that were left alone. Nothing is loaded unless everything fits.
 ///
 /// # Errors
 /// [`ImportError::MissingKeys`], [`ImportError::UnexpectedKeys`] and
@@ -240,16 +260,19 @@ pub fn load_clip_reid<B: Backend>(
     model: &mut ClipReid<B>,
     dict: &StateDict,
 ) -> Result<Vec<String>, ImportError> {
-    load_clip_vision(&mut model.image_encoder, dict, "image_encoder.")?;
+    let image = check_clip_vision(&model.image_encoder, dict, "image_encoder.")?;
     let mut skipped = Vec::new();
-    match &mut model.text_encoder {
-        Some(text) => load_clip_text(text, dict, "text_encoder.")?,
-        None => skipped.extend(
-            dict.keys()
-                .filter(|k| k.starts_with("text_encoder.") || k.starts_with("prompt_learner."))
-                .cloned(),
-        ),
-    }
+    let text = match &model.text_encoder {
+        Some(text) => Some(check_clip_text(text, dict, "text_encoder.")?),
+        None => {
+            skipped.extend(
+                dict.keys()
+                    .filter(|k| k.starts_with("text_encoder.") || k.starts_with("prompt_learner."))
+                    .cloned(),
+            );
+            None
+        }
+    };
     let has_text = model.prompt_learner.is_some();
     let has_sie = model.cv_embed.is_some();
     let mut expected: Vec<String> = ["bottleneck", "bottleneck_proj"]
@@ -299,49 +322,132 @@ pub fn load_clip_reid<B: Backend>(
         let linear = key.starts_with("classifier");
         loader.put(key, key, tensor, linear)?;
     }
-    loader.finish(model, expected, "", |k| k.to_string())?;
+    let rest = loader.check(expected, "", |k| k.to_string())?;
+    image.apply(&mut model.image_encoder);
+    if let (Some(text), Some(encoder)) = (text, &mut model.text_encoder) {
+        text.apply(encoder);
+    }
+    rest.apply(model);
     Ok(skipped)
 }
 
-/// Loads pre-trained CLIP weights of any layout ([`ClipLayout`]) into a fresh CLIP-ReID
-/// model: the image tower, its position embedding resized to the model's grid, and for a model
-/// with the text side the text tower and the embeddings of the prompt's fixed tokens. The
-/// heads, the SIE table and the prompt vectors keep their initialisation. Returns the layout.
+/// Loads pre-trained CLIP weights, converted to OpenAI's names by [`clip_openai_dict`] from
+/// `layout`, into a fresh CLIP-ReID model: the image tower, its position embedding resized to
+/// the model's grid, and for a model with the text side the text tower and the embeddings of
+/// the prompt's fixed tokens (rows of CLIP's token table, or a CLIP-ReID model's own fixed
+/// tokens). The heads, the SIE table and the prompt vectors keep their initialisation.
+/// Nothing is loaded unless everything fits.
 ///
 /// # Errors
 /// [`ImportError::NoTextTower`] when the model trains with text and the file has no text
-/// tower, and the errors of [`clip_openai_dict`], [`load_clip_vision`] and [`load_clip_text`].
+/// tower; [`ImportError::ClipShape`] for a trained CLIP-ReID model whose position embedding is
+/// at another grid than the model's (its grid is not known, so it is not resized); and the
+/// errors of [`load_clip_vision`] and [`load_clip_text`].
 pub fn load_clip_pretrained<B: Backend>(
     model: &mut ClipReid<B>,
-    dict: &StateDict,
-) -> Result<ClipLayout, ImportError> {
-    let (layout, openai) = clip_openai_dict(dict)?;
-    load_clip_vision(&mut model.image_encoder, &openai, "visual.")?;
-    if let (Some(text), Some(learner)) = (&mut model.text_encoder, &mut model.prompt_learner) {
-        let table_key = "token_embedding.weight";
-        for key in [table_key, "ln_final.weight"] {
-            if !openai.contains_key(key) {
-                let key = key.to_string();
-                return Err(ImportError::NoTextTower { layout, key });
-            }
-        }
-        load_clip_text(text, &openai, "")?;
-        let tokens = prompt_token_embeddings(table_key, &openai[table_key], learner.object())?;
-        let width = learner.cls_ctx.dims()[2];
-        if tokens.shape[1] != width {
-            return Err(ImportError::ShapeMismatch {
-                key: table_key.into(),
-                expected: vec![openai[table_key].shape[0], width],
-                got: openai[table_key].shape.clone(),
+    layout: ClipLayout,
+    openai: &StateDict,
+) -> Result<(), ImportError> {
+    let pos_key = "visual.positional_embedding";
+    if let (ClipLayout::ClipReid, Some(pos)) = (layout, openai.get(pos_key)) {
+        let [h, w] = model.image_encoder.grid();
+        if pos.shape.first() != Some(&(1 + h * w)) {
+            return Err(ImportError::ClipShape {
+                key: "image_encoder.positional_embedding".into(),
+                shape: pos.shape.clone(),
+                tower: "image",
+                reason: "a trained CLIP-ReID model's position embedding is at its training \
+                         grid, which differs from this model's: use its input size and stride",
             });
         }
+    }
+    let image = check_clip_vision(&model.image_encoder, openai, "visual.")?;
+    let text = match (&model.text_encoder, &model.prompt_learner) {
+        (Some(text), Some(learner)) => {
+            let width = learner.cls_ctx.dims()[2];
+            let tokens = match layout {
+                ClipLayout::ClipReid => fixed_prompt_tokens(openai, width)?,
+                _ => token_table_rows(openai, layout, learner.object(), width)?,
+            };
+            if !openai.contains_key("ln_final.weight") {
+                let key = "ln_final.weight".to_string();
+                return Err(ImportError::NoTextTower { layout, key });
+            }
+            Some((check_clip_text(text, openai, "")?, tokens))
+        }
+        _ => None,
+    };
+    image.apply(&mut model.image_encoder);
+    if let (Some((checked, tokens)), Some(encoder), Some(learner)) =
+        (text, &mut model.text_encoder, &mut model.prompt_learner)
+    {
+        checked.apply(encoder);
         let device = learner.cls_ctx.device();
         learner.set_token_embeddings(Tensor::from_data(
             TensorData::new(tokens.data, tokens.shape),
             &device,
         ));
     }
-    Ok(layout)
+    Ok(())
+}
+
+/// The embeddings of the prompt's tokens from CLIP's token table (`token_embedding.weight`).
+fn token_table_rows(
+    openai: &StateDict,
+    layout: ClipLayout,
+    object: PromptObject,
+    width: usize,
+) -> Result<HostTensor, ImportError> {
+    let key = "token_embedding.weight";
+    let Some(table) = openai.get(key) else {
+        return Err(ImportError::NoTextTower {
+            layout,
+            key: key.into(),
+        });
+    };
+    let tokens = prompt_token_embeddings(key, table, object)?;
+    if tokens.shape[1] != width {
+        return Err(ImportError::ShapeMismatch {
+            key: key.into(),
+            expected: vec![table.shape[0], width],
+            got: table.shape.clone(),
+        });
+    }
+    Ok(tokens)
+}
+
+/// The prompt's token embeddings from a CLIP-ReID model's fixed tokens: the prefix, zeros
+/// where the learned context goes, and the suffix's first rows (the reference stores the
+/// padding after them; both buffers may carry a leading 1).
+fn fixed_prompt_tokens(openai: &StateDict, width: usize) -> Result<HostTensor, ImportError> {
+    let suffix = PROMPT_TOKENS - PROMPT_PREFIX - PROMPT_CONTEXT;
+    let mut rows = Vec::with_capacity(PROMPT_TOKENS * width);
+    for (key, keep) in [(PROMPT_TOKEN_KEYS[0], PROMPT_PREFIX), (PROMPT_TOKEN_KEYS[1], suffix)] {
+        let Some(tensor) = openai.get(key) else {
+            let key = key.to_string();
+            return Err(ImportError::NoTextTower {
+                layout: ClipLayout::ClipReid,
+                key,
+            });
+        };
+        let shape: Vec<usize> = tensor.shape.iter().copied().skip_while(|&d| d == 1).collect();
+        let fits = match shape[..] {
+            [n, w] => w == width && (n == keep || (key == PROMPT_TOKEN_KEYS[1] && n > keep)),
+            _ => false,
+        };
+        if !fits {
+            return Err(ImportError::ShapeMismatch {
+                key: key.to_string(),
+                expected: vec![keep, width],
+                got: tensor.shape.clone(),
+            });
+        }
+        rows.extend_from_slice(&tensor.data[..keep * width]);
+        if key == PROMPT_TOKEN_KEYS[0] {
+            rows.extend(std::iter::repeat_n(0.0, PROMPT_CONTEXT * width));
+        }
+    }
+    Ok(HostTensor::new(vec![PROMPT_TOKENS, width], rows))
 }
 
 /// The reference's state-dict name of a [`ClipReid`] parameter path (what
@@ -463,15 +569,14 @@ impl Loader {
         Ok(())
     }
 
-    /// Applies what was collected, after checking that nothing unexpected came and that every
-    /// key of `expected` (file names without `prefix`, mapped to model paths by `path`) did.
-    fn finish<B: Backend, M: ModuleSnapshot<B>>(
+    /// What was collected, once nothing unexpected came and every key of `expected` (file
+    /// names without `prefix`, mapped to model paths by `path`) did.
+    fn check(
         self,
-        module: &mut M,
         expected: Vec<String>,
         prefix: &str,
         path: impl Fn(&str) -> String,
-    ) -> Result<(), ImportError> {
+    ) -> Result<Checked, ImportError> {
         if !self.unexpected.is_empty() {
             return Err(ImportError::UnexpectedKeys(self.unexpected));
         }
@@ -483,9 +588,17 @@ impl Loader {
         if !missing.is_empty() {
             return Err(ImportError::MissingKeys(missing));
         }
-        let result = module.apply(self.snapshots, None, None, false);
+        Ok(Checked(self.snapshots))
+    }
+}
+
+/// Tensors that fit a module, ready to be applied.
+struct Checked(Vec<TensorSnapshot>);
+
+impl Checked {
+    fn apply<B: Backend, M: ModuleSnapshot<B>>(self, module: &mut M) {
+        let result = module.apply(self.0, None, None, false);
         debug_assert!(result.errors.is_empty(), "{:?}", result.errors);
-        Ok(())
     }
 }
 

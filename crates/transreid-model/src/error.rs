@@ -175,7 +175,7 @@ pub enum ImportError {
         checkpoint_has_stem: bool,
     },
     /// A recognised family this crate cannot load.
-    #[error("this is {layout} (key `{key}`), which transreid cannot load: it supports timm, DINO / iBOT (PersonViT, TransReID-SSL), Hugging Face ViT and TransReID checkpoints")]
+    #[error("this is {layout} (key `{key}`), which a TransReID model cannot load: {}", layout.hint())]
     UnsupportedLayout {
         /// The family.
         layout: UnsupportedLayout,

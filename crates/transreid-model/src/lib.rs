@@ -60,7 +60,8 @@ pub use checkpoint::{
     save_checkpoint_with_input, save_checkpoint_with_metadata, CONFIG_METADATA_KEY,
 };
 pub use clip_checkpoint::{
-    load_clip_reid_checkpoint, save_clip_reid_checkpoint, CLIP_REID_CONFIG_METADATA_KEY,
+    load_clip_reid_checkpoint, save_clip_reid_checkpoint, save_clip_reid_checkpoint_with_metadata,
+    CLIP_REID_CONFIG_METADATA_KEY,
 };
 pub use clip_layout::{clip_openai_dict, ClipArchitecture, ClipLayout};
 pub use clip_reid::{ClipReid, ClipReidConfig};
@@ -92,7 +93,8 @@ pub use pretrained::{
     load_reference_dict, model_path, reference_key, ImportOptions, ImportReport,
 };
 pub use prompt_learner::{
-    PromptLearner, PromptLearnerConfig, PromptObject, PROMPT_CONTEXT, PROMPT_EOT, PROMPT_TOKENS,
+    PromptLearner, PromptLearnerConfig, PromptObject, PROMPT_CONTEXT, PROMPT_EOT, PROMPT_PREFIX,
+    PROMPT_TOKENS,
 };
 pub use reid_model::{load_any_checkpoint, AnyReidConfig, AnyReidModel, ReidModel};
 pub use sie::{SieConfig, SieMode};

@@ -16,7 +16,7 @@ pub const PROMPT_EOT: usize = 11;
 /// Learned context vectors per identity (the X's).
 pub const PROMPT_CONTEXT: usize = 4;
 /// Tokens before the context vectors: start-of-text, "a", "photo", "of", "a".
-const PREFIX: usize = 5;
+pub const PROMPT_PREFIX: usize = 5;
 
 /// The noun that ends the prompt: "person" for person datasets, "vehicle" for VeRi-776 and
 /// VehicleID, as the reference chooses.
@@ -85,14 +85,14 @@ impl PromptLearnerConfig {
         let frozen = |t: Tensor<B, 2>| {
             Param::from_tensor(Tensor::from_data(t.into_data(), &device)).set_require_grad(false)
         };
-        let context = PREFIX + PROMPT_CONTEXT;
+        let context = PROMPT_PREFIX + PROMPT_CONTEXT;
         PromptLearner {
             cls_ctx: Initializer::Normal {
                 mean: 0.0,
                 std: 0.02,
             }
             .init([self.num_classes, PROMPT_CONTEXT, self.width], &device),
-            token_prefix: frozen(token_embeddings.clone().narrow(0, 0, PREFIX)),
+            token_prefix: frozen(token_embeddings.clone().narrow(0, 0, PROMPT_PREFIX)),
             token_suffix: frozen(token_embeddings.narrow(0, context, PROMPT_TOKENS - context)),
             object: self.object,
         }

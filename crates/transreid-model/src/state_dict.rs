@@ -314,6 +314,14 @@ fn is_torchscript(path: &Path) -> bool {
     has(b"/constants.pkl") && has(b"/code/__torch__")
 }
 
+/// `key` without the wrappers ([`WRAPPERS`]) the readers strip.
+pub(crate) fn unwrapped_key(mut key: &str) -> &str {
+    while let Some(rest) = WRAPPERS.iter().find_map(|w| key.strip_prefix(w)) {
+        key = rest;
+    }
+    key
+}
+
 /// Strips the wrappers ([`WRAPPERS`]) of a reference / TransReID state dict.
 fn unwrap(mut dict: StateDict) -> StateDict {
     'outer: loop {

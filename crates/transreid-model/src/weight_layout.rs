@@ -103,6 +103,22 @@ pub enum UnsupportedLayout {
     ClipReid,
 }
 
+impl UnsupportedLayout {
+    /// What to do instead.
+    pub fn hint(self) -> &'static str {
+        match self {
+            Self::Pass | Self::Swin => {
+                "transreid supports timm, DINO / iBOT (PersonViT, TransReID-SSL), Hugging Face \
+                 ViT and TransReID checkpoints"
+            }
+            Self::Clip | Self::ClipReid => {
+                "it is for CLIP-ReID: `transreid import --kind clip`, or a configuration with a \
+                 [clip_reid] section and model.pretrained = { kind = \"clip\", path = ... }"
+            }
+        }
+    }
+}
+
 impl fmt::Display for UnsupportedLayout {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {

@@ -59,7 +59,7 @@ fn three_layouts_import_to_the_same_tensors_and_features() {
             layers: 2,
             patch_size: 16,
             output_dim: 32,
-            pretrain_grid: [4, 4],
+            pretrain_tokens: 16,
             text: None,
         }
     );
@@ -235,10 +235,7 @@ fn the_hugging_face_text_tower_maps_to_openai_names() {
     let config = ClipReidConfig::new(architecture.vision([64, 64], [16, 16]), 3)
         .with_text(Some(text.clone()));
     let mut model = config.init::<B>(&Default::default());
-    assert_eq!(
-        load_clip_pretrained(&mut model, &hf).unwrap(),
-        ClipLayout::HuggingFace
-    );
+    load_clip_pretrained(&mut model, ClipLayout::HuggingFace, &openai).unwrap();
     let learner = model.prompt_learner.as_ref().unwrap();
     let first_column = |t: Tensor<B, 2>| {
         t.narrow(1, 0, 1)
@@ -253,8 +250,8 @@ fn the_hugging_face_text_tower_maps_to_openai_names() {
     assert_eq!(first_column(learner.token_prefix.val()), ids[..5]);
     assert_eq!(first_column(learner.token_suffix.val()), ids[9..]);
     // Without the text tower, two-stage training is refused; the image-only model loads.
-    let vision_only = fixture("clip_hf.safetensors");
-    match load_clip_pretrained(&mut model, &vision_only) {
+    let (layout, vision_only) = clip_openai_dict(&fixture("clip_hf.safetensors")).unwrap();
+    match load_clip_pretrained(&mut model, layout, &vision_only) {
         Err(ImportError::NoTextTower { layout, key }) => {
             assert_eq!(
                 (layout, key.as_str()),
@@ -264,7 +261,7 @@ fn the_hugging_face_text_tower_maps_to_openai_names() {
         other => panic!("expected no text tower, got {other:?}"),
     }
     let mut baseline = config.with_text(None).init::<B>(&Default::default());
-    load_clip_pretrained(&mut baseline, &vision_only).unwrap();
+    load_clip_pretrained(&mut baseline, layout, &vision_only).unwrap();
 
     let mut missing = openai.clone();
     missing.remove("ln_final.bias");

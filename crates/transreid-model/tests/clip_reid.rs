@@ -11,7 +11,7 @@ use burn::prelude::*;
 use burn_store::ModuleSnapshot;
 use transreid_loss::{clip_reid_loss, supcon_loss, ClipReidObjectiveConfig};
 use transreid_model::{
-    clip_reid_state_dict, load_clip_reid, load_clip_reid_checkpoint, read_state_dict,
+    clip_openai_dict, clip_reid_state_dict, load_clip_pretrained, load_clip_reid, ClipLayout, load_clip_reid_checkpoint, read_state_dict,
     reference_key, save_clip_reid_checkpoint, ClipReid, ClipReidConfig, ClipTextConfig,
     ClipVisionConfig, HostTensor, ImportError, InputSpec, NeckFeat, PromptObject, SieConfig,
     SieMode, StateDict, PROMPT_EOT, PROMPT_TOKENS,
@@ -415,4 +415,84 @@ fn a_checkpoint_round_trips_every_tensor_in_the_references_layout() {
         save_clip_reid_checkpoint(&model, &config(), &wrong, &path),
         Err(ImportError::Config { .. })
     ));
+}
+
+/// The values of every parameter whose path starts with `prefix`.
+fn values<BB: Backend>(model: &ClipReid<BB>, prefix: &str) -> Vec<(String, Vec<f32>)> {
+    model
+        .collect(None, None, false)
+        .into_iter()
+        .filter(|s| s.full_path().starts_with(prefix))
+        .map(|s| {
+            let data = s.to_data().unwrap().convert::<f32>().to_vec::<f32>().unwrap();
+            (s.full_path(), data)
+        })
+        .collect()
+}
+
+#[test]
+fn a_trained_model_starts_a_new_run_with_its_encoders_and_fixed_prompt_tokens() {
+    let reference = fixture("clip_reid.pth");
+    let (layout, openai) = clip_openai_dict(&reference).unwrap();
+    assert_eq!(layout, ClipLayout::ClipReid);
+    assert!(openai.contains_key("visual.conv1.weight") && openai.contains_key("ln_final.weight"));
+    assert!(!openai.keys().any(|k| k.starts_with("classifier") || k == "cv_embed"));
+
+    let trained = loaded::<B>(&config());
+    // Another dataset: other classes and no SIE; the encoders come from the trained model.
+    let fresh_config = config().with_sie(SieConfig::new());
+    let mut fresh = ClipReidConfig {
+        num_classes: 3,
+        ..fresh_config
+    }
+    .init::<B>(&Default::default());
+    let heads_before = values(&fresh, "classifier");
+    load_clip_pretrained(&mut fresh, layout, &openai).unwrap();
+    for prefix in ["image_encoder.", "text_encoder."] {
+        assert_eq!(values(&fresh, prefix), values(&trained, prefix), "{prefix}");
+    }
+    let (new, old) = (
+        fresh.prompt_learner.as_ref().unwrap(),
+        trained.prompt_learner.as_ref().unwrap(),
+    );
+    for (got, want) in [
+        (new.token_prefix.val(), old.token_prefix.val()),
+        (new.token_suffix.val(), old.token_suffix.val()),
+    ] {
+        assert_eq!(got.into_data(), want.into_data());
+    }
+    assert_eq!(new.num_classes(), 3);
+    assert_eq!(values(&fresh, "classifier"), heads_before, "heads start afresh");
+
+    // Its position embedding is at its training grid, which is not resized.
+    let other_grid = ClipReidConfig::new(ClipVisionConfig::new([64, 48], 32, 12, 2, 16), 3)
+        .with_text(Some(ClipTextConfig::new(64, 2, 2, 16)));
+    let mut model = other_grid.init::<B>(&Default::default());
+    let untouched = values(&model, "image_encoder.");
+    match load_clip_pretrained(&mut model, layout, &openai) {
+        Err(ImportError::ClipShape { key, .. }) => {
+            assert_eq!(key, "image_encoder.positional_embedding")
+        }
+        other => panic!("expected a grid refusal, got {other:?}"),
+    }
+    assert_eq!(values(&model, "image_encoder."), untouched);
+}
+
+#[test]
+fn a_refused_file_leaves_the_model_as_it_was() {
+    let mut dict = fixture("clip_reid.pth");
+    let mut model = config().init::<B>(&Default::default());
+    let before = values(&model, "");
+    dict.remove("bottleneck.running_var");
+    assert!(matches!(
+        load_clip_reid(&mut model, &dict),
+        Err(ImportError::MissingKeys(keys)) if keys == ["bottleneck.running_var"]
+    ));
+    let (layout, mut openai) = clip_openai_dict(&dict).unwrap();
+    openai.remove("ln_final.bias");
+    assert!(matches!(
+        load_clip_pretrained(&mut model, layout, &openai),
+        Err(ImportError::MissingKeys(keys)) if keys == ["ln_final.bias"]
+    ));
+    assert_eq!(values(&model, ""), before, "nothing was loaded");
 }

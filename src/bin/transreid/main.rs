@@ -9,6 +9,7 @@ mod eval;
 mod explain;
 mod export;
 mod import;
+mod import_clip;
 mod inputs;
 mod search;
 mod train;

@@ -13,7 +13,7 @@ use transreid::distributed::{Collective, SingleProcess};
 use transreid::inference::InferenceError;
 use transreid::input_normalization::RUN_CONFIG_FILE;
 use transreid::model::{
-    clip_openai_dict, load_clip_pretrained, read_state_dict, ClipArchitecture, ClipReid,
+    clip_openai_dict, load_clip_pretrained, read_state_dict, ClipArchitecture, ClipLayout, ClipReid,
     ImportError, TransReid,
 };
 use transreid::train::{
@@ -442,11 +442,7 @@ pub fn run_clip_reid_on<B: Backend>(
     let (layout, openai) = clip_openai_dict(&dict).with_context(loading)?;
     let architecture = ClipArchitecture::from_openai(&openai).with_context(loading)?;
     if section.prompts.is_some() && architecture.text.is_none() {
-        let key = ["token_embedding.weight", "ln_final.weight"]
-            .into_iter()
-            .find(|k| !openai.contains_key(*k))
-            .unwrap_or("ln_final.weight")
-            .to_string();
+        let key = "ln_final.weight".to_string();
         return Err(ImportError::NoTextTower { layout, key }).with_context(loading);
     }
     let model_config = config.clip_model_config(&architecture, &dataset);
@@ -455,7 +451,7 @@ pub fn run_clip_reid_on<B: Backend>(
     let mut model = model_config.init::<TrainBackend<B>>(&device);
     // Loaded on a resume too: stage 1's state holds the prompts alone, and stage 2's
     // replaces every tensor.
-    load_clip_pretrained(&mut model, &dict).with_context(loading)?;
+    load_clip_pretrained(&mut model, layout, &openai).with_context(loading)?;
     if writer {
         let n = config.input.normalization;
         println!(
@@ -473,6 +469,17 @@ pub fn run_clip_reid_on<B: Backend>(
             n.mean,
             n.std
         );
+        if layout == ClipLayout::ClipReid {
+            println!(
+                "a trained CLIP-ReID model: its encoders{} are loaded; the heads, SIE table and \
+                 learned prompts start afresh",
+                if model_config.text.is_some() {
+                    " and fixed prompt tokens"
+                } else {
+                    ""
+                }
+            );
+        }
         print_layout(&settings, job.collective.world());
     }
     let stage2 = TrainJob {
