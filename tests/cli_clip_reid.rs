@@ -1,6 +1,7 @@
 //! `transreid train` on a CLIP-ReID configuration: a CLIP file in OpenAI's layout (a tiny one,
 //! written here) trains through both stages into one run folder, stops in either stage and
-//! resumes; configurations that cannot work are refused before anything is written.
+//! resumes; configurations that cannot work are refused before anything is written; CLIP
+//! files and trained CLIP-ReID models import into checkpoints.
 
 use std::collections::BTreeMap;
 use std::ffi::OsStr;
@@ -9,6 +10,9 @@ use std::path::Path;
 use std::process::{Command, Output};
 
 use transreid::model::{read_state_dict, write_safetensors, HostTensor, StateDict};
+
+mod tiny_clip;
+use tiny_clip::{config, write_tiny_clip};
 
 fn transreid<S: AsRef<OsStr>>(args: &[S]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_transreid"))
@@ -36,139 +40,6 @@ fn fails<S: AsRef<OsStr> + Debug>(args: &[S], message: &str) {
         stderr.contains(message),
         "{args:?}: `{stderr}` lacks `{message}`"
     );
-}
-
-/// A tiny CLIP in OpenAI's layout: both towers of width 64 (one head), one block each, patch
-/// 16 on a 2 x 2 pre-training grid, projections to 32, CLIP's vocabulary of 49408 tokens.
-fn write_tiny_clip(path: &Path, text: bool) {
-    let mut state = 0x2545_f491_4f6c_dd1d_u64;
-    let mut random = |shape: &[usize], scale: f32| {
-        let n: usize = shape.iter().product();
-        let data = (0..n)
-            .map(|_| {
-                state ^= state << 13;
-                state ^= state >> 7;
-                state ^= state << 17;
-                ((state >> 40) as f32 / (1u64 << 24) as f32 - 0.5) * 2.0 * scale
-            })
-            .collect();
-        HostTensor::new(shape.to_vec(), data)
-    };
-    let w = 64;
-    let mut dict = StateDict::new();
-    let tower = |dict: &mut StateDict,
-                 prefix: &str,
-                 random: &mut dyn FnMut(&[usize], f32) -> HostTensor| {
-        let p = format!("{prefix}transformer.resblocks.0.");
-        for (name, shape, scale) in [
-            ("ln_1.weight", vec![w], 0.0),
-            ("ln_1.bias", vec![w], 0.0),
-            ("attn.in_proj_weight", vec![3 * w, w], 0.1),
-            ("attn.in_proj_bias", vec![3 * w], 0.01),
-            ("attn.out_proj.weight", vec![w, w], 0.1),
-            ("attn.out_proj.bias", vec![w], 0.01),
-            ("ln_2.weight", vec![w], 0.0),
-            ("ln_2.bias", vec![w], 0.0),
-            ("mlp.c_fc.weight", vec![4 * w, w], 0.1),
-            ("mlp.c_fc.bias", vec![4 * w], 0.01),
-            ("mlp.c_proj.weight", vec![w, 4 * w], 0.05),
-            ("mlp.c_proj.bias", vec![w], 0.01),
-        ] {
-            let mut t = random(&shape, scale);
-            if name.ends_with("_1.weight") || name.ends_with("_2.weight") {
-                t.data.iter_mut().for_each(|v| *v = 1.0);
-            }
-            dict.insert(format!("{p}{name}"), t);
-        }
-    };
-    tower(&mut dict, "visual.", &mut random);
-    for (name, shape, scale) in [
-        ("visual.conv1.weight", vec![w, 3, 16, 16], 0.05),
-        ("visual.class_embedding", vec![w], 0.1),
-        ("visual.positional_embedding", vec![5, w], 0.1),
-        ("visual.ln_pre.bias", vec![w], 0.0),
-        ("visual.ln_post.bias", vec![w], 0.0),
-        ("visual.proj", vec![w, 32], 0.2),
-    ] {
-        dict.insert(name.to_string(), random(&shape, scale));
-    }
-    for name in ["visual.ln_pre.weight", "visual.ln_post.weight"] {
-        dict.insert(name.to_string(), HostTensor::new(vec![w], vec![1.0; w]));
-    }
-    if text {
-        tower(&mut dict, "", &mut random);
-        for (name, shape, scale) in [
-            ("token_embedding.weight", vec![49408, w], 0.02),
-            ("positional_embedding", vec![77, w], 0.01),
-            ("ln_final.bias", vec![w], 0.0),
-            ("text_projection", vec![w, 32], 0.2),
-            ("logit_scale", vec![], 0.0),
-        ] {
-            dict.insert(name.to_string(), random(&shape, scale));
-        }
-        dict.insert(
-            "ln_final.weight".to_string(),
-            HostTensor::new(vec![w], vec![1.0; w]),
-        );
-    }
-    write_safetensors(path, &dict, BTreeMap::new()).unwrap();
-}
-
-fn config(data: &str, run: &str, clip: &str, extra_model: &str, prompts: bool) -> String {
-    let prompts = if prompts {
-        "[clip_reid.prompts]\nepochs = 2\nbatch_size = 16\nbase_lr = 0.01\n"
-    } else {
-        ""
-    };
-    format!(
-        r#"
-output_dir = {run:?}
-seed = 0
-
-[dataset]
-kind = "market1501"
-root = {data:?}
-
-[model]
-pretrained = {{ kind = "clip", path = {clip:?} }}
-stride = [16, 16]
-sie_camera = true
-sie_view = false
-sie_coefficient = 1.0
-neck_feat = "before"
-{extra_model}
-
-[input]
-train_size = {{ height = 64, width = 32 }}
-test_size = {{ height = 64, width = 32 }}
-flip_prob = 0.5
-padding = 10
-erasing_prob = 0.5
-normalization = {{ mean = [0.5, 0.5, 0.5], std = [0.5, 0.5, 0.5] }}
-
-[solver]
-optimizer = "adam"
-schedule = {{ kind = "multi_step", milestones = [30, 50], gamma = 0.1, warmup_factor = 0.1 }}
-max_epochs = 2
-ims_per_batch = 16
-num_instance = 4
-base_lr = 0.0001
-weight_decay = 0.0001
-weight_decay_bias = 0.0001
-bias_lr_factor = 2.0
-warmup_epochs = 1
-checkpoint_period = 2
-eval_period = 2
-workers = 1
-
-[clip_reid]
-object = "person"
-
-{prompts}
-[test]
-ims_per_batch = 32
-"#
-    )
 }
 
 fn rows(path: &Path) -> usize {
@@ -365,7 +236,14 @@ fn clip_files_and_trained_clip_reid_models_import_into_checkpoints() {
     write_tiny_clip(Path::new(&clip), true);
     let imported = p("imported.safetensors");
     let base = [
-        "import", "--source", &clip, "--size", "64", "32", "--cameras", "2",
+        "import",
+        "--source",
+        &clip,
+        "--size",
+        "64",
+        "32",
+        "--cameras",
+        "2",
     ];
     let args = |base: &[&str], extra: &[&str]| -> Vec<String> {
         base.iter().chain(extra).map(|s| s.to_string()).collect()
@@ -403,14 +281,28 @@ fn clip_files_and_trained_clip_reid_models_import_into_checkpoints() {
     assert!(metadata["transreid.input"].contains("\"mean\":[0.5,0.5,0.5]"));
     let imagenet = p("imagenet.safetensors");
     let out = ok(&[
-        "import", "--source", &clip, "--size", "64", "32", "--num-classes", "6",
-        "--normalization", "imagenet", "--image-only", "--out", &imagenet,
+        "import",
+        "--source",
+        &clip,
+        "--size",
+        "64",
+        "32",
+        "--num-classes",
+        "6",
+        "--normalization",
+        "imagenet",
+        "--image-only",
+        "--out",
+        &imagenet,
     ]);
     assert!(!out.contains("input normalisation"), "{out}");
     assert!(out.contains("text tower left out (--image-only)"), "{out}");
     let (tensors, metadata) = read_state_dict(Path::new(&imagenet)).unwrap();
     assert!(!tensors.keys().any(|k| k.starts_with("text_encoder.")));
-    assert!(metadata["transreid.input"].contains("0.485"), "{metadata:?}");
+    assert!(
+        metadata["transreid.input"].contains("0.485"),
+        "{metadata:?}"
+    );
 
     // A trained CLIP-ReID model in the reference's layout (a `module.` wrapper, `[1, T, D]`
     // prompt buffers, the suffix padded to 77 tokens, BatchNorm counters) imports tensor for
@@ -421,7 +313,11 @@ fn clip_files_and_trained_clip_reid_models_import_into_checkpoints() {
         let mut tensor = tensor.clone();
         if key.starts_with("prompt_learner.token_") {
             let width = tensor.shape[1];
-            let rows = if key.ends_with("suffix") { 72 } else { tensor.shape[0] };
+            let rows = if key.ends_with("suffix") {
+                72
+            } else {
+                tensor.shape[0]
+            };
             tensor.data.resize(rows * width, 0.5);
             tensor.shape = vec![1, rows, width];
         }
@@ -451,7 +347,15 @@ fn clip_files_and_trained_clip_reid_models_import_into_checkpoints() {
         &again(&["--cameras", "2", "--sie-coefficient", "1"]),
         "trained at a grid of 8 patches, but --size 256 128 --stride 16 make 16x8",
     );
-    let trained_args = ["--cameras", "2", "--sie-coefficient", "1", "--size", "64", "32"];
+    let trained_args = [
+        "--cameras",
+        "2",
+        "--sie-coefficient",
+        "1",
+        "--size",
+        "64",
+        "32",
+    ];
     fails(
         &again(&[&trained_args[..], &["--num-classes", "5"]].concat()),
         "the file's classifier has 6 classes",
@@ -465,18 +369,31 @@ fn clip_files_and_trained_clip_reid_models_import_into_checkpoints() {
         "this import has no prompts",
     );
     assert!(!Path::new(&reimported).exists(), "nothing written");
-    let out = ok(&again(&[&trained_args[..], &["--object", "person"]].concat()));
+    let out = ok(&again(
+        &[&trained_args[..], &["--object", "person"]].concat(),
+    ));
     assert!(out.contains("detected a trained CLIP-ReID model"), "{out}");
     assert!(out.contains("every tensor from the file"), "{out}");
     let (back, _) = read_state_dict(Path::new(&reimported)).unwrap();
     assert_eq!(back.len(), ours.len());
     for (key, tensor) in &ours {
-        assert_eq!((&back[key].shape, &back[key].data), (&tensor.shape, &tensor.data), "{key}");
+        assert_eq!(
+            (&back[key].shape, &back[key].data),
+            (&tensor.shape, &tensor.data),
+            "{key}"
+        );
     }
     // A TransReID import names what the file is for.
     fails(
         &[
-            "import", "--source", &clip, "--kind", "imagenet", "--num-classes", "6", "--out",
+            "import",
+            "--source",
+            &clip,
+            "--kind",
+            "imagenet",
+            "--num-classes",
+            "6",
+            "--out",
             &p("vit.safetensors"),
         ],
         "it is for CLIP-ReID: `transreid import --kind clip`",
@@ -484,11 +401,27 @@ fn clip_files_and_trained_clip_reid_models_import_into_checkpoints() {
 
     // The imported model embeds, and starts a CLIP-ReID run with its encoders.
     let data = p("data");
-    ok(&["data", "synth", "--out", &data, "--ids", "4", "--cameras", "2"]);
+    ok(&[
+        "data",
+        "synth",
+        "--out",
+        &data,
+        "--ids",
+        "4",
+        "--cameras",
+        "2",
+    ]);
     let features = p("features.safetensors");
     ok(&[
-        "embed", "--checkpoint", &imported, "--images", &format!("{data}/query"), "--out",
-        &features, "--camera", "name",
+        "embed",
+        "--checkpoint",
+        &imported,
+        "--images",
+        &format!("{data}/query"),
+        "--out",
+        &features,
+        "--camera",
+        "name",
     ]);
     let cfg = p("clip.toml");
     std::fs::write(&cfg, config(&data, &p("run"), &imported, "", true)).unwrap();

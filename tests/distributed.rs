@@ -1,7 +1,7 @@
 //! Data-parallel training over MPI (`--features mpi`; `mpirun` must be on the PATH): two ranks
 //! equal one process that accumulates the two shards' gradients, one rank equals a plain run,
 //! a two-rank run learns and resumes exactly, ranks that disagree are refused and a killed rank
-//! ends the job.
+//! ends the job; a CLIP-ReID run on two ranks equals one that accumulates, through both stages.
 #![cfg(feature = "mpi")]
 
 use std::collections::BTreeMap;
@@ -10,6 +10,8 @@ use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use transreid::model::{read_state_dict, HostTensor};
+
+mod tiny_clip;
 
 const TINY_CONFIG: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
@@ -357,4 +359,112 @@ fn ranks_that_disagree_are_refused_and_a_dead_rank_ends_the_job() {
         stderr.contains("signal 9") || stderr.contains("no training step completed"),
         "{stderr}"
     );
+}
+
+#[test]
+fn a_clip_reid_run_on_two_ranks_equals_accumulation_and_ranks_agree_on_stage_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = synthetic(dir.path(), "8", "2");
+    let clip = dir.path().join("clip.safetensors");
+    tiny_clip::write_tiny_clip(&clip, true);
+    let run = |name: &str| dir.path().join(name).to_str().unwrap().to_string();
+    let config = |name: &str, run: &str| {
+        let path = dir.path().join(format!("{name}.toml"));
+        let text = tiny_clip::config(&data, run, clip.to_str().unwrap(), "", true);
+        std::fs::write(&path, text).unwrap();
+        path.to_str().unwrap().to_string()
+    };
+
+    let two_ranks = run("two_ranks");
+    let out = mpirun(2)
+        .arg(transreid())
+        .args(["train", "--config", &config("ranks", &two_ranks)])
+        .output()
+        .unwrap();
+    let text = succeeded(out, "mpirun -np 2");
+    assert!(
+        text.contains("2 rank(s) x 1 micro-batch(es) of 8 images"),
+        "{text}"
+    );
+    let accumulated = run("accumulated");
+    let out = Command::new(transreid())
+        .args([
+            "train",
+            "--config",
+            &config("accumulated", &accumulated),
+            "--accumulate",
+            "2",
+        ])
+        .output()
+        .unwrap();
+    succeeded(out, "--accumulate 2");
+
+    // Stage 1 runs whole on every rank: the same prompts as one process.
+    let prompts = |run: &str| {
+        read_state_dict(&Path::new(run).join("prompt_state.safetensors"))
+            .unwrap()
+            .0
+    };
+    assert_eq!(prompts(&two_ranks), prompts(&accumulated));
+    let losses = |run: &str| -> Vec<String> {
+        std::fs::read_to_string(Path::new(run).join("prompt_metrics.csv"))
+            .unwrap()
+            .lines()
+            .map(|line| line.rsplit_once(',').unwrap().0.to_string())
+            .collect()
+    };
+    assert_eq!(losses(&two_ranks).len(), 3);
+    assert_eq!(losses(&two_ranks), losses(&accumulated));
+    // Stage 2: the two shards' gradients averaged over ranks equal their accumulation.
+    assert_eq!(metrics(&two_ranks), metrics(&accumulated));
+    let (ranks, accumulation) = (state(&two_ranks), state(&accumulated));
+    assert_eq!(ranks.len(), accumulation.len());
+    let mut compared = 0;
+    for (name, tensor) in &ranks {
+        if name.contains("running_") {
+            continue;
+        }
+        let difference = max_difference(tensor, &accumulation[name]);
+        assert!(difference <= 1e-6, "{name}: {difference}");
+        compared += 1;
+    }
+    assert!(
+        compared > 50,
+        "parameters and Adam moments compared: {compared}"
+    );
+
+    // MPMD: rank 1 learns the prompts at another rate, which is named before anything is written.
+    let other = run("other");
+    let same = config("other", &other);
+    let other_lr = dir.path().join("other_lr.toml");
+    let text = std::fs::read_to_string(&same).unwrap();
+    std::fs::write(&other_lr, text.replace("base_lr = 0.01", "base_lr = 0.02")).unwrap();
+    let out = Command::new("mpirun")
+        .args([
+            "--allow-run-as-root",
+            "--oversubscribe",
+            "-np",
+            "1",
+            transreid(),
+        ])
+        .args(["train", "--config", &same])
+        .args([":", "-np", "1", transreid()])
+        .args(["train", "--config", other_lr.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!out.status.success(), "{text}");
+    assert!(
+        text.contains("the ranks disagree on the prompt stage's settings"),
+        "{text}"
+    );
+    assert!(
+        text.contains("clip_reid.prompts.base_lr (rank 1)"),
+        "{text}"
+    );
+    assert!(!Path::new(&other).join("config.toml").exists(), "{text}");
 }

@@ -7,6 +7,7 @@ use burn::tensor::backend::AutodiffBackend;
 use burn_store::ModuleSnapshot;
 use transreid_model::{HostTensor, StateDict};
 
+use super::loss_scale::scaled_gradients;
 use super::sgd::{decayed, step_with};
 use super::{LossScaler, SolverConfig};
 
@@ -70,8 +71,7 @@ impl<B: AutodiffBackend> Adam<B> {
         loss: Tensor<B, 1>,
         model: &M,
     ) -> GradientsParams {
-        let scale = self.scaler.map_or(1.0, |s| s.scale);
-        GradientsParams::from_grads(loss.mul_scalar(scale).backward(), model)
+        scaled_gradients(loss, model, self.scaler.as_ref())
     }
 
     /// One step; `group_lr` maps a group's initial lr to its lr in this epoch (the schedule).

@@ -1,3 +1,7 @@
+use burn::module::AutodiffModule;
+use burn::optim::GradientsParams;
+use burn::prelude::*;
+use burn::tensor::backend::AutodiffBackend;
 use serde::{Deserialize, Serialize};
 
 /// Dynamic loss scaling for f16 products, with PyTorch `GradScaler`'s defaults: the loss is
@@ -76,4 +80,17 @@ mod tests {
         assert!(scaler.update(true));
         assert_eq!((scaler.scale, scaler.good_steps), (65536.0, 0));
     }
+}
+
+/// Gradients of `loss`, scaled by `scaler`'s scale when loss scaling is on.
+pub(crate) fn scaled_gradients<B: AutodiffBackend, M: AutodiffModule<B>>(
+    loss: Tensor<B, 1>,
+    model: &M,
+    scaler: Option<&LossScaler>,
+) -> GradientsParams {
+    let loss = match scaler {
+        Some(scaler) => loss.mul_scalar(scaler.scale),
+        None => loss,
+    };
+    GradientsParams::from_grads(loss.backward(), model)
 }

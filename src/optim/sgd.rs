@@ -8,6 +8,7 @@ use burn_store::ModuleSnapshot;
 use serde::{Deserialize, Serialize};
 use transreid_model::{reference_key, HostTensor, StateDict};
 
+use super::loss_scale::scaled_gradients;
 use super::LossScaler;
 
 /// `SOLVER.*` settings of the reference.
@@ -125,11 +126,7 @@ impl<B: AutodiffBackend> Sgd<B> {
         loss: Tensor<B, 1>,
         model: &M,
     ) -> GradientsParams {
-        let loss = match self.scaler {
-            Some(scaler) => loss.mul_scalar(scaler.scale),
-            None => loss,
-        };
-        GradientsParams::from_grads(loss.backward(), model)
+        scaled_gradients(loss, model, self.scaler.as_ref())
     }
 
     /// One step. `group_lr` maps a group's initial lr to its lr in this epoch (the schedule).

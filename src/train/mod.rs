@@ -16,8 +16,8 @@ pub use error::TrainError;
 pub use job::{check_job, check_ranks_agree};
 pub use settings::{ModelSettings, ParallelOptions, Setting, TrainJob, TrainSettings};
 pub use stages::{
-    check_clip_reid_job, train_clip_reid, ClipReidJob, PromptSettings, PROMPT_METRICS_FILE,
-    PROMPT_PLOT_FILE, PROMPT_STATE_FILE,
+    check_clip_reid_job, check_clip_reid_ranks_agree, train_clip_reid, ClipReidJob, PromptSettings,
+    PROMPT_METRICS_FILE, PROMPT_PLOT_FILE, PROMPT_STATE_FILE,
 };
 pub use trainee::{StepLoss, TrainBatch, Trainee};
 

@@ -27,11 +27,11 @@ use transreid_model::{
 
 use super::epoch_loop::train_parallel;
 use super::error::TrainError;
-use super::job::check_job;
+use super::job::{check_job, check_ranks_agree};
 use super::settings::{ParallelOptions, TrainJob};
 use super::state::{differences, state_metadata, PROGRESS_METADATA_KEY};
 use super::STATE_FILE;
-use crate::distributed::Collective;
+use crate::distributed::{check_same_fields_everywhere, fingerprint_bytes, Collective};
 use crate::epoch_record::EpochRecord;
 use crate::optim::{Adam, CosineWarmup, SolverConfig};
 #[cfg(feature = "plots")]
@@ -271,6 +271,33 @@ fn check_prompt_state(
         return Err(mismatch("training settings", differing));
     }
     Ok(progress)
+}
+
+/// Fails unless every rank runs the same job ([`check_ranks_agree`]) and the same stage 1:
+/// each rank learns the prompts itself, so the ranks end with the same prompts, and reach
+/// stage 2 together, only when they agree on its settings and on where it stops. Every rank of
+/// the job must call it.
+pub fn check_clip_reid_ranks_agree(
+    job: &ClipReidJob<'_>,
+    collective: &dyn Collective,
+) -> Result<(), TrainError> {
+    check_ranks_agree(&job.stage2, collective)?;
+    let hash = |value: String| fingerprint_bytes(value.as_bytes());
+    let mut fields = vec![(
+        "--stop-after-prompts".to_string(),
+        hash(format!("{:?}", job.prompt_stop_after)),
+    )];
+    let prompts = job
+        .prompts
+        .map(|p| serde_json::to_value(p).expect("settings serialise"));
+    if let Some(serde_json::Value::Object(map)) = prompts {
+        fields.extend(
+            map.iter()
+                .map(|(key, value)| (format!("clip_reid.prompts.{key}"), hash(value.to_string()))),
+        );
+    }
+    check_same_fields_everywhere(collective, "the prompt stage's settings", &fields)?;
+    Ok(())
 }
 
 /// Trains CLIP-ReID (or its baseline) through both stages into `job.stage2.run_dir`, as one

@@ -146,11 +146,17 @@ pub fn clip_openai_dict(dict: &StateDict) -> Result<(ClipLayout, StateDict), Imp
 
 /// The fixed prompt tokens of a CLIP-ReID model: the embeddings of "A photo of a" and of the
 /// noun, the full stop and end-of-text.
-pub(crate) const PROMPT_TOKEN_KEYS: [&str; 2] = ["prompt_learner.token_prefix", "prompt_learner.token_suffix"];
+pub(crate) const PROMPT_TOKEN_KEYS: [&str; 2] =
+    ["prompt_learner.token_prefix", "prompt_learner.token_suffix"];
 
 /// The keys of a CLIP-ReID model that belong to the re-identification model, not to CLIP:
 /// heads, SIE table and learned prompt vectors (BatchNorm counters too).
-const CLIP_REID_OWN_KEYS: [&str; 4] = ["bottleneck", "classifier", "cv_embed", "prompt_learner.cls_ctx"];
+const CLIP_REID_OWN_KEYS: [&str; 4] = [
+    "bottleneck",
+    "classifier",
+    "cv_embed",
+    "prompt_learner.cls_ctx",
+];
 
 fn is_clip_reid_own(key: &str) -> bool {
     CLIP_REID_OWN_KEYS.iter().any(|own| key.starts_with(own))

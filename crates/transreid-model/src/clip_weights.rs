@@ -422,7 +422,10 @@ fn token_table_rows(
 fn fixed_prompt_tokens(openai: &StateDict, width: usize) -> Result<HostTensor, ImportError> {
     let suffix = PROMPT_TOKENS - PROMPT_PREFIX - PROMPT_CONTEXT;
     let mut rows = Vec::with_capacity(PROMPT_TOKENS * width);
-    for (key, keep) in [(PROMPT_TOKEN_KEYS[0], PROMPT_PREFIX), (PROMPT_TOKEN_KEYS[1], suffix)] {
+    for (key, keep) in [
+        (PROMPT_TOKEN_KEYS[0], PROMPT_PREFIX),
+        (PROMPT_TOKEN_KEYS[1], suffix),
+    ] {
         let Some(tensor) = openai.get(key) else {
             let key = key.to_string();
             return Err(ImportError::NoTextTower {
@@ -430,7 +433,12 @@ fn fixed_prompt_tokens(openai: &StateDict, width: usize) -> Result<HostTensor, I
                 key,
             });
         };
-        let shape: Vec<usize> = tensor.shape.iter().copied().skip_while(|&d| d == 1).collect();
+        let shape: Vec<usize> = tensor
+            .shape
+            .iter()
+            .copied()
+            .skip_while(|&d| d == 1)
+            .collect();
         let fits = match shape[..] {
             [n, w] => w == width && (n == keep || (key == PROMPT_TOKEN_KEYS[1] && n > keep)),
             _ => false,

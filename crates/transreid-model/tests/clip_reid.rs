@@ -11,10 +11,11 @@ use burn::prelude::*;
 use burn_store::ModuleSnapshot;
 use transreid_loss::{clip_reid_loss, supcon_loss, ClipReidObjectiveConfig};
 use transreid_model::{
-    clip_openai_dict, clip_reid_state_dict, load_clip_pretrained, load_clip_reid, ClipLayout, load_clip_reid_checkpoint, read_state_dict,
-    reference_key, save_clip_reid_checkpoint, ClipReid, ClipReidConfig, ClipTextConfig,
-    ClipVisionConfig, HostTensor, ImportError, InputSpec, NeckFeat, PromptObject, SieConfig,
-    SieMode, StateDict, PROMPT_EOT, PROMPT_TOKENS,
+    clip_openai_dict, clip_reid_state_dict, load_clip_pretrained, load_clip_reid,
+    load_clip_reid_checkpoint, read_state_dict, reference_key, save_clip_reid_checkpoint,
+    ClipLayout, ClipReid, ClipReidConfig, ClipTextConfig, ClipVisionConfig, HostTensor,
+    ImportError, InputSpec, NeckFeat, PromptObject, SieConfig, SieMode, StateDict, PROMPT_EOT,
+    PROMPT_TOKENS,
 };
 
 type B = NdArray;
@@ -424,7 +425,12 @@ fn values<BB: Backend>(model: &ClipReid<BB>, prefix: &str) -> Vec<(String, Vec<f
         .into_iter()
         .filter(|s| s.full_path().starts_with(prefix))
         .map(|s| {
-            let data = s.to_data().unwrap().convert::<f32>().to_vec::<f32>().unwrap();
+            let data = s
+                .to_data()
+                .unwrap()
+                .convert::<f32>()
+                .to_vec::<f32>()
+                .unwrap();
             (s.full_path(), data)
         })
         .collect()
@@ -436,7 +442,9 @@ fn a_trained_model_starts_a_new_run_with_its_encoders_and_fixed_prompt_tokens() 
     let (layout, openai) = clip_openai_dict(&reference).unwrap();
     assert_eq!(layout, ClipLayout::ClipReid);
     assert!(openai.contains_key("visual.conv1.weight") && openai.contains_key("ln_final.weight"));
-    assert!(!openai.keys().any(|k| k.starts_with("classifier") || k == "cv_embed"));
+    assert!(!openai
+        .keys()
+        .any(|k| k.starts_with("classifier") || k == "cv_embed"));
 
     let trained = loaded::<B>(&config());
     // Another dataset: other classes and no SIE; the encoders come from the trained model.
@@ -462,7 +470,11 @@ fn a_trained_model_starts_a_new_run_with_its_encoders_and_fixed_prompt_tokens() 
         assert_eq!(got.into_data(), want.into_data());
     }
     assert_eq!(new.num_classes(), 3);
-    assert_eq!(values(&fresh, "classifier"), heads_before, "heads start afresh");
+    assert_eq!(
+        values(&fresh, "classifier"),
+        heads_before,
+        "heads start afresh"
+    );
 
     // Its position embedding is at its training grid, which is not resized.
     let other_grid = ClipReidConfig::new(ClipVisionConfig::new([64, 48], 32, 12, 2, 16), 3)

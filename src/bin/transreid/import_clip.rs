@@ -44,7 +44,9 @@ pub fn run(args: &ImportArgs, layout: ClipLayout) -> anyhow::Result<()> {
         let rows = dict
             .get("classifier.weight")
             .map(|t| t.shape[0])
-            .with_context(|| format!("{source} is a CLIP-ReID model without `classifier.weight`"))?;
+            .with_context(|| {
+                format!("{source} is a CLIP-ReID model without `classifier.weight`")
+            })?;
         if let Some(given) = args.num_classes.filter(|&n| n != rows) {
             anyhow::bail!("--num-classes {given}, but the file's classifier has {rows} classes");
         }
@@ -71,7 +73,9 @@ pub fn run(args: &ImportArgs, layout: ClipLayout) -> anyhow::Result<()> {
                  --sie-coefficient of its training run"
             ),
             (None, Some(_)) => {
-                anyhow::bail!("the file has no SIE table (`cv_embed`): leave out --cameras / --views")
+                anyhow::bail!(
+                    "the file has no SIE table (`cv_embed`): leave out --cameras / --views"
+                )
             }
             (Some(file), Some(rows)) if file != rows => anyhow::bail!(
                 "the file's SIE table has {file} rows, {} makes {rows}",

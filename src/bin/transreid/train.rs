@@ -13,13 +13,14 @@ use transreid::distributed::{Collective, SingleProcess};
 use transreid::inference::InferenceError;
 use transreid::input_normalization::RUN_CONFIG_FILE;
 use transreid::model::{
-    clip_openai_dict, load_clip_pretrained, read_state_dict, ClipArchitecture, ClipLayout, ClipReid,
-    ImportError, TransReid,
+    clip_openai_dict, load_clip_pretrained, read_state_dict, ClipArchitecture, ClipLayout,
+    ClipReid, ImportError, TransReid,
 };
 use transreid::train::{
-    check_clip_reid_job, check_job, check_ranks_agree, train_clip_reid, train_parallel,
-    ClipReidJob, EpochRecord, ParallelOptions, TrainError, TrainJob, TrainSettings, METRICS_FILE,
-    PLOT_FILE, PROMPT_METRICS_FILE, PROMPT_STATE_FILE, STATE_FILE,
+    check_clip_reid_job, check_clip_reid_ranks_agree, check_job, check_ranks_agree,
+    train_clip_reid, train_parallel, ClipReidJob, EpochRecord, ParallelOptions, TrainError,
+    TrainJob, TrainSettings, METRICS_FILE, PLOT_FILE, PROMPT_METRICS_FILE, PROMPT_STATE_FILE,
+    STATE_FILE,
 };
 
 use crate::backend::{on_backend_at, BackendJob, Device};
@@ -498,7 +499,7 @@ pub fn run_clip_reid_on<B: Backend>(
     };
     check_clip_reid_job(&clip_job, job.collective.world())?;
     if job.collective.world() > 1 {
-        check_ranks_agree(&stage2, job.collective.as_ref())?;
+        check_clip_reid_ranks_agree(&clip_job, job.collective.as_ref())?;
     }
     if writer {
         start_writing(config, run_dir)?;
