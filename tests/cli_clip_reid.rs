@@ -305,8 +305,8 @@ fn clip_files_and_trained_clip_reid_models_import_into_checkpoints() {
     );
 
     // A trained CLIP-ReID model in the reference's layout (a `module.` wrapper, `[1, T, D]`
-    // prompt buffers, the suffix padded to 77 tokens, BatchNorm counters) imports tensor for
-    // tensor.
+    // prompt buffers, the suffix with its 68 rows up to 77 tokens, BatchNorm counters) imports
+    // tensor for tensor.
     let (ours, _) = read_state_dict(Path::new(&imported)).unwrap();
     let mut reference = StateDict::new();
     for (key, tensor) in &ours {
@@ -314,7 +314,7 @@ fn clip_files_and_trained_clip_reid_models_import_into_checkpoints() {
         if key.starts_with("prompt_learner.token_") {
             let width = tensor.shape[1];
             let rows = if key.ends_with("suffix") {
-                72
+                68
             } else {
                 tensor.shape[0]
             };
