@@ -1,4 +1,4 @@
-//! A checkpoint as an ONNX file for onnxruntime, TensorRT and OpenVINO, with a JSON sidecar
+//! A checkpoint (TransReID or CLIP-ReID) as an ONNX file for onnxruntime, TensorRT and OpenVINO, with a JSON sidecar
 //! holding the same metadata (the input contract, the feature layout, where the weights came
 //! from): what `transreid export` runs.
 
@@ -9,8 +9,8 @@ use std::path::{Path, PathBuf};
 use burn::prelude::*;
 use sha2::{Digest, Sha256};
 use transreid_data::Normalization;
-use transreid_model::onnx::{export_onnx, OnnxError, OnnxOptions};
-use transreid_model::{load_checkpoint_with_input, ImportError, TransReidConfig};
+use transreid_model::onnx::{export_clip_reid_onnx, export_onnx, OnnxError, OnnxOptions};
+use transreid_model::{load_any_checkpoint, AnyReidConfig, AnyReidModel, ImportError};
 
 use crate::input_normalization::{
     resolve_normalization, NormalizationError, NormalizationSource, ResolvedNormalization,
@@ -78,7 +78,7 @@ pub struct Exported {
     /// The metadata written into both.
     pub metadata: BTreeMap<String, String>,
     /// The exported model's configuration.
-    pub config: TransReidConfig,
+    pub config: AnyReidConfig,
     /// The input normalisation in the graph and where it came from.
     pub normalization: ResolvedNormalization,
 }
@@ -105,11 +105,9 @@ pub fn export_checkpoint<B: Backend>(
     check_output(&sidecar, "json", &[checkpoint])?;
 
     let (model, config, input) =
-        load_checkpoint_with_input::<B>(checkpoint, device).map_err(|source| {
-            ExportError::Checkpoint {
-                path: checkpoint.to_path_buf(),
-                source,
-            }
+        load_any_checkpoint::<B>(checkpoint, device).map_err(|source| ExportError::Checkpoint {
+            path: checkpoint.to_path_buf(),
+            source,
         })?;
     let resolved = resolve_normalization(checkpoint, input.as_ref(), normalization)?;
     let Normalization { mean, std } = resolved.normalization;
@@ -136,7 +134,15 @@ pub fn export_checkpoint<B: Backend>(
             source_name(&resolved.source),
         ),
     ]);
-    let exported = export_onnx(&model, &config, &options, &extra)?;
+    let exported = match (&model, &config) {
+        (AnyReidModel::TransReid(m), AnyReidConfig::TransReid(c)) => {
+            export_onnx(m, c, &options, &extra)?
+        }
+        (AnyReidModel::ClipReid(m), AnyReidConfig::ClipReid(c)) => {
+            export_clip_reid_onnx(m, c, &options, &extra)?
+        }
+        _ => unreachable!("load_any_checkpoint pairs a model with its configuration"),
+    };
     let json = serde_json::to_string_pretty(&exported.metadata).expect("strings serialise");
     write_atomic(out, &exported.bytes)?;
     write_atomic(&sidecar, format!("{json}\n").as_bytes())?;
@@ -152,7 +158,7 @@ pub fn export_checkpoint<B: Backend>(
 
 /// A `trtexec` line building a TensorRT engine with a dynamic-batch profile of 1 / 16 / 64.
 pub fn trtexec_command(exported: &Exported) -> String {
-    let [h, w] = exported.config.vit.img_size;
+    let [h, w] = exported.config.input_size();
     let shape = |batch: usize| match exported.metadata.get("transreid.input.layout") {
         Some(layout) if layout == "NHWC" => format!("images:{batch}x{h}x{w}x3"),
         _ => format!("images:{batch}x3x{h}x{w}"),

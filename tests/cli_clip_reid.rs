@@ -156,10 +156,38 @@ fn clip_reid_trains_through_both_stages_and_resumes_in_either() {
     let json: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(p("ranked.json")).unwrap()).unwrap();
     assert_eq!(json["hits"].as_array().unwrap().len(), 3);
-    // What serves TransReID only says so.
+    // `export` writes its ONNX graph (crates/transreid-model/tests/onnx_export.rs runs such
+    // graphs against `embed`); `explain` says it serves TransReID.
+    let onnx = p("model.onnx");
+    let out = ok(&[
+        "export",
+        "--checkpoint",
+        ckpt,
+        "--out",
+        &onnx,
+        "--camera",
+        "1",
+    ]);
+    assert!(
+        out.contains("output `features`: float32 [batch, 96] (class token 64,projection 32)"),
+        "{out}"
+    );
+    let sidecar: BTreeMap<String, String> =
+        serde_json::from_str(&std::fs::read_to_string(format!("{onnx}.json")).unwrap()).unwrap();
+    assert_eq!(sidecar["transreid.method"], "clip_reid");
+    assert_eq!(sidecar["transreid.sie.camera"], "baked camera 1");
+    assert!(std::fs::metadata(&onnx).unwrap().len() > 100_000);
     fails(
-        &["export", "--checkpoint", ckpt, "--out", &p("model.onnx")],
-        "a CLIP-ReID checkpoint",
+        &[
+            "explain",
+            "--checkpoint",
+            ckpt,
+            "--query",
+            first[0].to_str().unwrap(),
+            "--out",
+            &p("why.png"),
+        ],
+        "`explain` serves TransReID only",
     );
 }
 

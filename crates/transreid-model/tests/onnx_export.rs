@@ -1,5 +1,6 @@
 //! Exported ONNX graphs, run by tract (a pure-Rust ONNX runtime), give `TransReid::embed`'s
-//! features: every stride, JPM, SIE, neck and input variant, at batch 1 and an odd batch.
+//! features: every stride, JPM, SIE, neck and input variant, at batch 1 and an odd batch; and
+//! `ClipReid::embed`'s for CLIP-ReID models.
 //!
 //! With `TRANSREID_ONNX_CASES=<folder>` every case also writes its `.onnx` file, inputs and
 //! expected features there (`scripts/check_onnx.py` runs them in onnxruntime).
@@ -16,11 +17,13 @@ use tract_onnx::prelude::{
 };
 use transreid_model::onnx::proto::{data_type, ModelProto, TensorTypeProto, ValueInfoProto};
 use transreid_model::onnx::{
-    export_onnx, ChannelOrder, OnnxError, OnnxInput, OnnxOptions, OnnxPrecision,
+    export_clip_reid_onnx, export_onnx, ChannelOrder, OnnxError, OnnxInput, OnnxOptions,
+    OnnxPrecision,
 };
 use transreid_model::{
-    export_state_dict, load_reference_dict, IcsStemConfig, ImportOptions, JpmConfig, NeckFeat,
-    SieConfig, SieMode, TransReid, TransReidConfig, VitConfig,
+    clip_reid_state_dict, export_state_dict, load_clip_reid, load_reference_dict, ClipReid,
+    ClipReidConfig, ClipVisionConfig, IcsStemConfig, ImportOptions, JpmConfig, NeckFeat, ReidModel,
+    SieConfig, SieMode, StateDict, TransReid, TransReidConfig, VitConfig,
 };
 
 type B = NdArray;
@@ -42,8 +45,22 @@ fn vit(stride: usize) -> VitConfig {
 fn random_model(config: &TransReidConfig, seed: u64) -> TransReid<B> {
     let device = Default::default();
     let mut model = config.init::<B>(&device);
+    let dict = perturbed(export_state_dict(&model), seed);
+    load_reference_dict(&mut model, dict, ImportOptions::default()).unwrap();
+    model
+}
+
+/// [`random_model`] for CLIP-ReID.
+fn random_clip_model(config: &ClipReidConfig, seed: u64) -> ClipReid<B> {
+    let mut model = config.init::<B>(&Default::default());
+    let dict = perturbed(clip_reid_state_dict(&model), seed);
+    load_clip_reid(&mut model, &dict).unwrap();
+    model
+}
+
+/// Every tensor moved by up to 0.1, running variances drawn in 0.5..1.5.
+fn perturbed(mut dict: StateDict, seed: u64) -> StateDict {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    let mut dict = export_state_dict(&model);
     for (key, tensor) in dict.iter_mut() {
         for v in tensor.data.iter_mut() {
             *v = if key.ends_with("running_var") {
@@ -53,8 +70,7 @@ fn random_model(config: &TransReidConfig, seed: u64) -> TransReid<B> {
             };
         }
     }
-    load_reference_dict(&mut model, dict, ImportOptions::default()).unwrap();
-    model
+    dict
 }
 
 /// One image batch in every form the graph takes, and the ids.
@@ -145,7 +161,7 @@ impl Batch {
 }
 
 /// `embed` in Burn with the ids the graph reads (baked ones replace the batch's).
-fn embed(model: &TransReid<B>, batch: &Batch, options: &OnnxOptions) -> Vec<f32> {
+fn embed(model: &impl ReidModel<B>, batch: &Batch, options: &OnnxOptions) -> Vec<f32> {
     let device = Default::default();
     let n = batch.len();
     let images =
@@ -157,7 +173,7 @@ fn embed(model: &TransReid<B>, batch: &Batch, options: &OnnxOptions) -> Vec<f32>
     let cameras = ids(&batch.cameras, options.camera);
     let views = ids(&batch.views, options.view);
     model
-        .embed(images, Some(cameras), Some(views))
+        .embed_images(images, Some(cameras), Some(views))
         .into_data()
         .to_vec()
         .unwrap()
@@ -231,14 +247,62 @@ fn check(name: &str, config: TransReidConfig, options: OnnxOptions) -> ModelProt
     config.validate().unwrap();
     let model = random_model(&config, 7);
     let exported = export_onnx(&model, &config, &options, &BTreeMap::new()).unwrap();
-    let proto = ModelProto::decode(&exported.bytes[..]).unwrap();
-    check_structure(&proto, &config);
+    let keys = [
+        "base.cls_token",
+        "base.pos_embed",
+        "base.patch_embed.proj.weight",
+        "base.blocks.0.attn.qkv.weight",
+        "base.blocks.0.norm1.weight",
+    ];
+    compare(
+        name,
+        &exported.bytes,
+        &model,
+        config.embed_dim(),
+        &keys,
+        &options,
+    )
+}
 
-    let sie = &config.sie;
+/// [`check`] for a CLIP-ReID model.
+fn check_clip(name: &str, config: ClipReidConfig, options: OnnxOptions) -> ModelProto {
+    config.validate().unwrap();
+    let model = random_clip_model(&config, 7);
+    let exported = export_clip_reid_onnx(&model, &config, &options, &BTreeMap::new()).unwrap();
+    let keys = [
+        "image_encoder.class_embedding",
+        "image_encoder.positional_embedding",
+        "image_encoder.conv1.weight",
+        "image_encoder.transformer.resblocks.0.attn.in_proj_weight",
+        "image_encoder.transformer.resblocks.0.ln_1.weight",
+        "image_encoder.proj",
+    ];
+    compare(
+        name,
+        &exported.bytes,
+        &model,
+        config.embed_dim(),
+        &keys,
+        &options,
+    )
+}
+
+/// Runs the graph `bytes` and compares it with `model`'s `embed` (see [`check`]).
+fn compare(
+    name: &str,
+    bytes: &[u8],
+    model: &impl ReidModel<B>,
+    dim: usize,
+    keys: &[&str],
+    options: &OnnxOptions,
+) -> ModelProto {
+    let proto = ModelProto::decode(bytes).unwrap();
+    check_structure(&proto, dim, keys);
+
+    let sie = model.sie_config();
     let batch = Batch::random(BATCH, 11, sie.camera_num, sie.view_num);
-    let expected = embed(&model, &batch, &options);
-    let dim = config.embed_dim();
-    let got = run_tract(&exported.bytes, graph_inputs(&proto, &batch, &options));
+    let expected = embed(model, &batch, options);
+    let got = run_tract(bytes, graph_inputs(&proto, &batch, options));
     assert_eq!(got.len(), BATCH * dim, "{name}: output size");
     let scale = max_abs(&expected);
     let diff = max_diff(&got, &expected);
@@ -260,7 +324,7 @@ fn check(name: &str, config: TransReidConfig, options: OnnxOptions) -> ModelProt
     };
     for i in 0..BATCH {
         let row = batch.row(i);
-        let single = run_tract(&exported.bytes, graph_inputs(&proto, &row, &options));
+        let single = run_tract(bytes, graph_inputs(&proto, &row, options));
         let d = max_diff(&single, &got[i * dim..(i + 1) * dim]);
         assert!(
             d <= row_tolerance * scale,
@@ -271,10 +335,10 @@ fn check(name: &str, config: TransReidConfig, options: OnnxOptions) -> ModelProt
         write_case(
             std::path::Path::new(&folder),
             name,
-            &exported.bytes,
+            bytes,
             &proto,
             &batch,
-            &options,
+            options,
             &expected,
         );
     }
@@ -288,7 +352,7 @@ fn tensor_type(info: &ValueInfoProto) -> &TensorTypeProto {
 
 /// What a checker would say: opset 17 / IR 8, named inputs and output with the symbolic batch,
 /// unique initializer names, every node input defined before its node, metadata present.
-fn check_structure(proto: &ModelProto, config: &TransReidConfig) {
+fn check_structure(proto: &ModelProto, dim: usize, keys: &[&str]) {
     assert_eq!(proto.ir_version, 8);
     assert_eq!(proto.opset_import.len(), 1);
     assert_eq!(proto.opset_import[0].version, 17);
@@ -323,16 +387,10 @@ fn check_structure(proto: &ModelProto, config: &TransReidConfig) {
     assert_eq!(graph.output[0].name, "features");
     let dims = &tensor_type(&graph.output[0]).shape.as_ref().unwrap().dim;
     assert_eq!(dims[0].dim_param.as_deref(), Some("batch"));
-    assert_eq!(dims[1].dim_value, Some(config.embed_dim() as i64));
+    assert_eq!(dims[1].dim_value, Some(dim as i64));
     // Parameters keep their checkpoint keys.
     let names: BTreeSet<&str> = graph.initializer.iter().map(|i| i.name.as_str()).collect();
-    for key in [
-        "base.cls_token",
-        "base.pos_embed",
-        "base.patch_embed.proj.weight",
-        "base.blocks.0.attn.qkv.weight",
-        "base.blocks.0.norm1.weight",
-    ] {
+    for key in keys {
         assert!(names.contains(key), "no initializer {key}");
     }
     let metadata: BTreeMap<&str, &str> = proto
@@ -340,10 +398,7 @@ fn check_structure(proto: &ModelProto, config: &TransReidConfig) {
         .iter()
         .map(|e| (e.key.as_str(), e.value.as_str()))
         .collect();
-    assert_eq!(
-        metadata["transreid.feature_dim"],
-        config.embed_dim().to_string()
-    );
+    assert_eq!(metadata["transreid.feature_dim"], dim.to_string());
     for key in [
         "transreid.input",
         "transreid.mean",
@@ -686,4 +741,50 @@ fn the_same_model_exports_the_same_bytes_with_the_metadata_given() {
     assert_eq!(a.metadata["transreid.mean"], "0.485,0.456,0.406");
     let proto = ModelProto::decode(&a.bytes[..]).unwrap();
     assert_eq!(proto.metadata_props.len(), a.metadata.len());
+}
+
+fn clip_vision(stride: usize) -> ClipVisionConfig {
+    ClipVisionConfig::new([H, W], 32, 2, 2, 16)
+        .with_patch_size(8)
+        .with_stride([stride; 2])
+}
+
+#[test]
+fn clip_reid_matches_embed() {
+    let proto = check_clip(
+        "clip_stride8",
+        ClipReidConfig::new(clip_vision(8), 5),
+        options(),
+    );
+    let metadata: BTreeMap<&str, &str> = proto
+        .metadata_props
+        .iter()
+        .map(|e| (e.key.as_str(), e.value.as_str()))
+        .collect();
+    assert_eq!(metadata["transreid.method"], "clip_reid");
+    assert_eq!(
+        metadata["transreid.feature_layout"],
+        "class token 32,projection 16"
+    );
+    // Overlapping patches, SIE on the class token from camera and view inputs, the feature
+    // after both BNNecks.
+    check_clip(
+        "clip_stride6_sie_after",
+        ClipReidConfig::new(clip_vision(6), 5)
+            .with_sie(sie(SieMode::CameraView))
+            .with_neck_feat(NeckFeat::After),
+        options(),
+    );
+    // A baked camera, uint8 BGR pixels, float16 products.
+    check_clip(
+        "clip_baked_uint8_fp16",
+        ClipReidConfig::new(clip_vision(8), 5).with_sie(sie(SieMode::Camera)),
+        OnnxOptions {
+            input: OnnxInput::Uint8Nhwc,
+            channel_order: ChannelOrder::Bgr,
+            precision: OnnxPrecision::Fp16,
+            camera: Some(2),
+            ..options()
+        },
+    );
 }

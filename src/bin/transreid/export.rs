@@ -113,7 +113,7 @@ pub fn run(args: ExportArgs) -> anyhow::Result<()> {
         eprintln!("warning: {warning}");
     }
     let m = &exported.metadata;
-    let [h, w] = exported.config.vit.img_size;
+    let [h, w] = exported.config.input_size();
     println!(
         "wrote {} ({:.1} MB) and {}",
         exported.onnx.display(),

@@ -1,5 +1,6 @@
-//! [`TransReid`] as an ONNX graph (opset 17, IR 8), written from the module tree: the same
-//! feature as [`TransReid::embed`] for a symbolic batch, with the input normalisation inside.
+//! [`TransReid`] and [`ClipReid`] as ONNX graphs (opset 17, IR 8), written from the module
+//! tree: the same feature as their `embed` for a symbolic batch, with the input normalisation
+//! inside.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -13,9 +14,12 @@ use super::proto::{
     TensorShapeProto, TensorTypeProto, TypeProto, ValueInfoProto,
 };
 use crate::batch_norm::EPSILON as BATCH_NORM_EPSILON;
+use crate::block::BlockConfig;
+use crate::clip_reid::{ClipReid, ClipReidConfig};
 use crate::error::LabelError;
+use crate::mlp::Activation;
 use crate::pretrained::reference_key;
-use crate::sie::SieMode;
+use crate::sie::{SieConfig, SieMode};
 use crate::transreid::{NeckFeat, TransReid, TransReidConfig};
 
 /// The ONNX operator set the graph uses: native `LayerNormalization`, accepted by TensorRT 8.6
@@ -189,10 +193,91 @@ pub fn export_onnx<B: Backend>(
     options: &OnnxOptions,
     extra: &BTreeMap<String, String>,
 ) -> Result<OnnxModel, OnnxError> {
+    export(
+        Net::TransReid(config),
+        Params::of(model, |_| true),
+        options,
+        extra,
+    )
+}
+
+/// Exports a CLIP-ReID `model` (built from `config`) as ONNX, like [`export_onnx`]: the
+/// graph's `features` output equals [`ClipReid::embed`] of the same pixels (the class token
+/// after `ln_post` and its projection, before or after the BNNecks; SIE on the class token
+/// only). The text side, which inference does not use, is left out. Initializers are named
+/// as the reference's checkpoint keys (`image_encoder.transformer.resblocks.N.*`); QuickGELU
+/// is `x * Sigmoid(1.702 x)`.
+pub fn export_clip_reid_onnx<B: Backend>(
+    model: &ClipReid<B>,
+    config: &ClipReidConfig,
+    options: &OnnxOptions,
+    extra: &BTreeMap<String, String>,
+) -> Result<OnnxModel, OnnxError> {
+    let image_side =
+        |path: &str| !path.starts_with("text_encoder.") && !path.starts_with("prompt_learner.");
+    export(
+        Net::Clip(config),
+        Params::of(model, image_side),
+        options,
+        extra,
+    )
+}
+
+/// The network a graph is written for.
+#[derive(Clone, Copy)]
+enum Net<'a> {
+    TransReid(&'a TransReidConfig),
+    Clip(&'a ClipReidConfig),
+}
+
+impl<'a> Net<'a> {
+    fn img_size(self) -> [usize; 2] {
+        match self {
+            Net::TransReid(c) => c.vit.img_size,
+            Net::Clip(c) => c.vision.img_size,
+        }
+    }
+
+    fn sie(self) -> &'a SieConfig {
+        match self {
+            Net::TransReid(c) => &c.sie,
+            Net::Clip(c) => &c.sie,
+        }
+    }
+
+    fn neck_feat(self) -> NeckFeat {
+        match self {
+            Net::TransReid(c) => c.neck_feat,
+            Net::Clip(c) => c.neck_feat,
+        }
+    }
+
+    fn embed_dim(self) -> usize {
+        match self {
+            Net::TransReid(c) => c.embed_dim(),
+            Net::Clip(c) => c.embed_dim(),
+        }
+    }
+
+    /// The settings every block shares (the blocks differ in drop path only).
+    fn block(self) -> BlockConfig {
+        match self {
+            Net::TransReid(c) => c.vit.block(0),
+            Net::Clip(c) => c.vision.block(),
+        }
+    }
+}
+
+fn export(
+    net: Net<'_>,
+    params: Params,
+    options: &OnnxOptions,
+    extra: &BTreeMap<String, String>,
+) -> Result<OnnxModel, OnnxError> {
     if options.std.iter().any(|s| !(s.is_finite() && *s > 0.0)) {
         return Err(OnnxError::Std { std: options.std });
     }
-    let sie = &config.sie;
+    let sie = net.sie();
     for (label, baked, used) in [
         ("camera", options.camera, sie.mode.uses_cameras()),
         ("view", options.view, sie.mode.uses_views()),
@@ -209,17 +294,21 @@ pub fn export_onnx<B: Backend>(
 
     let mut writer = Writer {
         g: Graph::default(),
-        params: Params::of(model),
+        params,
         written: BTreeSet::new(),
-        config,
+        net,
+        block: net.block(),
         fp16: options.precision == OnnxPrecision::Fp16,
     };
     let inputs = writer.inputs(options);
-    let features = writer.features(&inputs);
-    let metadata = graph_metadata(config, options, &inputs, extra);
+    let features = match net {
+        Net::TransReid(config) => writer.transreid_features(config, &inputs),
+        Net::Clip(config) => writer.clip_features(config, &inputs),
+    };
+    let metadata = graph_metadata(net, options, &inputs, extra);
     let Writer { g, .. } = writer;
 
-    let dim = config.embed_dim() as i64;
+    let dim = net.embed_dim() as i64;
     let mut graph_inputs = vec![value_info(
         &inputs.images_name,
         inputs.images_type,
@@ -233,7 +322,11 @@ pub fn export_onnx<B: Backend>(
     }
     let graph = GraphProto {
         node: g.nodes,
-        name: "transreid".into(),
+        name: match net {
+            Net::TransReid(_) => "transreid",
+            Net::Clip(_) => "clip_reid",
+        }
+        .into(),
         initializer: g.initializers,
         doc_string: String::new(),
         input: graph_inputs,
@@ -245,7 +338,13 @@ pub fn export_onnx<B: Backend>(
         producer_version: env!("CARGO_PKG_VERSION").into(),
         domain: String::new(),
         model_version: 1,
-        doc_string: "TransReID re-identification features (see the metadata for the input)".into(),
+        doc_string: match net {
+            Net::TransReid(_) => {
+                "TransReID re-identification features (see the metadata for the input)"
+            }
+            Net::Clip(_) => "CLIP-ReID re-identification features (see the metadata for the input)",
+        }
+        .into(),
         graph: Some(graph),
         opset_import: vec![OperatorSetIdProto {
             domain: String::new(),
@@ -299,11 +398,13 @@ fn value_info(name: &str, elem_type: i32, dims: &[Option<i64>]) -> ValueInfoProt
 struct Params(BTreeMap<String, (Vec<usize>, Vec<f32>)>);
 
 impl Params {
-    fn of<B: Backend>(model: &TransReid<B>) -> Self {
+    /// The tensors of `model` whose paths `keep` accepts.
+    fn of<B: Backend, M: ModuleSnapshot<B>>(model: &M, keep: impl Fn(&str) -> bool) -> Self {
         Self(
             model
                 .collect(None, None, false)
                 .into_iter()
+                .filter(|snapshot| keep(&snapshot.full_path()))
                 .map(|snapshot| {
                     let data = snapshot.to_data().expect("model tensors are readable");
                     let shape = data.shape.to_vec();
@@ -341,7 +442,9 @@ struct Writer<'a> {
     params: Params,
     /// Initializers already in the graph.
     written: BTreeSet<String>,
-    config: &'a TransReidConfig,
+    net: Net<'a>,
+    /// What every block of the network shares.
+    block: BlockConfig,
     fp16: bool,
 }
 
@@ -432,7 +535,7 @@ impl Writer<'_> {
 
     fn inputs(&mut self, options: &OnnxOptions) -> Inputs {
         self.g.set_scope("input");
-        let [h, w] = self.config.vit.img_size.map(|s| s as i64);
+        let [h, w] = self.net.img_size().map(|s| s as i64);
         let images = IMAGES_INPUT.to_string();
         let (images_type, images_dims, channels_last) = match options.input {
             OnnxInput::Uint8Nhwc => (
@@ -470,7 +573,7 @@ impl Writer<'_> {
             .g
             .node("Shape", &[&images], vec![int("start", 0), int("end", 1)]);
 
-        let sie = &self.config.sie;
+        let sie = self.net.sie();
         let mut side =
             |label: &str, used: bool, baked: Option<i64>| -> (Option<String>, Option<String>) {
                 match (used, baked) {
@@ -502,8 +605,8 @@ impl Writer<'_> {
     }
 
     /// `[batch, 1 + N, D]` tokens: class token, patches, position and side information.
-    fn tokens(&mut self, inputs: &Inputs) -> String {
-        let vit = &self.config.vit;
+    fn tokens(&mut self, config: &TransReidConfig, inputs: &Inputs) -> String {
+        let vit = &config.vit;
         let d = vit.embed_dim as i64;
         self.g.set_scope("base.patch_embed");
         let mut x = inputs.pixels.clone();
@@ -539,7 +642,7 @@ impl Writer<'_> {
         if let Some(row) = &inputs.sie_row {
             let table = self.param("base.sie_embed");
             let rows = self.g.node("Gather", &[&table, row], vec![int("axis", 0)]);
-            let coefficient = self.scalar(self.config.sie.coefficient as f32);
+            let coefficient = self.scalar(config.sie.coefficient as f32);
             let side = self.g.node("Mul", &[&rows, &coefficient], vec![]);
             x = self.g.node("Add", &[&x, &side], vec![]);
         }
@@ -615,7 +718,7 @@ impl Writer<'_> {
     fn layer_norm(&mut self, path: &str, x: &str) -> String {
         let scale = self.param(&format!("{path}.gamma"));
         let shift = self.param(&format!("{path}.beta"));
-        let eps = self.config.vit.layer_norm_eps as f32;
+        let eps = self.block.layer_norm_eps as f32;
         self.g.node(
             "LayerNormalization",
             &[x, &scale, &shift],
@@ -646,10 +749,10 @@ impl Writer<'_> {
     /// A transformer block; `token0` computes only the class token's output (`[batch, 1, D]`).
     fn block(&mut self, path: &str, x: &str, token0: bool) -> String {
         self.g.set_scope(path);
-        let vit = &self.config.vit;
-        let (d, h) = (vit.embed_dim as i64, vit.num_heads as i64);
+        let attention = &self.block.attention;
+        let (d, h) = (attention.dim as i64, attention.num_heads as i64);
         let e = d / h;
-        let scale = vit.qk_scale.unwrap_or((e as f64).powf(-0.5)) as f32;
+        let scale = attention.qk_scale.unwrap_or((e as f64).powf(-0.5)) as f32;
         let qkv_path = format!("{path}.attn.qkv");
 
         let normed = self.layer_norm(&format!("{path}.norm1"), x);
@@ -698,7 +801,10 @@ impl Writer<'_> {
         let normed = self.cast_in(&normed);
         let hidden = self.linear(&format!("{path}.mlp.fc1"), &normed, None);
         let hidden = self.cast_out(&hidden);
-        let hidden = self.gelu(&hidden);
+        let hidden = match self.block.activation {
+            Activation::Gelu => self.gelu(&hidden),
+            Activation::QuickGelu => self.quick_gelu(&hidden),
+        };
         let hidden = self.cast_in(&hidden);
         let out = self.linear(&format!("{path}.mlp.fc2"), &hidden, None);
         let out = self.cast_out(&out);
@@ -717,20 +823,27 @@ impl Writer<'_> {
         self.g.node("Mul", &[&y, &half], vec![])
     }
 
+    /// `x * sigmoid(1.702 x)`, CLIP's QuickGELU.
+    fn quick_gelu(&mut self, x: &str) -> String {
+        let factor = self.scalar(1.702);
+        let y = self.g.node("Mul", &[x, &factor], vec![]);
+        let y = self.g.node("Sigmoid", &[&y], vec![]);
+        self.g.node("Mul", &[x, &y], vec![])
+    }
+
     /// The last block for the class token, its norm, the class token `[rows, D]`.
     fn class_token(&mut self, block: &str, norm: &str, x: &str) -> String {
-        let d = self.config.vit.embed_dim as i64;
+        let d = self.block.attention.dim as i64;
         let y = self.block(block, x, true);
         let y = self.layer_norm(norm, &y);
         self.reshape(&y, &[-1, d])
     }
 
-    /// The eval feature `[batch, (1 + parts) * D]`.
-    fn features(&mut self, inputs: &Inputs) -> String {
-        let config = self.config;
+    /// TransReID's eval feature `[batch, (1 + parts) * D]`.
+    fn transreid_features(&mut self, config: &TransReidConfig, inputs: &Inputs) -> String {
         let depth = config.vit.depth;
         let d = config.vit.embed_dim as i64;
-        let mut x = self.tokens(inputs);
+        let mut x = self.tokens(config, inputs);
         for i in 0..depth - 1 {
             x = self.block(&format!("base.blocks.{i}"), &x, false);
         }
@@ -746,7 +859,7 @@ impl Writer<'_> {
                 // as one batch of `parts * batch` sequences.
                 self.g.set_scope("jpm");
                 let parts = jpm.num_parts as i64;
-                let index: Vec<i64> = self.part_index().iter().map(|&i| i as i64).collect();
+                let index: Vec<i64> = part_index(config).iter().map(|&i| i as i64).collect();
                 let per_part = index.len() as i64 / parts;
                 let index = self.i64s(&index);
                 let y = self.g.node("Gather", &[&x, &index], vec![int("axis", 1)]);
@@ -782,31 +895,126 @@ impl Writer<'_> {
         FEATURES_OUTPUT.to_string()
     }
 
-    fn part_index(&self) -> Vec<usize> {
-        let jpm = self.config.jpm.as_ref().expect("JPM model");
-        jpm.part_index(self.config.vit.patch_embed().num_patches())
-            .expect("validated JPM settings")
+    /// CLIP-ReID's eval feature `[batch, width + output_dim]`: the class token after `ln_post`
+    /// and its projection, each through its BNNeck when the feature is taken after them.
+    fn clip_features(&mut self, config: &ClipReidConfig, inputs: &Inputs) -> String {
+        let vision = &config.vision;
+        let d = vision.width as i64;
+        self.g.set_scope("image_encoder");
+        let patches = {
+            let weight = self.param("image_encoder.conv1.weight");
+            let x = self.g.node(
+                "Conv",
+                &[&inputs.pixels, &weight],
+                vec![
+                    ints("kernel_shape", &[vision.patch_size as i64; 2]),
+                    ints("strides", &vision.stride.map(|s| s as i64)),
+                ],
+            );
+            let x = self.reshape(&x, &[0, d, -1]);
+            self.transpose(&x, &[0, 2, 1])
+        };
+        // SIE on the class token only, before the position embedding.
+        let mut cls = self.param("image_encoder.class_embedding");
+        if let Some(row) = &inputs.sie_row {
+            let table = self.param("cv_embed");
+            let rows = self.g.node("Gather", &[&table, row], vec![int("axis", 0)]);
+            let coefficient = self.scalar(config.sie.coefficient as f32);
+            let side = self.g.node("Mul", &[&rows, &coefficient], vec![]);
+            cls = self.g.node("Add", &[&cls, &side], vec![]);
+        }
+        let cls = self.reshape(&cls, &[-1, 1, d]);
+        let rest = self.i64s(&[1, d]);
+        let shape = self
+            .g
+            .node("Concat", &[&inputs.batch, &rest], vec![int("axis", 0)]);
+        let cls = self.g.node("Expand", &[&cls, &shape], vec![]);
+        let x = self
+            .g
+            .node("Concat", &[&cls, &patches], vec![int("axis", 1)]);
+        let pos = self.param("image_encoder.positional_embedding");
+        let x = self.g.node("Add", &[&x, &pos], vec![]);
+        let mut x = self.layer_norm("image_encoder.ln_pre", &x);
+        for i in 0..vision.layers - 1 {
+            x = self.block(&format!("image_encoder.blocks.{i}"), &x, false);
+        }
+        let last = format!("image_encoder.blocks.{}", vision.layers - 1);
+        let cls = self.class_token(&last, "image_encoder.ln_post", &x);
+        self.g.set_scope("head");
+        let proj = self.param("image_encoder.proj");
+        let projected = self.g.node("MatMul", &[&cls, &proj], vec![]);
+        let (cls, projected) = match config.neck_feat {
+            NeckFeat::Before => (cls, projected),
+            NeckFeat::After => (
+                self.batch_norm("bottleneck", &cls),
+                self.batch_norm("bottleneck_proj", &projected),
+            ),
+        };
+        self.g.node_named(
+            "Concat",
+            &[&cls, &projected],
+            vec![int("axis", 1)],
+            FEATURES_OUTPUT,
+        );
+        FEATURES_OUTPUT.to_string()
     }
+}
+
+fn part_index(config: &TransReidConfig) -> Vec<usize> {
+    let jpm = config.jpm.as_ref().expect("JPM model");
+    jpm.part_index(config.vit.patch_embed().num_patches())
+        .expect("validated JPM settings")
 }
 
 /// What a user of the file needs to feed it and read its output.
 fn graph_metadata(
-    config: &TransReidConfig,
+    net: Net<'_>,
     options: &OnnxOptions,
     inputs: &Inputs,
     extra: &BTreeMap<String, String>,
 ) -> BTreeMap<String, String> {
-    let vit = &config.vit;
-    let [h, w] = vit.img_size;
+    let [h, w] = net.img_size();
     let list = |v: [f32; 3]| v.map(|x| x.to_string()).join(",");
     let (layout, dtype, range) = match options.input {
         OnnxInput::Float => ("NCHW", "float32", "0-1"),
         OnnxInput::Uint8Nhwc => ("NHWC", "uint8", "0-255"),
         OnnxInput::Normalized => ("NCHW", "float32", "normalized: (x / 255 - mean) / std"),
     };
-    let parts = config.jpm.as_ref().map_or(0, |j| j.num_parts);
-    let mut layout_names = vec!["global".to_string()];
-    layout_names.extend((1..=parts).map(|k| format!("part{k}/{parts}")));
+    let (method, feature_layout, arch, jpm) = match net {
+        Net::TransReid(config) => {
+            let vit = &config.vit;
+            let parts = config.jpm.as_ref().map_or(0, |j| j.num_parts);
+            let mut names = vec!["global".to_string()];
+            names.extend((1..=parts).map(|k| format!("part{k}/{parts}")));
+            let arch = format!(
+                "ViT dim {} depth {} heads {} patch {} stride {}x{}{}",
+                vit.embed_dim,
+                vit.depth,
+                vit.num_heads,
+                vit.patch_size,
+                vit.stride[0],
+                vit.stride[1],
+                if vit.stem.is_some() { " ICS stem" } else { "" }
+            );
+            let jpm = match &config.jpm {
+                None => "none".into(),
+                Some(j) => format!(
+                    "parts {} shift {} groups {}",
+                    j.num_parts, j.shift_num, j.shuffle_groups
+                ),
+            };
+            ("transreid", names.join(","), arch, jpm)
+        }
+        Net::Clip(config) => {
+            let v = &config.vision;
+            let layout = format!("class token {},projection {}", v.width, v.output_dim);
+            let arch = format!(
+                "CLIP ViT width {} layers {} heads {} patch {} stride {}x{} projection {}",
+                v.width, v.layers, v.heads, v.patch_size, v.stride[0], v.stride[1], v.output_dim
+            );
+            ("clip_reid", layout, arch, "none".to_string())
+        }
+    };
     let side =
         |label: &str, used: bool, input: &Option<String>, baked: Option<i64>, count: usize| match (
             used, input, baked,
@@ -816,8 +1024,9 @@ fn graph_metadata(
             (true, None, Some(id)) => format!("baked {label} {id}"),
             (true, None, None) => unreachable!("a used side input is an input or baked"),
         };
-    let sie = &config.sie;
+    let sie = net.sie();
     let mut m = BTreeMap::from([
+        ("transreid.method".into(), method.into()),
         ("transreid.input".into(), options.input.name().into()),
         ("transreid.input.name".into(), IMAGES_INPUT.into()),
         ("transreid.input.layout".into(), layout.into()),
@@ -836,11 +1045,11 @@ fn graph_metadata(
             (options.input != OnnxInput::Normalized).to_string(),
         ),
         ("transreid.output.name".into(), FEATURES_OUTPUT.into()),
-        ("transreid.feature_dim".into(), config.embed_dim().to_string()),
-        ("transreid.feature_layout".into(), layout_names.join(",")),
+        ("transreid.feature_dim".into(), net.embed_dim().to_string()),
+        ("transreid.feature_layout".into(), feature_layout),
         (
             "transreid.neck_feat".into(),
-            match config.neck_feat {
+            match net.neck_feat() {
                 NeckFeat::Before => "before",
                 NeckFeat::After => "after",
             }
@@ -858,29 +1067,8 @@ fn graph_metadata(
         ),
         ("transreid.precision".into(), options.precision.name().into()),
         ("transreid.opset".into(), ONNX_OPSET.to_string()),
-        (
-            "transreid.arch".into(),
-            format!(
-                "ViT dim {} depth {} heads {} patch {} stride {}x{}{}",
-                vit.embed_dim,
-                vit.depth,
-                vit.num_heads,
-                vit.patch_size,
-                vit.stride[0],
-                vit.stride[1],
-                if vit.stem.is_some() { " ICS stem" } else { "" }
-            ),
-        ),
-        (
-            "transreid.jpm".into(),
-            match &config.jpm {
-                None => "none".into(),
-                Some(j) => format!(
-                    "parts {} shift {} groups {}",
-                    j.num_parts, j.shift_num, j.shuffle_groups
-                ),
-            },
-        ),
+        ("transreid.arch".into(), arch),
+        ("transreid.jpm".into(), jpm),
         ("transreid.version".into(), env!("CARGO_PKG_VERSION").into()),
     ]);
     m.extend(extra.iter().map(|(k, v)| (k.clone(), v.clone())));
