@@ -112,11 +112,15 @@ impl<B: Backend> Embedder<B> {
         device: &B::Device,
     ) -> Result<Self, EmbedderError> {
         let (model, config, input) = load_any_checkpoint::<B>(checkpoint, device)?;
-        let resolved = resolve_normalization(checkpoint, input.as_ref(), normalization)?;
-        let mut embedder =
-            Self::from_any(model, config, resolved.normalization, batch_size, device)?;
-        embedder.normalization = resolved;
-        Ok(embedder)
+        Self::from_loaded(
+            checkpoint,
+            model,
+            config,
+            input.as_ref(),
+            normalization,
+            batch_size,
+            device,
+        )
     }
 
     /// Wraps a TransReID model already in memory (e.g. `model.valid()` right after training).
@@ -161,15 +165,16 @@ impl<B: Backend> Embedder<B> {
     /// `checkpoint` (with the input specification it records).
     pub(crate) fn from_loaded(
         checkpoint: &Path,
-        model: TransReid<B>,
-        config: TransReidConfig,
+        model: AnyReidModel<B>,
+        config: AnyReidConfig,
         input: Option<&transreid_model::InputSpec>,
         normalization: Option<Normalization>,
         batch_size: usize,
         device: &B::Device,
     ) -> Result<Self, EmbedderError> {
         let resolved = resolve_normalization(checkpoint, input, normalization)?;
-        let mut embedder = Self::new(model, config, resolved.normalization, batch_size, device)?;
+        let mut embedder =
+            Self::from_any(model, config, resolved.normalization, batch_size, device)?;
         embedder.normalization = resolved;
         Ok(embedder)
     }
@@ -177,16 +182,6 @@ impl<B: Backend> Embedder<B> {
     /// The inference model.
     pub fn model(&self) -> &AnyReidModel<B> {
         &self.model
-    }
-
-    /// The inference model when it is a TransReID one.
-    pub fn transreid(&self) -> Option<(&TransReid<B>, &TransReidConfig)> {
-        match (&self.model, &self.config) {
-            (AnyReidModel::TransReid(model), AnyReidConfig::TransReid(config)) => {
-                Some((model, config))
-            }
-            _ => None,
-        }
     }
 
     /// The model's input for decoded images: each resized and normalised by the test

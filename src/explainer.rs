@@ -1,16 +1,16 @@
-//! Why two images match: patch and pixel maps of a checkpoint's global feature for one image
-//! or a query / gallery pair (the picture: `explain_picture`).
+//! Why two images match: patch and pixel maps of a checkpoint's retrieval feature (TransReID's
+//! global feature, CLIP-ReID's feature) for one image or a query / gallery pair (the picture:
+//! `explain_picture`).
 
 use std::path::Path;
 
 use burn::backend::Autodiff;
-use burn::module::AutodiffModule;
 use burn::prelude::*;
 use image::RgbImage;
 use transreid_data::Normalization;
 use transreid_model::{
-    gradient_maps, image_map, load_checkpoint_with_input, rollout_maps, ExplainError,
-    ExplainMethod, ImageMapError, LabelError, SieMode, TransReid,
+    gradient_maps, image_map, load_any_checkpoint, rollout_maps, AnyReidConfig, AnyReidModel,
+    ExplainError, ExplainMethod, ImageMapError, LabelError, SieMode,
 };
 
 use crate::embedder::{Embedder, EmbedderError};
@@ -54,7 +54,7 @@ pub struct ExplainedImages {
 /// maps.
 pub struct Explainer<B: Backend> {
     embedder: Embedder<B>,
-    autodiff: TransReid<Autodiff<B>>,
+    autodiff: AnyReidModel<Autodiff<B>>,
 }
 
 impl<B: Backend> Explainer<B> {
@@ -65,8 +65,7 @@ impl<B: Backend> Explainer<B> {
         normalization: Option<Normalization>,
         device: &B::Device,
     ) -> Result<Self, EmbedderError> {
-        let (autodiff, config, input) =
-            load_checkpoint_with_input::<Autodiff<B>>(checkpoint, device)?;
+        let (autodiff, config, input) = load_any_checkpoint::<Autodiff<B>>(checkpoint, device)?;
         let embedder = Embedder::from_loaded(
             checkpoint,
             autodiff.valid(),
@@ -106,48 +105,53 @@ impl<B: Backend> Explainer<B> {
                 .into());
             }
         }
-        let (model, config) = self
-            .embedder
-            .transreid()
-            .expect("built from a TransReID checkpoint");
-        model.sie().check_labels(&cameras, &views)?;
+        let config = self.embedder.config();
+        let sie = config.sie();
+        sie.check_labels(&cameras, &views)?;
         let input = self.embedder.input_tensor(images)?;
         let device = input.device();
-        let mode = model.sie().mode;
+        let mode = sie.mode;
         let tensor = |v: Vec<i64>| {
             (mode != SieMode::None)
                 .then(|| Tensor::<B, 1, Int>::from_data(TensorData::new(v, [n]), &device))
         };
-        let explained = match method {
-            ExplainMethod::Rollout {
-                fusion,
-                discard_ratio,
-            } => rollout_maps(
-                model,
-                input,
-                tensor(cameras),
-                tensor(views),
-                fusion,
-                discard_ratio,
-            )?,
-            ExplainMethod::Gradient(target) => gradient_maps(
-                &self.autodiff,
-                input,
-                tensor(cameras),
-                tensor(views),
-                target,
-            )?,
+        let (cameras, views) = (tensor(cameras), tensor(views));
+        let explained = match (method, self.embedder.model(), &self.autodiff) {
+            (
+                ExplainMethod::Rollout {
+                    fusion,
+                    discard_ratio,
+                },
+                inner,
+                _,
+            ) => match inner {
+                AnyReidModel::TransReid(m) => {
+                    rollout_maps(m, input, cameras, views, fusion, discard_ratio)?
+                }
+                AnyReidModel::ClipReid(m) => {
+                    rollout_maps(m, input, cameras, views, fusion, discard_ratio)?
+                }
+            },
+            (ExplainMethod::Gradient(target), _, AnyReidModel::TransReid(m)) => {
+                gradient_maps(m, input, cameras, views, target)?
+            }
+            (ExplainMethod::Gradient(target), _, AnyReidModel::ClipReid(m)) => {
+                gradient_maps(m, input, cameras, views, target)?
+            }
         };
-        let vit = &config.vit;
+        let (patch_size, stride, img_size) = match config {
+            AnyReidConfig::TransReid(c) => (c.vit.patch_size, c.vit.stride, c.vit.img_size),
+            AnyReidConfig::ClipReid(c) => (c.vision.patch_size, c.vision.stride, c.vision.img_size),
+        };
         let pixel_maps = explained
             .maps
             .iter()
-            .map(|m| image_map(m, explained.grid, vit.patch_size, vit.stride, vit.img_size))
+            .map(|m| image_map(m, explained.grid, patch_size, stride, img_size))
             .collect::<Result<_, _>>()?;
         Ok(ExplainedImages {
             grid: explained.grid,
             grid_maps: explained.maps,
-            input_size: vit.img_size,
+            input_size: img_size,
             pixel_maps,
             target_values: explained.target_values,
         })

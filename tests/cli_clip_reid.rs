@@ -157,7 +157,7 @@ fn clip_reid_trains_through_both_stages_and_resumes_in_either() {
         serde_json::from_str(&std::fs::read_to_string(p("ranked.json")).unwrap()).unwrap();
     assert_eq!(json["hits"].as_array().unwrap().len(), 3);
     // `export` writes its ONNX graph (crates/transreid-model/tests/onnx_export.rs runs such
-    // graphs against `embed`); `explain` says it serves TransReID.
+    // graphs against `embed`).
     let onnx = p("model.onnx");
     let out = ok(&[
         "export",
@@ -177,18 +177,28 @@ fn clip_reid_trains_through_both_stages_and_resumes_in_either() {
     assert_eq!(sidecar["transreid.method"], "clip_reid");
     assert_eq!(sidecar["transreid.sie.camera"], "baked camera 1");
     assert!(std::fs::metadata(&onnx).unwrap().len() > 100_000);
-    fails(
-        &[
-            "explain",
-            "--checkpoint",
-            ckpt,
-            "--query",
-            first[0].to_str().unwrap(),
-            "--out",
-            &p("why.png"),
-        ],
-        "`explain` serves TransReID only",
-    );
+    // `explain` draws why a query and a gallery image match (gradient maps of the pair's
+    // cosine similarity) and writes the maps: a 4 x 2 patch grid.
+    let why = p("why.png");
+    let out = ok(&[
+        "explain",
+        "--checkpoint",
+        ckpt,
+        "--query",
+        first[0].to_str().unwrap(),
+        "--gallery",
+        first[1].to_str().unwrap(),
+        "--out",
+        &why,
+        "--camera",
+        "name",
+    ]);
+    assert!(out.contains("cosine similarity"), "{out}");
+    assert!(std::fs::metadata(&why).unwrap().len() > 1000);
+    let (maps, _) = read_state_dict(Path::new(&p("why.safetensors"))).unwrap();
+    for role in ["query", "gallery"] {
+        assert_eq!(maps[role].shape, [4, 2], "{role}");
+    }
 }
 
 /// The number before the `%` that follows `marker`.

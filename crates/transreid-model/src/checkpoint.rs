@@ -125,8 +125,8 @@ pub fn load_checkpoint_with_input<B: Backend>(
     }
     if metadata.contains_key(crate::clip_checkpoint::CLIP_REID_CONFIG_METADATA_KEY) {
         return Err(not_a_checkpoint(
-            "a CLIP-ReID checkpoint, which `eval`, `embed`, `search` and `export` read \
-             (`explain` serves TransReID only; in the library: load_any_checkpoint)"
+            "a CLIP-ReID checkpoint, which `eval`, `embed`, `search`, `export` and `explain` \
+             read (in the library: load_any_checkpoint)"
                 .into(),
         ));
     }

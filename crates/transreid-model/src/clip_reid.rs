@@ -15,7 +15,7 @@ use crate::prompt_learner::{
     PromptLearner, PromptLearnerConfig, PromptObject, PROMPT_EOT, PROMPT_TOKENS,
 };
 use crate::sie::SieConfig;
-use crate::transreid::{Materialize, NeckFeat, TrainOutput};
+use crate::transreid::{Materialize, NeckFeat, Probed, TrainOutput};
 
 /// The whole CLIP-ReID model (`build_transformer` of the reference's
 /// `make_model_clipreid.py`, ViT image encoder).
@@ -215,6 +215,96 @@ impl<B: Backend> ClipReid<B> {
             ),
         };
         Tensor::cat(vec![cls, projected], 1)
+    }
+
+    /// The tokens entering the image encoder's first block, side information included.
+    ///
+    /// # Shapes
+    /// - `images`: `[batch, 3, H, W]`; `cameras`, `views`: `[batch]` (needed only by SIE)
+    /// - output: `[batch, 1 + N, width]`
+    pub fn embed_tokens(
+        &self,
+        images: Tensor<B, 4>,
+        cameras: Option<Tensor<B, 1, Int>>,
+        views: Option<Tensor<B, 1, Int>>,
+    ) -> Tensor<B, 3> {
+        let side = self.side(cameras, views);
+        self.image_encoder.embed_tokens(images, side)
+    }
+
+    /// The attention probabilities of every block of the image encoder, in order; the
+    /// outputs are unchanged by reading them.
+    ///
+    /// # Shapes
+    /// - `images`: `[batch, 3, H, W]`; `cameras`, `views`: `[batch]`
+    /// - output: `layers` tensors `[batch, heads, 1 + N, 1 + N]`
+    pub fn attention_probabilities(
+        &self,
+        images: Tensor<B, 4>,
+        cameras: Option<Tensor<B, 1, Int>>,
+        views: Option<Tensor<B, 1, Int>>,
+    ) -> Vec<Tensor<B, 4>> {
+        let mut x = self.embed_tokens(images, cameras, views);
+        let blocks = &self.image_encoder.blocks;
+        let mut maps = Vec::with_capacity(blocks.len());
+        for (i, block) in blocks.iter().enumerate() {
+            maps.push(block.attention_probabilities(x.clone()));
+            if i + 1 < blocks.len() {
+                x = block.forward(x);
+            }
+        }
+        maps
+    }
+
+    /// The inference forward of [`Self::embed`] on any backend from embedded tokens (see
+    /// [`Self::embed_tokens`]), with explicit attention probabilities in every block and a
+    /// probe added to each, as [`crate::TransReid::forward_probed`]; the logits are the class
+    /// token classifier's (after its BNNeck).
+    ///
+    /// # Shapes
+    /// - `tokens`: `[batch, 1 + N, width]`; `probes`: empty, or `layers` tensors
+    ///   `[batch, heads, 1 + N, 1 + N]`
+    ///
+    /// # Panics
+    /// If `probes` is neither empty nor one per block.
+    pub fn forward_probed(&self, tokens: Tensor<B, 3>, probes: Vec<Tensor<B, 4>>) -> Probed<B> {
+        let blocks = &self.image_encoder.blocks;
+        assert!(
+            probes.is_empty() || probes.len() == blocks.len(),
+            "{} probes for {} blocks",
+            probes.len(),
+            blocks.len()
+        );
+        let mut probes = probes.into_iter().map(Some).chain(std::iter::repeat(None));
+        let mut attentions = Vec::with_capacity(blocks.len());
+        let mut x = tokens;
+        for block in blocks {
+            let (out, attention) = block.forward_probed(x, probes.next().flatten());
+            attentions.push(attention);
+            x = out;
+        }
+        let [batch, _, d] = x.dims();
+        let cls = self
+            .image_encoder
+            .ln_post
+            .forward(x.narrow(1, 0, 1))
+            .reshape([batch, d]);
+        let projected = cls.clone().matmul(self.image_encoder.proj.val());
+        let logits = self
+            .classifier
+            .forward(self.bottleneck.forward_eval(cls.clone()));
+        let (cls, projected) = match self.neck_feat {
+            NeckFeat::Before => (cls, projected),
+            NeckFeat::After => (
+                self.bottleneck.forward_eval(cls),
+                self.bottleneck_proj.forward_eval(projected),
+            ),
+        };
+        Probed {
+            embedding: Tensor::cat(vec![cls, projected], 1),
+            logits,
+            attentions,
+        }
     }
 
     /// The image feature of the first stage: the projected class token, without side

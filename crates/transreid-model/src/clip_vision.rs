@@ -219,6 +219,21 @@ impl<B: Backend> ClipVision<B> {
 
     /// The tokens entering the last block.
     fn before_last(&self, images: Tensor<B, 4>, side: Option<Tensor<B, 2>>) -> Tensor<B, 3> {
+        let mut x = self.embed_tokens(images, side);
+        let (_, rest) = self.blocks.split_last().expect("at least one block");
+        for block in rest {
+            x = block.forward(x);
+        }
+        x
+    }
+
+    /// The tokens entering the first block: patches, the class token (plus `side`), the
+    /// position embedding, `ln_pre`.
+    ///
+    /// # Shapes
+    /// - `images`: `[batch, 3, H, W]`; `side`: `[batch, width]`
+    /// - output: `[batch, 1 + N, width]`
+    pub fn embed_tokens(&self, images: Tensor<B, 4>, side: Option<Tensor<B, 2>>) -> Tensor<B, 3> {
         let x = self.conv1.forward(images);
         let [batch, d, gh, gw] = x.dims();
         let patches = x.reshape([batch, d, gh * gw]).swap_dims(1, 2);
@@ -231,11 +246,6 @@ impl<B: Backend> ClipVision<B> {
             cls = cls + side.reshape([batch, 1, d]);
         }
         let x = Tensor::cat(vec![cls, patches], 1) + self.positional_embedding.val().unsqueeze();
-        let mut x = self.ln_pre.forward(x);
-        let (_, rest) = self.blocks.split_last().expect("at least one block");
-        for block in rest {
-            x = block.forward(x);
-        }
-        x
+        self.ln_pre.forward(x)
     }
 }

@@ -1,6 +1,7 @@
-//! Why a model sees what it sees: patch maps of TransReID's global feature by attention
-//! rollout ([`attention_rollout`]) or by gradient-weighted attention ([`attention_relevance`])
-//! for a target such as the cosine similarity of a query and a gallery image.
+//! Why a model sees what it sees: patch maps of TransReID's global feature (or CLIP-ReID's
+//! feature) by attention rollout ([`attention_rollout`]) or by gradient-weighted attention
+//! ([`attention_relevance`]) for a target such as the cosine similarity of a query and a
+//! gallery image.
 
 use burn::module::AutodiffModule;
 use burn::prelude::*;
@@ -8,7 +9,127 @@ use burn::tensor::backend::AutodiffBackend;
 
 use crate::attention_relevance::attention_relevance;
 use crate::attention_rollout::{attention_rollout, AttentionMapError, HeadFusion};
-use crate::transreid::TransReid;
+use crate::clip_reid::ClipReid;
+use crate::transreid::{Probed, TransReid};
+
+/// What the maps read of a model: the blocks its retrieval feature passes through.
+pub trait Explainable<B: Backend> {
+    /// Patch grid `[grid_h, grid_w]`.
+    fn patch_grid(&self) -> [usize; 2];
+
+    /// Attention heads of each block.
+    fn attention_heads(&self) -> usize;
+
+    /// Blocks the feature passes through (the probes [`Self::probed`] takes).
+    fn explained_blocks(&self) -> usize;
+
+    /// Training identities of the classifier an [`ExplainTarget::Logit`] reads.
+    fn classes(&self) -> usize;
+
+    /// The attention probabilities of each of those blocks, in order.
+    ///
+    /// # Shapes
+    /// - `images`: `[batch, 3, H, W]`; `cameras`, `views`: `[batch]`
+    /// - output: `[batch, heads, 1 + N, 1 + N]` per block
+    fn attentions(
+        &self,
+        images: Tensor<B, 4>,
+        cameras: Option<Tensor<B, 1, Int>>,
+        views: Option<Tensor<B, 1, Int>>,
+    ) -> Vec<Tensor<B, 4>>;
+
+    /// The tokens entering the first block.
+    fn tokens(
+        &self,
+        images: Tensor<B, 4>,
+        cameras: Option<Tensor<B, 1, Int>>,
+        views: Option<Tensor<B, 1, Int>>,
+    ) -> Tensor<B, 3>;
+
+    /// The inference forward from [`Self::tokens`] with a probe added to each block's
+    /// attention probabilities.
+    fn probed(&self, tokens: Tensor<B, 3>, probes: Vec<Tensor<B, 4>>) -> Probed<B>;
+}
+
+impl<B: Backend> Explainable<B> for TransReid<B> {
+    fn patch_grid(&self) -> [usize; 2] {
+        self.base.patch_embed.grid()
+    }
+
+    fn attention_heads(&self) -> usize {
+        self.base.blocks[0].attn.num_heads()
+    }
+
+    fn explained_blocks(&self) -> usize {
+        self.base.blocks.len()
+    }
+
+    fn classes(&self) -> usize {
+        self.classifiers[0].weight.dims()[1]
+    }
+
+    fn attentions(
+        &self,
+        images: Tensor<B, 4>,
+        cameras: Option<Tensor<B, 1, Int>>,
+        views: Option<Tensor<B, 1, Int>>,
+    ) -> Vec<Tensor<B, 4>> {
+        self.attention_probabilities(images, cameras, views)
+    }
+
+    fn tokens(
+        &self,
+        images: Tensor<B, 4>,
+        cameras: Option<Tensor<B, 1, Int>>,
+        views: Option<Tensor<B, 1, Int>>,
+    ) -> Tensor<B, 3> {
+        self.base.embed_tokens(images, cameras, views)
+    }
+
+    fn probed(&self, tokens: Tensor<B, 3>, probes: Vec<Tensor<B, 4>>) -> Probed<B> {
+        self.forward_probed(tokens, probes)
+    }
+}
+
+impl<B: Backend> Explainable<B> for ClipReid<B> {
+    fn patch_grid(&self) -> [usize; 2] {
+        self.image_encoder.grid()
+    }
+
+    fn attention_heads(&self) -> usize {
+        self.image_encoder.blocks[0].attn.num_heads()
+    }
+
+    fn explained_blocks(&self) -> usize {
+        self.image_encoder.blocks.len()
+    }
+
+    fn classes(&self) -> usize {
+        self.classifier.weight.dims()[1]
+    }
+
+    fn attentions(
+        &self,
+        images: Tensor<B, 4>,
+        cameras: Option<Tensor<B, 1, Int>>,
+        views: Option<Tensor<B, 1, Int>>,
+    ) -> Vec<Tensor<B, 4>> {
+        self.attention_probabilities(images, cameras, views)
+    }
+
+    fn tokens(
+        &self,
+        images: Tensor<B, 4>,
+        cameras: Option<Tensor<B, 1, Int>>,
+        views: Option<Tensor<B, 1, Int>>,
+    ) -> Tensor<B, 3> {
+        self.embed_tokens(images, cameras, views)
+    }
+
+    fn probed(&self, tokens: Tensor<B, 3>, probes: Vec<Tensor<B, 4>>) -> Probed<B> {
+        self.forward_probed(tokens, probes)
+    }
+}
 
 /// The output a gradient map explains.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -100,7 +221,7 @@ fn per_image<B: Backend>(blocks: Vec<Tensor<B, 4>>) -> Vec<Vec<Vec<f32>>> {
 /// # Shapes
 /// - `images`: `[batch, 3, H, W]`; `cameras`, `views`: `[batch]` (needed only by SIE)
 pub fn rollout_maps<B: Backend>(
-    model: &TransReid<B>,
+    model: &impl Explainable<B>,
     images: Tensor<B, 4>,
     cameras: Option<Tensor<B, 1, Int>>,
     views: Option<Tensor<B, 1, Int>>,
@@ -110,14 +231,14 @@ pub fn rollout_maps<B: Backend>(
     if images.dims()[0] == 0 {
         return Err(ExplainError::NoImages);
     }
-    let attentions = model.attention_probabilities(images, cameras, views);
+    let attentions = model.attentions(images, cameras, views);
     let [_, heads, tokens, _] = attentions[0].dims();
     let maps = per_image(attentions)
         .iter()
         .map(|blocks| attention_rollout(blocks, heads, tokens, fusion, discard_ratio))
         .collect::<Result<_, _>>()?;
     Ok(Explanation {
-        grid: model.base.patch_embed.grid(),
+        grid: model.patch_grid(),
         maps,
         target_values: Vec::new(),
     })
@@ -126,19 +247,23 @@ pub fn rollout_maps<B: Backend>(
 /// Gradient-weighted attention maps of a batch for `target` (see [`attention_relevance`]).
 ///
 /// The tokens are embedded by the inference model and the blocks run on the autodiff backend
-/// in inference mode ([`TransReid::forward_probed`]) on a copy of the model that tracks no
-/// weight gradients; the model's weights are not changed.
+/// in inference mode ([`TransReid::forward_probed`], [`ClipReid::forward_probed`]) on a copy
+/// of the model that tracks no weight gradients; the model's weights are not changed.
 ///
 /// # Shapes
 /// - `images`: `[batch, 3, H, W]` (`batch` 2 for [`ExplainTarget::PairCosine`]);
 ///   `cameras`, `views`: `[batch]` (needed only by SIE)
-pub fn gradient_maps<B: AutodiffBackend>(
-    model: &TransReid<B>,
+pub fn gradient_maps<B: AutodiffBackend, M>(
+    model: &M,
     images: Tensor<B::InnerBackend, 4>,
     cameras: Option<Tensor<B::InnerBackend, 1, Int>>,
     views: Option<Tensor<B::InnerBackend, 1, Int>>,
     target: ExplainTarget,
-) -> Result<Explanation, ExplainError> {
+) -> Result<Explanation, ExplainError>
+where
+    M: Explainable<B> + AutodiffModule<B>,
+    M::InnerModule: Explainable<B::InnerBackend>,
+{
     let batch = images.dims()[0];
     match target {
         _ if batch == 0 => return Err(ExplainError::NoImages),
@@ -146,7 +271,7 @@ pub fn gradient_maps<B: AutodiffBackend>(
             return Err(ExplainError::PairNeedsTwo { images: batch })
         }
         ExplainTarget::Logit(class) => {
-            let num_classes = model.classifiers[0].weight.dims()[1];
+            let num_classes = model.classes();
             if class >= num_classes {
                 return Err(ExplainError::Class { class, num_classes });
             }
@@ -155,15 +280,15 @@ pub fn gradient_maps<B: AutodiffBackend>(
     }
     // Only the probes need gradients: without the weights' the backward pass is about half.
     let model = model.clone().no_grad();
-    let tokens = model.valid().base.embed_tokens(images, cameras, views);
+    let tokens = model.valid().tokens(images, cameras, views);
     let tokens = Tensor::<B, 3>::from_inner(tokens);
     let [_, n, _] = tokens.dims();
-    let heads = model.base.blocks[0].attn.num_heads();
+    let heads = model.attention_heads();
     let device = tokens.device();
-    let probes: Vec<Tensor<B, 4>> = (0..model.base.blocks.len())
+    let probes: Vec<Tensor<B, 4>> = (0..model.explained_blocks())
         .map(|_| Tensor::zeros([batch, heads, n, n], &device).require_grad())
         .collect();
-    let out = model.forward_probed(tokens, probes.clone());
+    let out = model.probed(tokens, probes.clone());
     let values: Tensor<B, 1> = match target {
         ExplainTarget::PairCosine => {
             let f = out.embedding;
@@ -196,7 +321,7 @@ pub fn gradient_maps<B: AutodiffBackend>(
         .map(|(a, g)| attention_relevance(a, &g, heads, n))
         .collect::<Result<_, _>>()?;
     Ok(Explanation {
-        grid: model.base.patch_embed.grid(),
+        grid: model.patch_grid(),
         maps,
         target_values: values
             .inner()

@@ -74,7 +74,8 @@ pub use clip_weights::{
 pub use drop_path::drop_path;
 pub use error::{ImportError, LabelError, ModelConfigError};
 pub use explain::{
-    gradient_maps, rollout_maps, ExplainError, ExplainMethod, ExplainTarget, Explanation,
+    gradient_maps, rollout_maps, ExplainError, ExplainMethod, ExplainTarget, Explainable,
+    Explanation,
 };
 #[cfg(feature = "flex")]
 pub use flex_kernels::{flex_kernels, set_flex_kernels, FlexKernels};

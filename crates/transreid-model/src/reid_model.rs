@@ -111,6 +111,17 @@ impl<B: Backend> ReidModel<B> for AnyReidModel<B> {
     }
 }
 
+impl<B: burn::tensor::backend::AutodiffBackend> AnyReidModel<B> {
+    /// The inference model (see [`burn::module::AutodiffModule::valid`]).
+    pub fn valid(&self) -> AnyReidModel<B::InnerBackend> {
+        use burn::module::AutodiffModule;
+        match self {
+            Self::TransReid(m) => AnyReidModel::TransReid(m.valid()),
+            Self::ClipReid(m) => AnyReidModel::ClipReid(m.valid()),
+        }
+    }
+}
+
 /// A checkpoint's configuration, whichever method: serialises as the configuration itself.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 #[serde(untagged)]

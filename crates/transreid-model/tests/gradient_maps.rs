@@ -1,5 +1,6 @@
 //! Gradient-weighted attention maps against a PyTorch implementation of Chefer et al.'s rule
-//! on the reference's own model (`scripts/relevance_fixture.py`), and their properties.
+//! on the reference's own model (`scripts/relevance_fixture.py`), and their properties; the
+//! same maps of a CLIP-ReID model.
 
 use std::path::PathBuf;
 
@@ -7,9 +8,10 @@ use burn::backend::{Autodiff, NdArray};
 use burn::module::AutodiffModule;
 use burn::prelude::*;
 use transreid_model::{
-    export_state_dict, gradient_maps, load_reference_dict, read_state_dict, rollout_maps,
-    ExplainError, ExplainTarget, HeadFusion, HostTensor, ImportOptions, JpmConfig, NeckFeat,
-    SieConfig, SieMode, StateDict, TransReid, TransReidConfig, VitConfig,
+    export_state_dict, gradient_maps, load_clip_reid, load_reference_dict, read_state_dict,
+    rollout_maps, ClipReid, ClipReidConfig, ClipVisionConfig, ExplainError, ExplainTarget,
+    HeadFusion, HostTensor, ImportOptions, JpmConfig, NeckFeat, SieConfig, SieMode, StateDict,
+    TransReid, TransReidConfig, VitConfig,
 };
 
 type A = Autodiff<NdArray>;
@@ -245,4 +247,117 @@ fn targets_that_do_not_fit_are_errors() {
         assert_eq!(map.len(), 15);
         assert!(map.iter().all(|&v| (0.0..=1.0).contains(&v)) && map.contains(&1.0));
     }
+}
+
+/// The reference CLIP-ReID checkpoint of `tests/clip_reid.rs` (image side) and its inputs.
+fn clip_model(
+    neck: NeckFeat,
+) -> (
+    ClipReid<A>,
+    Tensor<B, 4>,
+    Tensor<B, 1, Int>,
+    Tensor<B, 1, Int>,
+) {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+    let config = ClipReidConfig::new(ClipVisionConfig::new([64, 40], 32, 12, 2, 16), 5)
+        .with_sie(
+            SieConfig::new()
+                .with_mode(SieMode::CameraView)
+                .with_camera_num(3)
+                .with_view_num(2)
+                .with_coefficient(1.5),
+        )
+        .with_neck_feat(neck);
+    let mut model = config.init::<A>(&Default::default());
+    let checkpoint = read_state_dict(&dir.join("clip_reid.pth")).unwrap().0;
+    load_clip_reid(&mut model, &checkpoint).unwrap();
+    let golden = read_state_dict(&dir.join("clip_reid.safetensors"))
+        .unwrap()
+        .0;
+    let device = Default::default();
+    let t = &golden["input.images"];
+    let images = Tensor::from_data(TensorData::new(t.data.clone(), t.shape.clone()), &device);
+    let ids = |key: &str| {
+        let v: Vec<i64> = golden[key].data.iter().map(|&v| v as i64).collect();
+        let n = v.len();
+        Tensor::from_data(TensorData::new(v, [n]), &device)
+    };
+    (model, images, ids("input.cameras"), ids("input.views"))
+}
+
+#[test]
+fn clip_reid_explains_its_feature() {
+    for neck in [NeckFeat::Before, NeckFeat::After] {
+        let (model, images, cams, views) = clip_model(neck);
+        let inner = model.valid();
+        let tokens = inner.embed_tokens(images.clone(), Some(cams.clone()), Some(views.clone()));
+        let probed = inner.forward_probed(tokens, Vec::new());
+        let embedded = inner.embed(images.clone(), Some(cams.clone()), Some(views.clone()));
+        probed.embedding.into_data().assert_approx_eq::<f32>(
+            &embedded.into_data(),
+            burn::tensor::Tolerance::absolute(1e-5),
+        );
+        // The logits are the class-token classifier's after its BNNeck (running statistics).
+        let scores = inner.forward_train(images.clone(), Some(cams.clone()), Some(views.clone()));
+        probed.logits.into_data().assert_approx_eq::<f32>(
+            &scores.scores[0].clone().into_data(),
+            burn::tensor::Tolerance::absolute(1e-5),
+        );
+        assert_eq!(probed.attentions.len(), 12);
+    }
+
+    let (model, images, cams, views) = clip_model(NeckFeat::Before);
+    let pair = |t: Tensor<B, 4>| t.narrow(0, 0, 2);
+    let ids = |t: Tensor<B, 1, Int>| Some(t.narrow(0, 0, 2));
+    let explained = gradient_maps(
+        &model,
+        pair(images.clone()),
+        ids(cams.clone()),
+        ids(views.clone()),
+        ExplainTarget::PairCosine,
+    )
+    .unwrap();
+    // The grid of 64x40 at patch 16: 4 x 2; each map peaks at 1.
+    assert_eq!(explained.grid, [4, 2]);
+    let inner = model.valid();
+    let f = values(inner.embed(pair(images.clone()), ids(cams.clone()), ids(views.clone())));
+    let (q, g) = f.split_at(f.len() / 2);
+    let dot: f32 = q.iter().zip(g).map(|(a, b)| a * b).sum();
+    let norm = |x: &[f32]| x.iter().map(|v| v * v).sum::<f32>().sqrt();
+    let cosine = dot / (norm(q) * norm(g));
+    assert!((explained.target_values[0] - cosine).abs() < 1e-5);
+    for map in &explained.maps {
+        assert_eq!(map.len(), 8);
+        let max = map.iter().fold(0.0f32, |m, v| m.max(*v));
+        assert_eq!(max, 1.0, "{map:?}");
+        assert!(map.iter().all(|v| (0.0..=1.0).contains(v)), "{map:?}");
+        assert!(
+            map.iter().any(|&v| v < 0.999),
+            "the probes reach the blocks: {map:?}"
+        );
+    }
+    assert!(matches!(
+        gradient_maps(
+            &model,
+            images.clone(),
+            Some(cams.clone()),
+            Some(views.clone()),
+            ExplainTarget::Logit(5)
+        ),
+        Err(ExplainError::Class {
+            class: 5,
+            num_classes: 5
+        })
+    ));
+    let rolled = rollout_maps(
+        &inner,
+        images,
+        Some(cams),
+        Some(views),
+        HeadFusion::Mean,
+        0.5,
+    )
+    .unwrap();
+    assert_eq!(rolled.maps.len(), 6);
+    assert_eq!(rolled.grid, [4, 2]);
 }
