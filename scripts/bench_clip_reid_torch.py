@@ -81,7 +81,7 @@ def timed(stage, batch, step):
     for _ in range(args.steps):
         step()
     seconds = (time.perf_counter() - start) / args.steps
-    print(json.dumps({"impl": "pytorch", "stage": stage, "stride": args.stride, "batch": batch,
+    print(json.dumps({"impl": "pytorch", "training_stage": stage, "stride": args.stride, "batch": batch,
                       "steps": args.steps, "seconds_per_step": round(seconds, 3),
                       "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}),
           flush=True)

@@ -33,6 +33,8 @@
 #                  f32, stride 12 bf16; images/s and peak GPU memory
 #   pytorch-train  the reference with AMP (its training script's setting), the same cases
 #   infer          embedding images/s at batch 1 and 256, Burn bf16 / f32 and PyTorch
+#   bench-clip-reid  CLIP-ReID ViT-B/16 at 256x128, f32: seconds per stage-1 step (64 image
+#                  features) and stage-2 step (64 images), peak GPU memory
 #
 # The binary needs at run time libcuda, libnvrtc (13.0.x for a CUDA 13.0 driver) and the CUDA
 # headers under $CUDA_PATH (../shared/GPU.md, docs/performance.md).
@@ -206,6 +208,7 @@ if [[ $mode == run ]]; then
   model=(--backbone vit_base16 --size 256 128)
   train_batch=64; train_steps=10; train_epochs=10
   infer_batches=(1 256); infer_iters=10
+  clip=(--size 256 128 --batch 64 --prompt-batch 64 --steps 5)
   torch_device=cuda
 else
   export DEVICE=flex
@@ -214,6 +217,7 @@ else
   model=(--backbone tiny --size 128 64)
   train_batch=8; train_steps=1; train_epochs=2
   infer_batches=(1 4); infer_iters=1
+  clip=(--size 32 16 --batch 8 --prompt-batch 8 --steps 1)
   torch_device=cpu
 fi
 [[ -x $BIN ]] || { echo "no transreid binary at $BIN" >&2; exit 1; }
@@ -298,5 +302,6 @@ if have_torch; then
 else
   record infer '{"impl": "pytorch", "skipped": "no reference checkout given, or no torch"}' 0
 fi
+stage bench-clip-reid 120 bash "$0" _bench clip-reid --device "$DEVICE" "${clip[@]}"
 rm -rf "$work" "$OUT/stage.out" "$OUT/stage.err" "$OUT/bench.json" "$OUT/smi.txt"
 echo "results: $OUT/results.jsonl ($((SECONDS)) s)"

@@ -55,6 +55,7 @@ pub struct ClipReidBench {
     #[serde(flatten)]
     pub model: ClipReidBenchModel,
     /// `prompts` (stage 1) or `images` (stage 2).
+    #[serde(rename = "training_stage")]
     pub stage: &'static str,
     /// Samples per step (image features in stage 1, images in stage 2).
     pub batch: usize,

@@ -730,6 +730,18 @@ fn gpu_check_dry_run_records_every_stage() {
     assert_eq!(timed("bench-train"), 3, "{text}");
     assert_eq!(timed("infer"), 4, "{text}");
     assert!(stage("pytorch-train")[0]["skipped"].is_string(), "{text}");
+    // CLIP-ReID's two stages, one timed line each.
+    let clip = stage("bench-clip-reid");
+    let stages: Vec<&str> = clip
+        .iter()
+        .filter_map(|r| r["training_stage"].as_str())
+        .collect();
+    assert_eq!(stages, ["prompts", "images"], "{text}");
+    assert!(
+        clip.iter()
+            .all(|r| r["seconds_per_step"].as_f64().is_some_and(|v| v > 0.0)),
+        "{text}"
+    );
 }
 
 #[test]

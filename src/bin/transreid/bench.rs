@@ -28,8 +28,8 @@ pub enum BenchCommand {
         #[arg(long, default_value_t = 3)]
         steps: usize,
     },
-    /// CLIP-ReID ViT-B/16 (751 identities, camera SIE, f32): stage-1 steps (prompts) and
-    /// stage-2 steps (image side) on random inputs; prints a JSON line per stage.
+    /// CLIP-ReID ViT-B/16 (751 identities, camera SIE, f32; 256x128 by default): stage-1 steps
+    /// (prompts) and stage-2 steps (image side) on random inputs; prints a JSON line per stage.
     ClipReid {
         /// Compute backend.
         #[arg(long, value_enum, default_value = "flex")]
@@ -37,6 +37,9 @@ pub enum BenchCommand {
         /// Patch stride (1 to 16).
         #[arg(long, default_value_t = 16)]
         stride: usize,
+        /// Image height and width.
+        #[arg(long, num_args = 2, default_values_t = [256, 128])]
+        size: Vec<usize>,
         /// Images per stage-2 step (a multiple of 4, at least 8).
         #[arg(long, default_value_t = 64)]
         batch: usize,
@@ -146,6 +149,7 @@ pub fn run(command: BenchCommand) -> anyhow::Result<()> {
         BenchCommand::ClipReid {
             device,
             stride,
+            size,
             batch,
             prompt_batch,
             steps,
@@ -159,7 +163,7 @@ pub fn run(command: BenchCommand) -> anyhow::Result<()> {
                 "--prompt-batch and --steps must be at least 1"
             );
             let model = ClipReidBenchModel {
-                size: [256, 128],
+                size: [size[0], size[1]],
                 stride,
                 classes: 751,
             };
