@@ -624,31 +624,21 @@ impl Writer<'_> {
         } else {
             x = self.conv_strided("base.patch_embed.proj", &x, [vit.patch_size; 2], vit.stride);
         }
-        x = self.reshape(&x, &[0, d, -1]);
-        let patches = self.transpose(&x, &[0, 2, 1]);
+        let patches = self.patch_tokens(&x, d);
 
         self.g.set_scope("base");
         let cls = self.param("base.cls_token");
-        let rest = self.i64s(&[1, d]);
-        let shape = self
-            .g
-            .node("Concat", &[&inputs.batch, &rest], vec![int("axis", 0)]);
-        let cls = self.g.node("Expand", &[&cls, &shape], vec![]);
-        let x = self
-            .g
-            .node("Concat", &[&cls, &patches], vec![int("axis", 1)]);
+        let x = self.prepend_class_token(&cls, &patches, &inputs.batch, d);
         let pos = self.param("base.pos_embed");
         let mut x = self.g.node("Add", &[&x, &pos], vec![]);
         if let Some(row) = &inputs.sie_row {
-            let table = self.param("base.sie_embed");
-            let rows = self.g.node("Gather", &[&table, row], vec![int("axis", 0)]);
-            let coefficient = self.scalar(config.sie.coefficient as f32);
-            let side = self.g.node("Mul", &[&rows, &coefficient], vec![]);
+            let side = self.side_embedding("base.sie_embed", row, config.sie.coefficient);
             x = self.g.node("Add", &[&x, &side], vec![]);
         }
         x
     }
 
+    /// A convolution without padding, with its bias when the module has one.
     fn conv_strided(
         &mut self,
         path: &str,
@@ -657,15 +647,45 @@ impl Writer<'_> {
         stride: [usize; 2],
     ) -> String {
         let weight = self.param(&format!("{path}.weight"));
-        let bias = self.param(&format!("{path}.bias"));
+        let bias_path = format!("{path}.bias");
+        let mut inputs = vec![x.to_string(), weight];
+        if self.params.0.contains_key(&bias_path) {
+            inputs.push(self.param(&bias_path));
+        }
+        let inputs: Vec<&str> = inputs.iter().map(String::as_str).collect();
         self.g.node(
             "Conv",
-            &[x, &weight, &bias],
+            &inputs,
             vec![
                 ints("kernel_shape", &kernel.map(|k| k as i64)),
                 ints("strides", &stride.map(|s| s as i64)),
             ],
         )
+    }
+
+    /// Patch tokens `[batch, N, D]` of a `[batch, D, gh, gw]` convolution output.
+    fn patch_tokens(&mut self, x: &str, d: i64) -> String {
+        let x = self.reshape(x, &[0, d, -1]);
+        self.transpose(&x, &[0, 2, 1])
+    }
+
+    /// `[class token, patches]` along the tokens, the class token (`[D]`, `[1, 1, D]` or one
+    /// per sample) expanded to the batch.
+    fn prepend_class_token(&mut self, cls: &str, patches: &str, batch: &str, d: i64) -> String {
+        let cls = self.reshape(cls, &[-1, 1, d]);
+        let rest = self.i64s(&[1, d]);
+        let shape = self.g.node("Concat", &[batch, &rest], vec![int("axis", 0)]);
+        let cls = self.g.node("Expand", &[&cls, &shape], vec![]);
+        self.g
+            .node("Concat", &[&cls, patches], vec![int("axis", 1)])
+    }
+
+    /// The SIE rows of `row` in the table at `path`, times the coefficient.
+    fn side_embedding(&mut self, path: &str, row: &str, coefficient: f64) -> String {
+        let table = self.param(path);
+        let rows = self.g.node("Gather", &[&table, row], vec![int("axis", 0)]);
+        let coefficient = self.scalar(coefficient as f32);
+        self.g.node("Mul", &[&rows, &coefficient], vec![])
     }
 
     /// A square convolution without bias, padded by half its size (the ICS stem's).
@@ -901,37 +921,20 @@ impl Writer<'_> {
         let vision = &config.vision;
         let d = vision.width as i64;
         self.g.set_scope("image_encoder");
-        let patches = {
-            let weight = self.param("image_encoder.conv1.weight");
-            let x = self.g.node(
-                "Conv",
-                &[&inputs.pixels, &weight],
-                vec![
-                    ints("kernel_shape", &[vision.patch_size as i64; 2]),
-                    ints("strides", &vision.stride.map(|s| s as i64)),
-                ],
-            );
-            let x = self.reshape(&x, &[0, d, -1]);
-            self.transpose(&x, &[0, 2, 1])
-        };
+        let x = self.conv_strided(
+            "image_encoder.conv1",
+            &inputs.pixels,
+            [vision.patch_size; 2],
+            vision.stride,
+        );
+        let patches = self.patch_tokens(&x, d);
         // SIE on the class token only, before the position embedding.
         let mut cls = self.param("image_encoder.class_embedding");
         if let Some(row) = &inputs.sie_row {
-            let table = self.param("cv_embed");
-            let rows = self.g.node("Gather", &[&table, row], vec![int("axis", 0)]);
-            let coefficient = self.scalar(config.sie.coefficient as f32);
-            let side = self.g.node("Mul", &[&rows, &coefficient], vec![]);
+            let side = self.side_embedding("cv_embed", row, config.sie.coefficient);
             cls = self.g.node("Add", &[&cls, &side], vec![]);
         }
-        let cls = self.reshape(&cls, &[-1, 1, d]);
-        let rest = self.i64s(&[1, d]);
-        let shape = self
-            .g
-            .node("Concat", &[&inputs.batch, &rest], vec![int("axis", 0)]);
-        let cls = self.g.node("Expand", &[&cls, &shape], vec![]);
-        let x = self
-            .g
-            .node("Concat", &[&cls, &patches], vec![int("axis", 1)]);
+        let x = self.prepend_class_token(&cls, &patches, &inputs.batch, d);
         let pos = self.param("image_encoder.positional_embedding");
         let x = self.g.node("Add", &[&x, &pos], vec![]);
         let mut x = self.layer_norm("image_encoder.ln_pre", &x);
