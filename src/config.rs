@@ -626,14 +626,8 @@ impl RunConfig {
 
     fn sie_config(&self, cameras: usize, views: usize) -> SieConfig {
         let m = &self.model;
-        let mode = match (m.sie_camera, m.sie_view) {
-            (true, true) => SieMode::CameraView,
-            (true, false) => SieMode::Camera,
-            (false, true) => SieMode::View,
-            (false, false) => SieMode::None,
-        };
         SieConfig::new()
-            .with_mode(mode)
+            .with_mode(SieMode::from_flags(m.sie_camera, m.sie_view))
             .with_camera_num(cameras.max(1))
             .with_view_num(views.max(1))
             .with_coefficient(m.sie_coefficient)

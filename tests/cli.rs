@@ -10,39 +10,14 @@ use transreid::model::{
     save_checkpoint, JpmConfig, SieConfig, SieMode, TransReidConfig, VitPreset,
 };
 
+mod cli_support;
+use cli_support::{fails, ok, transreid};
+
 /// The demo's configuration.
 const TINY_CONFIG: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
     "/configs/synthetic/tiny_transreid.toml"
 );
-
-fn transreid<S: AsRef<OsStr>>(args: &[S]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_transreid"))
-        .args(args)
-        .env("RUST_BACKTRACE", "0")
-        .output()
-        .unwrap()
-}
-
-fn ok<S: AsRef<OsStr> + Debug>(args: &[S]) -> String {
-    let out = transreid(args);
-    assert!(
-        out.status.success(),
-        "{args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
-
-fn fails<S: AsRef<OsStr> + Debug>(args: &[S], message: &str) {
-    let out = transreid(args);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success(), "{args:?} should fail");
-    assert!(
-        stderr.contains(message),
-        "{args:?}: `{stderr}` lacks `{message}`"
-    );
-}
 
 /// `transreid embed` of `images` with `checkpoint` into `out`, then `extra`.
 fn embed_args(checkpoint: &str, images: &str, out: &str, extra: &[&str]) -> Vec<String> {

@@ -4,43 +4,14 @@
 //! files and trained CLIP-ReID models import into checkpoints.
 
 use std::collections::BTreeMap;
-use std::ffi::OsStr;
-use std::fmt::Debug;
 use std::path::Path;
-use std::process::{Command, Output};
 
 use transreid::model::{read_state_dict, write_safetensors, HostTensor, StateDict};
 
+mod cli_support;
 mod tiny_clip;
+use cli_support::{fails, ok};
 use tiny_clip::{config, write_tiny_clip};
-
-fn transreid<S: AsRef<OsStr>>(args: &[S]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_transreid"))
-        .args(args)
-        .env("RUST_BACKTRACE", "0")
-        .output()
-        .unwrap()
-}
-
-fn ok<S: AsRef<OsStr> + Debug>(args: &[S]) -> String {
-    let out = transreid(args);
-    assert!(
-        out.status.success(),
-        "{args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
-
-fn fails<S: AsRef<OsStr> + Debug>(args: &[S], message: &str) {
-    let out = transreid(args);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success(), "{args:?} should fail");
-    assert!(
-        stderr.contains(message),
-        "{args:?}: `{stderr}` lacks `{message}`"
-    );
-}
 
 fn rows(path: &Path) -> usize {
     std::fs::read_to_string(path).unwrap().lines().count() - 1

@@ -83,6 +83,26 @@ fn metrics(run: &str) -> Vec<String> {
         .collect()
 }
 
+/// Asserts that a two-rank run's state equals an accumulating run's within 1e-6, BatchNorm
+/// running statistics aside: each rank keeps its own (rank 0's are saved), while accumulation
+/// updates them with every micro-batch. Returns how many tensors were compared.
+fn assert_same_state(
+    ranks: &BTreeMap<String, HostTensor>,
+    accumulation: &BTreeMap<String, HostTensor>,
+) -> usize {
+    assert_eq!(ranks.len(), accumulation.len());
+    let mut compared = 0;
+    for (name, tensor) in ranks {
+        if name.contains("running_") {
+            continue;
+        }
+        let difference = max_difference(tensor, &accumulation[name]);
+        assert!(difference <= 1e-6, "{name}: {difference}");
+        compared += 1;
+    }
+    compared
+}
+
 fn max_difference(a: &HostTensor, b: &HostTensor) -> f32 {
     assert_eq!(a.shape, b.shape);
     a.data
@@ -157,19 +177,8 @@ fn two_ranks_equal_accumulation_and_one_rank_equals_a_plain_run() {
         .unwrap();
     succeeded(out, "--accumulate 2");
     assert_eq!(metrics(&two_ranks), metrics(&accumulated));
-    let (ranks, accumulation) = (state(&two_ranks), state(&accumulated));
-    assert_eq!(ranks.len(), accumulation.len());
-    let mut compared = 0;
-    for (name, tensor) in &ranks {
-        // Each rank keeps its own BatchNorm running statistics (rank 0's are saved), while
-        // accumulation updates them with every micro-batch.
-        if name.contains("running_") {
-            continue;
-        }
-        let difference = max_difference(tensor, &accumulation[name]);
-        assert!(difference <= 1e-6, "{name}: {difference}");
-        compared += 1;
-    }
+    let ranks = state(&two_ranks);
+    let compared = assert_same_state(&ranks, &state(&accumulated));
     assert!(
         compared > 150,
         "parameters and momentum compared: {compared}"
@@ -417,17 +426,7 @@ fn a_clip_reid_run_on_two_ranks_equals_accumulation_and_ranks_agree_on_stage_one
     assert_eq!(losses(&two_ranks), losses(&accumulated));
     // Stage 2: the two shards' gradients averaged over ranks equal their accumulation.
     assert_eq!(metrics(&two_ranks), metrics(&accumulated));
-    let (ranks, accumulation) = (state(&two_ranks), state(&accumulated));
-    assert_eq!(ranks.len(), accumulation.len());
-    let mut compared = 0;
-    for (name, tensor) in &ranks {
-        if name.contains("running_") {
-            continue;
-        }
-        let difference = max_difference(tensor, &accumulation[name]);
-        assert!(difference <= 1e-6, "{name}: {difference}");
-        compared += 1;
-    }
+    let compared = assert_same_state(&state(&two_ranks), &state(&accumulated));
     assert!(
         compared > 50,
         "parameters and Adam moments compared: {compared}"

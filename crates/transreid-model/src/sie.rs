@@ -23,6 +23,16 @@ pub enum SieMode {
 }
 
 impl SieMode {
+    /// The mode that embeds cameras, views, both or neither.
+    pub fn from_flags(cameras: bool, views: bool) -> Self {
+        match (cameras, views) {
+            (true, true) => Self::CameraView,
+            (true, false) => Self::Camera,
+            (false, true) => Self::View,
+            (false, false) => Self::None,
+        }
+    }
+
     /// Whether the table is indexed by camera ids.
     pub fn uses_cameras(self) -> bool {
         matches!(self, SieMode::Camera | SieMode::CameraView)

@@ -136,14 +136,8 @@ pub const IMPORT_SEED_KEY: &str = "transreid.import_seed";
 impl ImportArgs {
     /// The SIE of `--cameras` / `--views`, at `--sie-coefficient` or `default_coefficient`.
     pub fn sie(&self, default_coefficient: f64) -> SieConfig {
-        let mode = match (self.cameras > 0, self.views > 0) {
-            (true, true) => SieMode::CameraView,
-            (true, false) => SieMode::Camera,
-            (false, true) => SieMode::View,
-            (false, false) => SieMode::None,
-        };
         SieConfig::new()
-            .with_mode(mode)
+            .with_mode(SieMode::from_flags(self.cameras > 0, self.views > 0))
             .with_camera_num(self.cameras.max(1))
             .with_view_num(self.views.max(1))
             .with_coefficient(self.sie_coefficient.unwrap_or(default_coefficient))
