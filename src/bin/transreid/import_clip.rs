@@ -43,7 +43,7 @@ pub fn run(args: &ImportArgs, layout: ClipLayout) -> anyhow::Result<()> {
     let num_classes = if trained {
         let rows = dict
             .get("classifier.weight")
-            .map(|t| t.shape[0])
+            .and_then(|t| t.shape.first().copied())
             .with_context(|| {
                 format!("{source} is a CLIP-ReID model without `classifier.weight`")
             })?;
@@ -87,6 +87,7 @@ pub fn run(args: &ImportArgs, layout: ClipLayout) -> anyhow::Result<()> {
 
     let size = [args.size[0], args.size[1]];
     let vision = architecture.vision(size, [args.stride; 2]);
+    vision.validate()?;
     let [h, w] = vision.grid();
     if trained && architecture.pretrain_tokens != h * w {
         anyhow::bail!(
