@@ -28,6 +28,8 @@
 #   check          the tiny JPM + SIE model's eval features, loss and gradients against the
 #                  reference implementation's fixture, f32 (1e-4) and bf16 (3e-2, gradients
 #                  0.25: src/device_check.rs says why)
+#   check-clip-reid  the tiny trained CLIP-ReID's eval and text features, both stages' losses and
+#                  their gradients against the reference implementation's fixture, f32 (1e-4)
 #   train          a short synthetic training run in bf16: loss and mAP per evaluation
 #   bench-train    ViT-B/16 TransReID training steps at 256x128, batch 64: stride 16 bf16 and
 #                  f32, stride 12 bf16; images/s and peak GPU memory
@@ -275,6 +277,8 @@ stage env 30 bash "$0" _env
 fixture=tests/fixtures/reference_model.safetensors
 stage check 150 "$BIN" bench check --device "$DEVICE" --precision f32 --fixture "$fixture"
 stage check 120 "$BIN" bench check --device "$DEVICE" --precision bf16 --fixture "$fixture"
+stage check-clip-reid 90 "$BIN" bench check --model clip-reid --device "$DEVICE" --precision f32 \
+  --fixture crates/transreid-model/tests/fixtures/clip_reid.safetensors
 work=$(mktemp -d)
 stage train 150 bash "$0" _train "$work" "$train_epochs"
 for case in "16 bf16" "16 f32" "12 bf16"; do

@@ -17,7 +17,7 @@ use serde::Serialize;
 use transreid_loss::{transreid_loss, LossError, ObjectiveConfig};
 use transreid_model::{
     load_reference_dict, read_state_dict, reference_key, HostTensor, ImportError, ImportOptions,
-    JpmConfig, Precision, SieConfig, SieMode, StateDict, TransReid, TransReidConfig, VitConfig,
+    JpmConfig, Precision, SieConfig, SieMode, StateDict, TransReidConfig, VitConfig,
 };
 
 /// What [`check_device`] measured.
@@ -33,7 +33,7 @@ pub struct DeviceCheck {
     pub gradient_error: f64,
     /// The parameter of [`Self::gradient_error`].
     pub worst_gradient: String,
-    /// Gradients compared (every parameter of the reference model).
+    /// Gradients compared (every one the fixture holds).
     pub gradients: usize,
     /// The bound on the feature and loss errors ([`tolerances`]).
     pub tolerance: f64,
@@ -88,7 +88,7 @@ fn fixture_config() -> TransReidConfig {
 
 /// `max |got - want| / max(max |want|, 1e-2)`: the scale has a floor because two gradients
 /// (the JPM branches' final LayerNorm biases) are mathematically zero.
-fn relative_error(got: &[f32], want: &[f32]) -> f64 {
+pub(crate) fn relative_error(got: &[f32], want: &[f32]) -> f64 {
     let scale = want.iter().fold(0f32, |m, v| m.max(v.abs())).max(1e-2);
     if got.len() != want.len() || got.iter().any(|v| !v.is_finite()) {
         return f64::INFINITY;
@@ -163,26 +163,16 @@ pub fn check_device<B: AutodiffBackend>(
     let loss_error = ((got - want) / want).abs();
 
     let grads = GradientsParams::from_grads(loss.total.backward(), &model);
-    let mut gradient_error = 0f64;
-    let mut worst_gradient = String::new();
-    let mut gradients = 0;
+    let mut worst = WorstGradient::default();
     for (name, grad) in grads_by_name(&model, &grads) {
         let want = get(&format!("grad.{name}"))?;
-        // PyTorch stores Linear weights [out, in], Burn [in, out].
-        let got = if want.shape.len() == 2 && name.ends_with("weight") {
-            HostTensor::new(vec![want.shape[1], want.shape[0]], grad)
-                .transposed()
-                .data
-        } else {
-            grad
-        };
-        let error = relative_error(&got, &want.data);
-        if error >= gradient_error {
-            gradient_error = error;
-            worst_gradient = name;
-        }
-        gradients += 1;
+        worst.compare(name, grad, want);
     }
+    let WorstGradient {
+        error: gradient_error,
+        name: worst_gradient,
+        compared: gradients,
+    } = worst;
     let reference_gradients = tensors.keys().filter(|k| k.starts_with("grad.")).count();
     let (tolerance, gradient_tolerance) = tolerances(precision);
     let passed = gradients == reference_gradients
@@ -202,13 +192,41 @@ pub fn check_device<B: AutodiffBackend>(
     })
 }
 
-fn values<B: Backend, const D: usize>(t: Tensor<B, D>) -> Vec<f32> {
+/// The largest relative gradient error seen, and where.
+#[derive(Default)]
+pub(crate) struct WorstGradient {
+    pub error: f64,
+    pub name: String,
+    pub compared: usize,
+}
+
+impl WorstGradient {
+    /// Compares Burn's gradient of the parameter `name` (flattened in Burn's layout) with the
+    /// reference's; PyTorch stores Linear weights `[out, in]`, Burn `[in, out]`.
+    pub fn compare(&mut self, name: String, grad: Vec<f32>, want: &HostTensor) {
+        let got = if want.shape.len() == 2 && name.ends_with("weight") {
+            HostTensor::new(vec![want.shape[1], want.shape[0]], grad)
+                .transposed()
+                .data
+        } else {
+            grad
+        };
+        let error = relative_error(&got, &want.data);
+        if error >= self.error {
+            self.error = error;
+            self.name = name;
+        }
+        self.compared += 1;
+    }
+}
+
+pub(crate) fn values<B: Backend, const D: usize>(t: Tensor<B, D>) -> Vec<f32> {
     t.into_data().convert::<f32>().to_vec().expect("f32 data")
 }
 
 /// Every parameter's gradient by its reference name, flattened in Burn's layout.
-fn grads_by_name<A: AutodiffBackend>(
-    model: &TransReid<A>,
+pub(crate) fn grads_by_name<A: AutodiffBackend, M: Module<A> + ModuleSnapshot<A>>(
+    model: &M,
     grads: &GradientsParams,
 ) -> Vec<(String, Vec<f32>)> {
     struct Collect<'a> {

@@ -5,6 +5,7 @@ pub mod allocator;
 pub mod backend;
 pub mod bench;
 pub mod bench_clip_reid;
+pub mod clip_device_check;
 pub mod config;
 pub mod device_check;
 pub mod distributed;

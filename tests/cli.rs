@@ -689,6 +689,11 @@ fn gpu_check_dry_run_records_every_stage() {
         assert_eq!(row["passed"], true, "{text}");
         assert_eq!(row["gradients"], 79, "{text}");
     }
+    // CLIP-ReID's features, losses and gradients against the reference's, in f32.
+    let clip_check = stage("check-clip-reid");
+    assert_eq!(clip_check.len(), 1, "{text}");
+    assert_eq!(clip_check[0]["passed"], true, "{text}");
+    assert_eq!(clip_check[0]["precision"], "f32", "{text}");
     let train = stage("train");
     assert_eq!(train[0]["epochs"], 2, "{text}");
     assert!(

@@ -9,6 +9,7 @@ use transreid::bench::{bench_inference, bench_train_step, BenchModel};
 use transreid::bench_clip_reid::{
     bench_clip_reid_images, bench_clip_reid_prompts, ClipReidBenchModel,
 };
+use transreid::clip_device_check::check_clip_reid_device;
 use transreid::config::PrecisionSetting;
 use transreid::device_check::check_device;
 use transreid::model::{Precision, VitPreset};
@@ -79,12 +80,17 @@ pub enum BenchCommand {
         /// Compute backend.
         #[arg(long, value_enum, default_value = "flex")]
         device: Device,
+        /// The method: `transreid` (tests/fixtures/reference_model.safetensors) or `clip-reid`
+        /// (crates/transreid-model/tests/fixtures/clip_reid.safetensors with clip_reid.pth
+        /// beside it; f32 only).
+        #[arg(long, value_enum, default_value = "transreid")]
+        model: CheckedModel,
         /// Dtype of the products (`auto`: bf16 on CUDA, f32 elsewhere).
         #[arg(long, value_enum, default_value = "f32")]
         precision: PrecisionSetting,
-        /// The fixture written by scripts/reference_model_fixture.py. Default: the repository's
-        /// tests/fixtures/reference_model.safetensors, looked for in the working folder and
-        /// above the binary (target/release/, .gpu/).
+        /// The fixture written by scripts/reference_model_fixture.py (TransReID) or
+        /// scripts/clip_reid_fixture.py (CLIP-ReID). Default: the repository's, looked for in
+        /// the working folder and above the binary (target/release/, .gpu/).
         #[arg(long)]
         fixture: Option<PathBuf>,
     },
@@ -211,36 +217,62 @@ pub fn run(command: BenchCommand) -> anyhow::Result<()> {
         }
         BenchCommand::Check {
             device,
+            model,
             precision,
             fixture,
         } => {
+            let precision = precision.resolve(device == Device::Cuda);
+            if model == CheckedModel::ClipReid && precision != Precision::F32 {
+                anyhow::bail!(
+                    "the CLIP-ReID check runs in f32 (CLIP-ReID trains in f32): --precision f32"
+                );
+            }
+            let fixture = match fixture {
+                Some(path) => path,
+                None => find_check_fixture(model.fixture())?,
+            };
             let job = BenchJob::Check {
-                precision: precision.resolve(device == Device::Cuda),
-                fixture: match fixture {
-                    Some(path) => path,
-                    None => find_check_fixture()?,
-                },
+                model,
+                precision,
+                fixture,
             };
             on_backend(device, NamedBench(device, job))
         }
     }
 }
 
-/// The check's fixture, relative to the repository root.
-const CHECK_FIXTURE: &str = "tests/fixtures/reference_model.safetensors";
+/// The model `bench check` compares.
+#[derive(clap::ValueEnum, Clone, Copy, PartialEq, Eq)]
+pub enum CheckedModel {
+    /// The tiny JPM + SIE TransReID.
+    Transreid,
+    /// The tiny trained CLIP-ReID (both stages).
+    ClipReid,
+}
 
-/// [`CHECK_FIXTURE`] in the working folder or in a folder above the binary.
-fn find_check_fixture() -> anyhow::Result<PathBuf> {
+impl CheckedModel {
+    /// The check's fixture, relative to the repository root.
+    fn fixture(self) -> &'static str {
+        match self {
+            Self::Transreid => "tests/fixtures/reference_model.safetensors",
+            Self::ClipReid => "crates/transreid-model/tests/fixtures/clip_reid.safetensors",
+        }
+    }
+}
+
+/// `fixture` (relative to the repository root) in the working folder or in a folder above
+/// the binary.
+fn find_check_fixture(fixture: &str) -> anyhow::Result<PathBuf> {
     let exe = std::env::current_exe().ok();
     let above_binary = exe.iter().flat_map(|e| e.ancestors().skip(1));
     std::iter::once(Path::new("."))
         .chain(above_binary)
-        .map(|dir| dir.join(CHECK_FIXTURE))
+        .map(|dir| dir.join(fixture))
         .find(|path| path.is_file())
         .ok_or_else(|| {
             anyhow::anyhow!(
-                "no {CHECK_FIXTURE} in the working folder or above the binary: give --fixture \
-                 PATH (the repository's {CHECK_FIXTURE})"
+                "no {fixture} in the working folder or above the binary: give --fixture PATH \
+                 (the repository's {fixture})"
             )
         })
 }
@@ -271,6 +303,7 @@ enum BenchJob {
         iters: usize,
     },
     Check {
+        model: CheckedModel,
         precision: Precision,
         fixture: PathBuf,
     },
@@ -346,9 +379,20 @@ impl BackendJob for NamedBench {
                 println!("{json}");
                 return Ok(());
             }
-            BenchJob::Check { precision, fixture } => {
-                let result = check_device::<TrainBackend<B>>(&fixture, precision, &device)
-                    .with_context(|| format!("checking against {}", fixture.display()))?;
+            BenchJob::Check {
+                model,
+                precision,
+                fixture,
+            } => {
+                let result = match model {
+                    CheckedModel::Transreid => {
+                        check_device::<TrainBackend<B>>(&fixture, precision, &device)
+                    }
+                    CheckedModel::ClipReid => {
+                        check_clip_reid_device::<TrainBackend<B>>(&fixture, &device)
+                    }
+                }
+                .with_context(|| format!("checking against {}", fixture.display()))?;
                 (serde_json::to_value(&result)?, result.passed)
             }
         };
