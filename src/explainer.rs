@@ -122,16 +122,17 @@ impl<B: Backend> Explainer<B> {
                     fusion,
                     discard_ratio,
                 },
-                inner,
+                AnyReidModel::TransReid(m),
                 _,
-            ) => match inner {
-                AnyReidModel::TransReid(m) => {
-                    rollout_maps(m, input, cameras, views, fusion, discard_ratio)?
-                }
-                AnyReidModel::ClipReid(m) => {
-                    rollout_maps(m, input, cameras, views, fusion, discard_ratio)?
-                }
-            },
+            ) => rollout_maps(m, input, cameras, views, fusion, discard_ratio)?,
+            (
+                ExplainMethod::Rollout {
+                    fusion,
+                    discard_ratio,
+                },
+                AnyReidModel::ClipReid(m),
+                _,
+            ) => rollout_maps(m, input, cameras, views, fusion, discard_ratio)?,
             (ExplainMethod::Gradient(target), _, AnyReidModel::TransReid(m)) => {
                 gradient_maps(m, input, cameras, views, target)?
             }
