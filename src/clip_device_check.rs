@@ -18,7 +18,8 @@ use transreid_model::{
 };
 
 use crate::device_check::{
-    grads_by_name, relative_error, tolerances, values, DeviceCheck, DeviceCheckError, WorstGradient,
+    fixture_ids, fixture_images, fixture_tensor, grads_by_name, relative_error, tolerances, values,
+    DeviceCheck, DeviceCheckError, WorstGradient,
 };
 
 /// The checkpoint beside the fixture.
@@ -50,11 +51,7 @@ pub fn check_clip_reid_device<B: AutodiffBackend>(
 ) -> Result<DeviceCheck, DeviceCheckError> {
     let (golden, _) = read_state_dict(fixture)?;
     let (weights, _) = read_state_dict(&fixture.with_file_name(CLIP_REID_CHECKPOINT))?;
-    let get = |key: &str| {
-        golden
-            .get(key)
-            .ok_or_else(|| DeviceCheckError::Missing(key.to_string()))
-    };
+    let get = |key: &str| fixture_tensor(&golden, key);
     let mut model = fixture_config().init::<B>(device);
     let skipped = load_clip_reid(&mut model, &weights)?;
     if !skipped.is_empty() {
@@ -70,19 +67,8 @@ pub fn check_clip_reid_device<B: AutodiffBackend>(
             device,
         ))
     };
-    let ints = |key: &str| -> Result<(Tensor<B, 1, Int>, Vec<i64>), DeviceCheckError> {
-        let values: Vec<i64> = get(key)?.data.iter().map(|&v| v as i64).collect();
-        let n = values.len();
-        Ok((
-            Tensor::from_data(TensorData::new(values.clone(), [n]), device),
-            values,
-        ))
-    };
-    let images = get("input.images")?;
-    let images = Tensor::<B, 4>::from_data(
-        TensorData::new(images.data.clone(), images.shape.clone()),
-        device,
-    );
+    let ints = |key: &str| fixture_ids::<B>(&golden, key, device);
+    let images = fixture_images::<B>(&golden, device)?;
     let (cams, _) = ints("input.cameras")?;
     let (views, _) = ints("input.views")?;
     let (targets, labels) = ints("input.labels")?;

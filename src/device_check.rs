@@ -110,11 +110,7 @@ pub fn check_device<B: AutodiffBackend>(
     device: &B::Device,
 ) -> Result<DeviceCheck, DeviceCheckError> {
     let (tensors, _) = read_state_dict(fixture)?;
-    let get = |key: &str| {
-        tensors
-            .get(key)
-            .ok_or_else(|| DeviceCheckError::Missing(key.to_string()))
-    };
+    let get = |key: &str| fixture_tensor(&tensors, key);
     let weights: StateDict = tensors
         .iter()
         .filter_map(|(k, v)| {
@@ -126,19 +122,8 @@ pub fn check_device<B: AutodiffBackend>(
     load_reference_dict(&mut model, weights, ImportOptions::default())?;
     let model = model.with_precision(precision);
 
-    let images = get("input.images")?;
-    let images = Tensor::<B, 4>::from_data(
-        TensorData::new(images.data.clone(), images.shape.clone()),
-        device,
-    );
-    let ints = |key: &str| -> Result<(Tensor<B, 1, Int>, Vec<i64>), DeviceCheckError> {
-        let values: Vec<i64> = get(key)?.data.iter().map(|&v| v as i64).collect();
-        let n = values.len();
-        Ok((
-            Tensor::from_data(TensorData::new(values.clone(), [n]), device),
-            values,
-        ))
-    };
+    let images = fixture_images::<B>(&tensors, device)?;
+    let ints = |key: &str| fixture_ids::<B>(&tensors, key, device);
     let (cams, _) = ints("input.cams")?;
     let (views, _) = ints("input.views")?;
     let (targets, pids) = ints("input.pids")?;
@@ -190,6 +175,46 @@ pub fn check_device<B: AutodiffBackend>(
         gradient_tolerance,
         passed,
     })
+}
+
+/// The fixture's tensor `key`.
+pub(crate) fn fixture_tensor<'a>(
+    tensors: &'a StateDict,
+    key: &str,
+) -> Result<&'a HostTensor, DeviceCheckError> {
+    tensors
+        .get(key)
+        .ok_or_else(|| DeviceCheckError::Missing(key.to_string()))
+}
+
+/// The fixture's `input.images` on `device`.
+pub(crate) fn fixture_images<B: Backend>(
+    tensors: &StateDict,
+    device: &B::Device,
+) -> Result<Tensor<B, 4>, DeviceCheckError> {
+    let images = fixture_tensor(tensors, "input.images")?;
+    Ok(Tensor::from_data(
+        TensorData::new(images.data.clone(), images.shape.clone()),
+        device,
+    ))
+}
+
+/// The fixture's ids `key` on `device`, and on the host.
+pub(crate) fn fixture_ids<B: Backend>(
+    tensors: &StateDict,
+    key: &str,
+    device: &B::Device,
+) -> Result<(Tensor<B, 1, Int>, Vec<i64>), DeviceCheckError> {
+    let values: Vec<i64> = fixture_tensor(tensors, key)?
+        .data
+        .iter()
+        .map(|&v| v as i64)
+        .collect();
+    let n = values.len();
+    Ok((
+        Tensor::from_data(TensorData::new(values.clone(), [n]), device),
+        values,
+    ))
 }
 
 /// The largest relative gradient error seen, and where.
